@@ -1,0 +1,50 @@
+"""Exceptions shared by sources, the engine and the API."""
+
+from __future__ import annotations
+
+
+class ChandraDownloadError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ObsIdNotFound(ChandraDownloadError):
+    """The ObsId directory does not exist on the site."""
+
+
+class SourceError(ChandraDownloadError):
+    """A permanent failure talking to a site (retrying will not help)."""
+
+
+class TransientError(SourceError):
+    """A failure worth retrying: dropped connection, timeout, 5xx, throttling.
+
+    ``retry_after`` is the delay in seconds the server asked for, when it did.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AuthError(SourceError):
+    """The site refused the credentials (or asked for some and got none)."""
+
+
+class FileMissing(SourceError):
+    """A listed file is not there any more (HTTP 404, FTP 550, S3 NoSuchKey)."""
+
+
+class RangeNotSatisfiable(SourceError):
+    """The requested offset is at or past the end of the file; ``total`` is its size if known."""
+
+    def __init__(self, message: str, total: int | None) -> None:
+        super().__init__(message)
+        self.total = total
+
+
+class UnsafeEntry(SourceError):
+    """A listing named a path outside the ObsId directory (or an otherwise unsafe name)."""
+
+
+class VerificationError(ChandraDownloadError):
+    """Downloaded bytes failed a content check (size, gzip CRC, FITS checksum, HTML page)."""

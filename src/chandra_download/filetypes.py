@@ -1,0 +1,144 @@
+"""The archive's file types: names, descriptions, and how a file name maps to one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+# Description of every type CIAO knows (2013 help page plus the current tool's additions).
+DESCRIPTIONS: dict[str, str] = {
+    "adat": "Aspect camera raw data (PCAD level 1)",
+    "aoff": "Aspect offset files",
+    "aqual": "Aspect quality files",
+    "arf": "Grating ancillary response files (ARF)",
+    "asol": "Aspect solution files",
+    "bias": "Bias maps",
+    "bpix": "Bad-pixel file",
+    "cntr_img": "High-resolution image (JPEG and FITS) of the center of the field of view",
+    "dtf": "Dead-time factor file (HRC)",
+    "eph0": "Level 0 ephemeris files",
+    "eph1": "Ephemeris files (orbit, solar, lunar and viewing angles)",
+    "evt1": "Level 1 event file",
+    "evt1a": "Level 1.5 (grating) event file",
+    "evt2": "Level 2 event file",
+    "flt": "Good-time intervals for the observation",
+    "fov": "Field-of-view file for the observation",
+    "full_img": "Low-resolution image (JPEG and FITS) of the field of view",
+    "msk": "The detector mask file",
+    "mtl": "The mission timeline",
+    "oif": "The observation index file",
+    "osol": "The on-board-computer (OBC) aspect solution files",
+    "pbk": "The parameter block file",
+    "pha2": "Grating spectra",
+    "plt": "Aspect plot files",
+    "readme": "The 00README file",
+    "rmf": "Grating response matrix files (RMF)",
+    "soff": "Alignment offset files (no longer produced, as of DS 8.4)",
+    "src2": "Imaging source list (no longer produced, as of DS 8.4)",
+    "src_img": "Source image",
+    "stat": "The exposure statistics file",
+    "sum": "Aspect summary files",
+    "vv": "The verification and validation report",
+    "vvref": "The verification and validation reference report",
+}
+
+FILETYPES: tuple[str, ...] = tuple(sorted(DESCRIPTIONS))
+
+# Order matters: the first `_T` found in a name wins, most specific first.
+_MATCH_ORDER: tuple[str, ...] = (
+    "oif vv bpix fov evt2 src2 cntr_img full_img src_img asol eph0 eph1 aoff evt1a evt1 flt "
+    "msk mtl soff stat arf rmf bias pbk osol aqual sum pha2 dtf plt adat vvref readme"
+).split()
+
+
+def classify(name: str) -> str | None:
+    """Return the file type of an archive file name (its last path component), or None.
+
+    Parameters
+    ----------
+    name : str
+        A file name such as ``acisf02749N004_evt2.fits.gz`` (directories are ignored).
+
+    Returns
+    -------
+    str or None
+        The type, e.g. ``"evt2"``, or None when the name has no known type.
+    """
+    base = name.rsplit("/", 1)[-1]
+    if base == "oif.fits":
+        return "oif"
+    if base.lower() == "00readme":
+        return "readme"
+    # vvref2 contains "vv" but not "vv2"; test it first so the two never collide.
+    if "vvref2" in base:
+        return "vvref"
+    if "vv2" in base:
+        return "vv"
+    for ftype in _MATCH_ORDER:
+        if f"_{ftype}" in base:
+            return ftype
+    return None
+
+
+def file_format(name: str) -> str:
+    """Short format label for output tables: ``fits``, ``pdf``, ``jpg``, ``text``..."""
+    base = name.rsplit("/", 1)[-1].lower()
+    if base.endswith(".gz"):
+        base = base[:-3]
+    if base.endswith((".fits", ".fit", ".fts")):
+        return "fits"
+    if "." not in base:
+        return "text"
+    return base.rsplit(".", 1)[-1]
+
+
+def _normalise(types: str | Iterable[str] | None, what: str) -> set[str]:
+    if types is None:
+        return set()
+    if isinstance(types, str):
+        types = types.split(",")
+    out = set()
+    for t in types:
+        t = str(t).strip().lower()
+        if not t:
+            continue
+        if t not in DESCRIPTIONS:
+            raise ValueError(
+                f"Unknown {what} file type {t!r}; valid types are: {', '.join(FILETYPES)}"
+            )
+        out.add(t)
+    return out
+
+
+class Selection:
+    """Which file types to fetch, from a wanted list and an excluded list.
+
+    Parameters
+    ----------
+    filetypes : str or iterable of str, optional
+        Types to fetch (a comma-separated string or a list). None or empty: everything.
+    exclude : str or iterable of str, optional
+        Types never to fetch. A type in both lists is excluded (see ``conflicts``).
+    """
+
+    def __init__(
+        self, filetypes: str | Iterable[str] | None = None, exclude: str | Iterable[str] | None = None
+    ) -> None:
+        self.wanted = _normalise(filetypes, "requested")
+        self.excluded = _normalise(exclude, "excluded")
+        self.conflicts = sorted(self.wanted & self.excluded)
+
+    def accepts(self, ftype: str | None) -> bool:
+        """True when a file of this type (None: untyped) should be fetched."""
+        if ftype is not None and ftype in self.excluded:
+            return False
+        if self.wanted:
+            return ftype in self.wanted
+        return True
+
+    def describe(self) -> str:
+        parts = []
+        if self.wanted:
+            parts.append("types " + ",".join(sorted(self.wanted)))
+        if self.excluded:
+            parts.append("excluding " + ",".join(sorted(self.excluded)))
+        return "; ".join(parts) or "all files"

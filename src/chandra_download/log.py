@@ -1,0 +1,66 @@
+"""CIAO-style verbosity (0-5) on top of the standard ``logging`` module."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import IO
+
+LOGGER = logging.getLogger("chandra_download")
+LOGGER.addHandler(logging.NullHandler())  # a library prints nothing unless asked
+
+#: logging level of each CIAO verbose level: 1 is the normal table, 2-5 ever more detail.
+LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: 15, 3: logging.DEBUG, 4: 7, 5: 5}
+for _v, _lvl in LEVELS.items():
+    if _v >= 2:
+        logging.addLevelName(_lvl, f"VERBOSE{_v}")
+
+_handler: logging.Handler | None = None
+
+
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` is at the time, so a live progress display that
+    redirects stdout keeps log lines above its bars."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> IO[str]:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: IO[str]) -> None:
+        pass
+
+
+def vlog(verbose: int, msg: str, *args: object) -> None:
+    """Log a message shown at CIAO verbose level ``verbose`` and above."""
+    LOGGER.log(LEVELS[verbose], msg, *args)
+
+
+def set_verbosity(verbose: int, stream: IO[str] | None = None) -> None:
+    """Show this package's messages up to a CIAO verbose level (0-5), like CIAO's
+    ``lw.initialize_logger("download", verbose=N)``.
+
+    Parameters
+    ----------
+    verbose : int
+        0 shows only warnings and errors, 1 the per-ObsId table (the command line's default),
+        2 to 5 ever more detail (requests, retries, checks).
+    stream : file-like, optional
+        Where to write (default: standard output, as CIAO does).
+    """
+    global _handler
+    if not 0 <= int(verbose) <= 5:
+        raise ValueError(f"verbose must be between 0 and 5, not {verbose}")
+    if _handler is not None:
+        LOGGER.removeHandler(_handler)
+    _handler = logging.StreamHandler(stream) if stream is not None else _StdoutHandler()
+    _handler.setFormatter(logging.Formatter("%(message)s"))
+    LOGGER.addHandler(_handler)
+    LOGGER.setLevel(LEVELS[int(verbose)])
+    LOGGER.propagate = False
+
+
+def verbosity() -> int:
+    """The current CIAO verbose level implied by the logger's level."""
+    level = LOGGER.getEffectiveLevel()
+    return max((v for v, lvl in LEVELS.items() if lvl >= level), default=0)

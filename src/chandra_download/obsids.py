@@ -1,0 +1,83 @@
+"""Parsing and validation of ObsId values (ints, strings, comma lists, ranges, @files)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+_DIGITS = re.compile(r"^\d+$")
+_RANGE = re.compile(r"^(\d+)-(\d+)$")
+MAX_RANGE = 100_000
+
+
+def validate_obsid(value: object) -> int:
+    """Return an ObsId as an int, or raise ValueError naming the bad value.
+
+    Accepts non-negative ints and strings of digits (surrounding blanks ignored).
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"Invalid ObsId {value!r}: expected a positive integer")
+    if isinstance(value, int):
+        if value <= 0:
+            raise ValueError(f"Invalid ObsId {value!r}: must be a positive integer")
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if not _DIGITS.match(text):
+            raise ValueError(f"Invalid ObsId {value!r}: must be a positive integer")
+        number = int(text)
+        if number <= 0:
+            raise ValueError(f"Invalid ObsId {value!r}: must be a positive integer")
+        return number
+    raise ValueError(f"Invalid ObsId {value!r}: expected an int or a string of digits")
+
+
+def validate_obsids(values: Iterable[object] | int | str) -> list[int]:
+    """Validate a list of ObsIds (order kept, duplicates kept as given)."""
+    if isinstance(values, (int, str)):
+        values = [values]
+    return [validate_obsid(v) for v in values]
+
+
+def parse_obsid_args(text: str) -> list[int]:
+    """Parse the command line's ObsId argument: ``1842,1843``, ``1842-1850``, ``@list.txt``.
+
+    An @file holds ObsIds separated by commas, blanks or new lines; ``#`` starts a comment.
+    Duplicates are dropped, first occurrence kept.
+    """
+    out: list[int] = []
+    for token in _tokens(text):
+        m = _RANGE.match(token)
+        if m:
+            lo, hi = int(m.group(1)), int(m.group(2))
+            if lo <= 0 or hi < lo:
+                raise ValueError(f"Invalid ObsId range {token!r}")
+            if hi - lo >= MAX_RANGE:
+                raise ValueError(f"ObsId range {token!r} is too large")
+            out.extend(range(lo, hi + 1))
+        else:
+            out.append(validate_obsid(token))
+    if not out:
+        raise ValueError("No ObsIds given")
+    return list(dict.fromkeys(out))
+
+
+def _tokens(text: str) -> list[str]:
+    tokens: list[str] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if part.startswith("@"):
+            path = Path(part[1:])
+            try:
+                content = path.read_text()
+            except OSError as exc:
+                raise ValueError(f"Cannot read ObsId list {path}: {exc.strerror}") from None
+            for line in content.splitlines():
+                line = line.split("#", 1)[0]
+                tokens.extend(t for t in re.split(r"[\s,]+", line) if t)
+        else:
+            tokens.append(part)
+    return tokens

@@ -1,0 +1,145 @@
+"""What a download did, per file and per ObsId: the objects the API returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+
+class Status(str, Enum):
+    """Outcome of one file."""
+
+    DOWNLOADED = "downloaded"
+    RESUMED = "resumed"
+    PRESENT = "already present"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    PLANNED = "planned"  # --list / dry run: nothing was written
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class FileResult:
+    """One archive file: where it is, where it went and what happened.
+
+    ``url`` never holds a password. ``reason`` says why a file was skipped or failed.
+    """
+
+    obsid: int
+    relpath: str
+    url: str
+    path: Path
+    filetype: str | None
+    size: int | None = None
+    status: Status = Status.PLANNED
+    reason: str | None = None
+    site: str | None = None
+    local_size: int = 0
+    bytes_transferred: int = 0
+    elapsed: float = 0.0
+    attempts: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when the file is complete on disk (or was deliberately skipped)."""
+        return self.status in (Status.DOWNLOADED, Status.RESUMED, Status.PRESENT)
+
+
+@dataclass
+class ObsIdResult:
+    """One ObsId: was it found, on which site, and its files."""
+
+    obsid: int
+    found: bool = False
+    site: str | None = None
+    files: list[FileResult] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def total_size(self) -> int:
+        return sum(f.size or 0 for f in self.files)
+
+    @property
+    def failures(self) -> list[FileResult]:
+        return [f for f in self.files if f.status is Status.FAILED]
+
+    @property
+    def ok(self) -> bool:
+        """Found, and every selected file complete (larger-local files count as not ok)."""
+        return self.found and self.error is None and all(
+            f.ok for f in self.files if not _deliberate_skip(f)
+        )
+
+
+def _deliberate_skip(f: FileResult) -> bool:
+    return f.status is Status.SKIPPED and (f.reason or "").startswith("not selected")
+
+
+class Results(list[ObsIdResult]):
+    """A list of :class:`ObsIdResult` in the order the ObsIds were given.
+
+    Attributes
+    ----------
+    errors : list of str
+        One line per ObsId not found or failing and per file that failed.
+    """
+
+    def __init__(self, items: list[ObsIdResult] = (), rerun: Callable[..., Any] | None = None):
+        super().__init__(items)
+        self._rerun = rerun
+
+    @property
+    def files(self) -> list[FileResult]:
+        """Every file of every ObsId, in order."""
+        return [f for r in self for f in r.files]
+
+    @property
+    def found(self) -> list[bool]:
+        """One bool per ObsId: found in the archive (CIAO's return value)."""
+        return [r.found for r in self]
+
+    @property
+    def ok(self) -> bool:
+        """True when every ObsId was found and every selected file is complete."""
+        return all(r.ok for r in self)
+
+    @property
+    def errors(self) -> list[str]:
+        out = []
+        for r in self:
+            if r.error:
+                out.append(f"ObsId {r.obsid}: {r.error}")
+            for f in r.files:
+                if f.status is Status.FAILED or (f.status is Status.SKIPPED and not _deliberate_skip(f)):
+                    out.append(f"ObsId {r.obsid}: {f.relpath}: {f.reason}")
+        return out
+
+    def summary(self) -> str:
+        """One line saying what was not found or failed, or that all is well."""
+        missing = [str(r.obsid) for r in self if not r.found and not r.error]
+        broken = [str(r.obsid) for r in self if r.error and not r.found]
+        failed = [f for f in self.files if f.status is Status.FAILED]
+        larger = [f for f in self.files if f.status is Status.SKIPPED and not _deliberate_skip(f)]
+        parts = []
+        if missing:
+            parts.append(f"not found: ObsId {', '.join(missing)}")
+        if broken:
+            parts.append(f"could not be listed: ObsId {', '.join(broken)}")
+        if failed:
+            parts.append(f"{len(failed)} file(s) failed")
+        if larger:
+            parts.append(f"{len(larger)} local file(s) larger than the archive's, left alone")
+        if not parts:
+            return f"All {len(self)} ObsId(s) complete."
+        return "; ".join(parts) + "."
+
+    def retry(self) -> Results:
+        """Run the same download again; complete files are skipped, the rest is fetched."""
+        if self._rerun is None:
+            raise RuntimeError("These results cannot be retried")
+        return self._rerun()

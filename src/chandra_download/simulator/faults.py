@@ -1,0 +1,252 @@
+"""Switchable faults for the simulator servers (protocol-neutral).
+
+A server asks its :class:`FaultPlan` once per request, naming the protocol, the path and the
+fault kinds that can apply to that request; the first matching fault with uses left is
+consumed and returned. Paths are matched with :func:`fnmatch.fnmatchcase` against BOTH the
+path below the mirror base (``byobsid/3/1843/primary/x.fits.gz``; directories end in ``/``)
+and the path below the ObsId directory (``primary/x.fits.gz``), so ``"*evt2*"`` and
+``"primary/*"`` both work. ``*`` also matches ``/``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import threading
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+__all__ = [
+    "FAULT_KINDS",
+    "TRAVERSAL_ENTRIES",
+    "Fault",
+    "FaultPlan",
+    "corrupt_bytes",
+    "cut_length",
+    "split_obsid_path",
+]
+
+FAULT_KINDS: tuple[str, ...] = (
+    "drop",  # abort the connection (TCP reset) after `after_bytes` body bytes
+    "stall",  # stop sending for `seconds` after `after_bytes` body bytes, then go on
+    "status",  # answer `status` (500, 503, 404, 403, 429...), with Retry-After if set
+    "ignore_range",  # answer a Range request with 200 and the whole file
+    "wrong_content_range",  # 206 with data from another offset and a mismatching range
+    "truncate",  # announce the full length, send `after_bytes` (0: half), close cleanly
+    "html",  # 200 text/html error page instead of the file
+    "corrupt",  # flip a few body bytes, same length
+    "traversal",  # listings gain malicious entries (`entries`)
+)
+
+# Names a hostile server could list; a client must never write outside its output directory.
+TRAVERSAL_ENTRIES: tuple[str, ...] = (
+    "../evil.fits",
+    "../../../../tmp/evil.fits",
+    "/etc/passwd",
+    "%2e%2e/x.fits",
+    "..%2fy.fits",
+    "..\\evil.fits",
+    "C:\\evil.fits",
+    "bad\x01name.fits",
+    "line\nbreak.fits",
+    "primary/../../escape.fits",
+)
+
+_OBSID_PATH = re.compile(r"^(?:.*/)?byobsid/\d/\d+(?:/(.*))?$")
+
+
+def split_obsid_path(path: str) -> str | None:
+    """Path below the ObsId directory of a path below the base (None if not inside one).
+
+    ``"byobsid/3/1843/primary/a.fits"`` gives ``"primary/a.fits"``; the ObsId directory
+    itself gives ``""``.
+    """
+    m = _OBSID_PATH.match(path.lstrip("/"))
+    return None if m is None else (m.group(1) or "")
+
+
+@dataclass
+class Fault:
+    """One fault to inject.
+
+    Parameters
+    ----------
+    kind : str
+        One of ``FAULT_KINDS``.
+    path_glob : str
+        fnmatch pattern, matched against the path below the base and the path below the
+        ObsId directory (see module docstring).
+    times : int or None
+        How many requests it affects; None for every matching request.
+    after_bytes : int
+        For drop/stall/truncate/corrupt: body bytes sent before the fault acts.
+    status : int
+        Status code of a ``status`` fault.
+    retry_after : int or None
+        ``Retry-After`` seconds of a ``status`` fault.
+    seconds : float
+        Duration of a ``stall``.
+    entries : tuple of str
+        Entries a ``traversal`` fault adds to listings.
+    protocols : tuple of str or None
+        Restrict to these protocols (``"http"``, ``"ftp"``, ``"s3"``); None for all.
+    """
+
+    kind: str
+    path_glob: str = "*"
+    times: int | None = 1
+    after_bytes: int = 0
+    status: int = 503
+    retry_after: int | None = None
+    seconds: float = 0.0
+    entries: tuple[str, ...] = field(default=TRAVERSAL_ENTRIES)
+    protocols: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; use one of {FAULT_KINDS}")
+        self.entries = tuple(self.entries)
+        if self.protocols is not None:
+            self.protocols = tuple(self.protocols)
+
+    def matches(self, protocol: str, path: str) -> bool:
+        """True when this fault applies to ``path`` (below the base) over ``protocol``."""
+        if self.protocols is not None and protocol not in self.protocols:
+            return False
+        candidates = [path.lstrip("/")]
+        inner = split_obsid_path(path)
+        if inner is not None:
+            candidates.append(inner)
+        return any(fnmatch.fnmatchcase(c, self.path_glob) for c in candidates)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the inverse of ``Fault(**d)``)."""
+        d = asdict(self)
+        d["entries"] = list(self.entries)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Fault:
+        """Build from a mapping, rejecting unknown keys."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown fault fields: {sorted(unknown)}")
+        return cls(**data)
+
+
+class FaultPlan:
+    """Thread-safe, ordered set of faults shared by a server's request threads.
+
+    Examples
+    --------
+    >>> plan = FaultPlan()
+    >>> plan.add(Fault("status", "*evt2*", status=503, retry_after=1))
+    >>> plan.match("http", "byobsid/3/1843/primary/acisf01843N005_evt2.fits.gz").status
+    503
+    """
+
+    def __init__(self, faults: Iterable[Fault] = ()) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[Fault] = []
+        self._fired: list[tuple[str, str, str]] = []
+        for f in faults:
+            self.add(f)
+
+    def add(self, fault: Fault) -> Fault:
+        """Append a fault (checked in insertion order); returns it."""
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear(self) -> None:
+        """Remove all faults and forget the fired log."""
+        with self._lock:
+            self._faults.clear()
+            self._fired.clear()
+
+    @property
+    def faults(self) -> list[Fault]:
+        """A copy of the pending faults."""
+        with self._lock:
+            return list(self._faults)
+
+    @property
+    def fired(self) -> list[tuple[str, str, str]]:
+        """(protocol, path, kind) of every fault applied so far."""
+        with self._lock:
+            return list(self._fired)
+
+    def match(self, protocol: str, path: str, kinds: Iterable[str] | None = None) -> Fault | None:
+        """Find, consume one use of, and return the first applicable fault.
+
+        Parameters
+        ----------
+        protocol : str
+            ``"http"``, ``"ftp"``, ``"s3"``...
+        path : str
+            Path below the mirror base (``byobsid/...``); directories end in ``/``.
+        kinds : iterable of str, optional
+            Fault kinds the caller can apply to this request (None: any).
+
+        Returns
+        -------
+        Fault or None
+        """
+        allowed = None if kinds is None else set(kinds)
+        with self._lock:
+            for i, fault in enumerate(self._faults):
+                if allowed is not None and fault.kind not in allowed:
+                    continue
+                if fault.times is not None and fault.times <= 0:
+                    continue
+                if not fault.matches(protocol, path):
+                    continue
+                if fault.times is not None:
+                    fault.times -= 1
+                    if fault.times == 0:
+                        del self._faults[i]
+                self._fired.append((protocol, path, fault.kind))
+                return fault
+        return None
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._faults)
+
+
+def corrupt_bytes(data: bytes, offset: int, total: int, after_bytes: int) -> bytes:
+    """Flip bytes of a body chunk: one at ``after_bytes``, one mid-body, the last one.
+
+    Parameters
+    ----------
+    data : bytes
+        The chunk, starting at body offset ``offset``.
+    offset : int
+        Offset of the chunk within the body being sent.
+    total : int
+        Length of the whole body.
+    after_bytes : int
+        The fault's ``after_bytes``.
+    """
+    targets = {min(after_bytes, total - 1), total // 2, total - 1}
+    hits = [t - offset for t in targets if offset <= t < offset + len(data)]
+    if not hits:
+        return data
+    buf = bytearray(data)
+    for h in hits:
+        buf[h] ^= 0xFF
+    return bytes(buf)
+
+
+def cut_length(fault: Fault | None, total: int) -> int:
+    """Body bytes to send before closing, for ``drop``/``truncate`` (``total`` otherwise)."""
+    if fault is None:
+        return total
+    if fault.kind == "drop":
+        return min(max(fault.after_bytes, 0), total)
+    if fault.kind == "truncate":
+        want = fault.after_bytes if fault.after_bytes > 0 else total // 2
+        return max(0, min(want, total - 1))
+    return total

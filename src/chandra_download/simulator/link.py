@@ -1,0 +1,193 @@
+"""Network link model for the simulator servers: per-request latency and bandwidth caps.
+
+Bandwidth is enforced with "virtual finish time" token buckets: each bucket remembers when
+the bytes already granted will have drained at its rate, and a caller sleeps until its own
+bytes have drained. This stays accurate for any chunk size (no rounding per chunk), and a
+small burst allowance lets an idle link start at once.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+__all__ = ["LinkModel", "ServerStats", "TokenBucket"]
+
+
+class TokenBucket:
+    """Thread-safe rate limiter.
+
+    Parameters
+    ----------
+    rate : float
+        Bytes per second.
+    burst : float, optional
+        Bytes that may pass at once after the bucket has been idle (default: 1/50 s worth,
+        at least 16 KiB).
+    """
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = float(rate)
+        self.burst = float(burst if burst is not None else max(16384.0, rate / 50))
+        self._finish = time.monotonic()
+        self._lock = threading.Lock()
+
+    def reserve(self, nbytes: int) -> float:
+        """Book ``nbytes`` and return the monotonic time at which they may have been sent."""
+        with self._lock:
+            now = time.monotonic()
+            # An idle bucket holds at most `burst` bytes of credit.
+            self._finish = max(self._finish, now - self.burst / self.rate) + nbytes / self.rate
+            return self._finish
+
+
+class LinkModel:
+    """Latency and bandwidth of the simulated network, shared by all simulator servers.
+
+    Parameters
+    ----------
+    latency : float
+        Seconds added once per request before the response starts (a round trip).
+    conn_bandwidth : float, optional
+        Bytes per second per connection; None for unlimited.
+    total_bandwidth : float, optional
+        Bytes per second over all connections together; None for unlimited.
+
+    Examples
+    --------
+    >>> link = LinkModel(latency=0.05, conn_bandwidth=1e6)
+    >>> conn = link.new_connection()
+    >>> link.delay()              # once per request
+    >>> link.pace(conn, 65536)    # before sending each chunk
+    """
+
+    def __init__(
+        self,
+        latency: float = 0.0,
+        conn_bandwidth: float | None = None,
+        total_bandwidth: float | None = None,
+    ) -> None:
+        if latency < 0:
+            raise ValueError("latency must not be negative")
+        self.latency = float(latency)
+        self.conn_bandwidth = conn_bandwidth or None
+        self.total_bandwidth = total_bandwidth or None
+        self._total = TokenBucket(total_bandwidth) if total_bandwidth else None
+
+    @property
+    def throttled(self) -> bool:
+        """True when any bandwidth cap is set (servers then send in paced chunks)."""
+        return bool(self.conn_bandwidth or self.total_bandwidth)
+
+    def chunk_size(self, default: int = 65536) -> int:
+        """A send size giving smooth pacing: at most ~1/20 s of the tightest cap."""
+        rates = [r for r in (self.conn_bandwidth, self.total_bandwidth) if r]
+        if not rates:
+            return default
+        return int(max(1024, min(default, min(rates) / 20)))
+
+    def new_connection(self) -> TokenBucket | None:
+        """Per-connection state to pass to :meth:`pace` (None when uncapped)."""
+        return TokenBucket(self.conn_bandwidth) if self.conn_bandwidth else None
+
+    def delay(self, stop: threading.Event | None = None) -> None:
+        """Sleep for the request latency (returns early when ``stop`` is set)."""
+        if self.latency > 0:
+            if stop is not None:
+                stop.wait(self.latency)
+            else:
+                time.sleep(self.latency)
+
+    def pace(self, conn: TokenBucket | None, nbytes: int) -> None:
+        """Block until ``nbytes`` more may be sent on connection ``conn``.
+
+        Parameters
+        ----------
+        conn : TokenBucket or None
+            The value of :meth:`new_connection` for this connection.
+        nbytes : int
+            Size of the chunk about to be sent.
+        """
+        until = 0.0
+        if conn is not None:
+            until = conn.reserve(nbytes)
+        if self._total is not None:
+            until = max(until, self._total.reserve(nbytes))
+        wait = until - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+
+
+class ServerStats:
+    """Thread-safe traffic counters of one simulator server (any protocol).
+
+    Attributes
+    ----------
+    requests : collections.Counter
+        Keyed by (method, path below the base), e.g. ``("GET", "byobsid/3/1843/oif.fits")``.
+    current_connections, peak_connections, connections_opened : int
+        Open connections now, the most at once, and the total opened.
+    bytes_sent : int
+        Body bytes sent.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.current_connections = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero the counters (the peak restarts from the connections open now)."""
+        with self._lock:
+            self.requests: Counter[tuple[str, str]] = Counter()
+            self.bytes_sent = 0
+            self.connections_opened = 0
+            self.peak_connections = self.current_connections
+
+    def record(self, method: str, path: str) -> None:
+        """Count one request."""
+        with self._lock:
+            self.requests[(method, path)] += 1
+
+    def add_bytes(self, n: int) -> None:
+        """Count ``n`` bytes sent."""
+        with self._lock:
+            self.bytes_sent += n
+
+    def connection_opened(self) -> None:
+        with self._lock:
+            self.connections_opened += 1
+            self.current_connections += 1
+            self.peak_connections = max(self.peak_connections, self.current_connections)
+
+    def connection_closed(self) -> None:
+        with self._lock:
+            self.current_connections -= 1
+
+    def get_count(self, path_glob: str = "*", method: str | None = "GET") -> int:
+        """Requests whose path matches ``path_glob`` (fnmatch; None method: any method)."""
+        with self._lock:
+            items = list(self.requests.items())
+        return sum(
+            n
+            for (m, p), n in items
+            if (method is None or m == method) and fnmatch.fnmatchcase(p, path_glob)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready snapshot."""
+        with self._lock:
+            return {
+                "requests": [
+                    {"method": m, "path": p, "count": n} for (m, p), n in self.requests.items()
+                ],
+                "bytes_sent": self.bytes_sent,
+                "connections_opened": self.connections_opened,
+                "current_connections": self.current_connections,
+                "peak_connections": self.peak_connections,
+            }

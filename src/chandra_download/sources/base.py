@@ -1,0 +1,133 @@
+"""The source seam: what every site kind (HTTPS, FTP, S3, local) provides to the engine."""
+
+from __future__ import annotations
+
+import posixpath
+import unicodedata
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from ..errors import UnsafeEntry
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of an ObsId directory on a site.
+
+    Attributes
+    ----------
+    relpath : str
+        POSIX path relative to the ObsId directory, e.g. ``primary/acisf01843N003_evt2.fits.gz``.
+        Always checked by :func:`check_relpath`.
+    size : int or None
+        Exact size in bytes when the listing gives it (FTP, S3, local); None for HTTP listings.
+    approx_size : int or None
+        A rounded size from an HTML listing (``2.1M``), for ordering and estimates only.
+    url : str
+        Where the file is, for display (never holds a password).
+    """
+
+    relpath: str
+    size: int | None
+    url: str
+    approx_size: int | None = None
+
+    @property
+    def best_size(self) -> int:
+        """Exact size if known, else the rounded one, else 0 (for ordering and totals)."""
+        if self.size is not None:
+            return self.size
+        return self.approx_size or 0
+
+
+class Body(ABC):
+    """An open stream of one file's bytes, from ``start`` on.
+
+    ``start`` is where the data really begins: the requested offset, or 0 when the server
+    ignored it. ``total`` is the whole file's size when the site told it.
+    """
+
+    start: int = 0
+    total: int | None = None
+
+    @abstractmethod
+    def read(self, n: int) -> bytes:
+        """Up to n bytes; b"" at the end. Raise TransientError when the stream breaks."""
+
+    def close(self) -> None:  # noqa: B027 - optional for sources with nothing to release
+        """Release the connection (return it to a pool when it is still usable)."""
+
+    def __enter__(self) -> Body:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Source(ABC):
+    """A site holding ``byobsid/<digit>/<obsid>/`` trees. Must be safe to use from many threads.
+
+    Implementations raise ``ObsIdNotFound`` for a missing ObsId, ``AuthError`` for refused
+    credentials, ``TransientError`` for retryable failures and ``SourceError`` otherwise; no
+    message may contain a password.
+    """
+
+    #: Display form of the site (password masked).
+    label: str = ""
+    #: True when list_obsid gives exact sizes (so no request is needed to plan a file).
+    exact_sizes: bool = True
+
+    @abstractmethod
+    def list_obsid(self, obsid: int) -> list[RemoteFile]:
+        """Every file under the ObsId directory, at any depth."""
+
+    @abstractmethod
+    def open(self, f: RemoteFile, offset: int = 0) -> Body:
+        """Open a file for reading from a byte offset.
+
+        Raises ``RangeNotSatisfiable`` when offset is at or past the end of the file.
+        """
+
+    def size(self, f: RemoteFile) -> int:
+        """Exact size of a file (only called when ``f.size`` is None, e.g. for ``--list``)."""
+        if f.size is None:
+            raise NotImplementedError
+        return f.size
+
+    def close(self) -> None:  # noqa: B027 - optional for sources with nothing to release
+        """Close pooled connections."""
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def obsid_dir(obsid: int) -> str:
+    """The archive path of an ObsId below the site's base: ``byobsid/3/1843``."""
+    return f"byobsid/{obsid % 10}/{obsid}"
+
+
+def check_relpath(relpath: str) -> str:
+    """Return a normalised safe relative path, or raise UnsafeEntry.
+
+    Refused: empty names, absolute paths, ``..`` or ``.`` components, backslashes, NUL and other
+    control characters, and drive letters; the result always stays inside the ObsId directory.
+    """
+    shown = relpath.encode("unicode_escape").decode("ascii")
+    if not relpath or relpath.startswith("/"):
+        raise UnsafeEntry(f"Refusing listing entry {shown!r}: absolute or empty path")
+    if "\\" in relpath:
+        raise UnsafeEntry(f"Refusing listing entry {shown!r}: backslash in name")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in relpath):
+        raise UnsafeEntry(f"Refusing listing entry {shown!r}: control character in name")
+    parts = relpath.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise UnsafeEntry(f"Refusing listing entry {shown!r}: path leaves the ObsId directory")
+    if ":" in parts[0] and len(parts[0]) == 2:
+        raise UnsafeEntry(f"Refusing listing entry {shown!r}: drive letter")
+    norm = posixpath.normpath(relpath)
+    if norm != relpath:
+        raise UnsafeEntry(f"Refusing listing entry {shown!r}: not a normal path")
+    return relpath

@@ -1,0 +1,479 @@
+"""FTP and explicit FTPS sites (``ftp://``, ``ftps://``) with a pool of logged-in connections."""
+
+from __future__ import annotations
+
+import ftplib
+import os
+import posixpath
+import re
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+from urllib.parse import quote, unquote, urlsplit
+
+import certifi
+
+from ..config import SessionConfig
+from ..credentials import Credentials, mask_url, scrub
+from ..errors import (
+    AuthError,
+    ChandraDownloadError,
+    FileMissing,
+    ObsIdNotFound,
+    RangeNotSatisfiable,
+    SourceError,
+    TransientError,
+    UnsafeEntry,
+)
+from .base import Body, RemoteFile, Source, check_relpath, obsid_dir
+
+T = TypeVar("T")
+_MAX_DEPTH = 16
+_ABORT_TIMEOUT = 5.0
+# drwxr-xr-x  2 owner group  4096 Jan  1 12:00 name  (group column optional)
+_LS = re.compile(
+    r"^(?P<kind>[-dlbcps])\S*\s+\d+\s+.*?\s(?P<size>\d+)\s+"
+    r"[A-Za-z]{3}\s+\d{1,2}\s+(?:\d{1,2}:\d{2}|\d{4})\s(?P<name>.+)$"
+)
+
+
+class _FTP_TLS(ftplib.FTP_TLS):
+    """FTP_TLS whose data connections resume the control connection's TLS session."""
+
+    def wrap_data(self, sock: socket.socket) -> socket.socket:
+        assert self.context is not None
+        return self.context.wrap_socket(
+            sock, server_hostname=self.host, session=getattr(self.sock, "session", None)
+        )
+
+    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int]:
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:  # type: ignore[attr-defined]
+            conn = self.wrap_data(conn)
+        return conn, size
+
+
+class _Conn:
+    """One logged-in control connection and what we know of its state."""
+
+    def __init__(self, ftp: ftplib.FTP) -> None:
+        self.ftp = ftp
+        self.binary = False
+        self.reused = False
+
+
+def _code(exc: BaseException) -> str:
+    return str(exc)[:3]
+
+
+def _keeps_sync(exc: BaseException) -> bool:
+    """True when the control connection is still usable after ``exc`` (its reply was read)."""
+    if isinstance(exc, ftplib.error_temp):
+        return _code(exc) != "421"
+    return isinstance(exc, (ftplib.error_perm, ChandraDownloadError))
+
+
+def tls_context(config: SessionConfig) -> ssl.SSLContext:
+    """A client TLS context: verified against ca_bundle/SSL_CERT_FILE/certifi unless insecure."""
+    if config.insecure:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    cafile = config.ca_bundle or os.environ.get("SSL_CERT_FILE") or certifi.where()
+    return ssl.create_default_context(cafile=cafile)
+
+
+class FTPSource(Source):
+    """An FTP or explicit-FTPS mirror holding ``byobsid/<digit>/<obsid>/`` trees.
+
+    Listings use ``MLSD`` (exact sizes) and fall back to parsing Unix ``LIST`` output on servers
+    without it. Transfers are passive and binary, resumed with ``REST``. Logged-in control
+    connections are pooled (at most ``config.jobs`` idle ones) and reused; one transfer runs on a
+    control connection at a time. Safe to use from many threads.
+
+    Parameters
+    ----------
+    base_url : str
+        ``ftp://host[:port]/path/`` or ``ftps://...``, without userinfo. As in RFC 1738 the path
+        is relative to the login directory (``//path`` for an absolute one).
+    config : SessionConfig
+        Timeouts (``timeout``), pool size (``jobs``) and TLS settings (``ca_bundle``,
+        ``insecure``).
+    credentials : Credentials or None
+        User name and password; None logs in as ``anonymous`` with password ``anonymous@``.
+    """
+
+    exact_sizes = True
+
+    def __init__(
+        self, base_url: str, config: SessionConfig, credentials: Credentials | None
+    ) -> None:
+        parts = urlsplit(base_url)
+        self._config = config
+        self._host = parts.hostname or ""
+        self._port = parts.port or 21
+        self._urlpath = unquote(parts.path).rstrip("/") + "/"
+        creds = credentials or Credentials("anonymous", "anonymous@")
+        self._user = creds.username or "anonymous"
+        self._password = creds.password
+        if self._user == "anonymous" and not self._password:
+            self._password = "anonymous@"
+        self._display = mask_url(f"{parts.scheme}://{parts.netloc}{quote(self._urlpath)}")
+        self.label = self._display
+        self._ctx = tls_context(config) if parts.scheme.lower() == "ftps" else None
+        self._lock = threading.Lock()
+        self._idle: list[_Conn] = []
+        self._closed = False
+        self._home: str | None = None
+        self._mlsd: bool | None = None  # None: not tried yet
+        self.logins = 0
+
+    # -- connections ---------------------------------------------------------------------------
+    def _scrub(self, text: str) -> str:
+        return scrub(text, [self._password] if self._user != "anonymous" else [])
+
+    def _connect(self) -> _Conn:
+        t = self._config.timeout
+        ftp = _FTP_TLS(context=self._ctx, timeout=t) if self._ctx else ftplib.FTP(timeout=t)
+        try:
+            ftp.connect(self._host, self._port)
+            try:
+                ftp.login(self._user, self._password)
+            except ftplib.error_perm as exc:
+                if _code(exc) in ("530", "331", "332"):
+                    raise AuthError(
+                        f"FTP login refused for user {self._user} at {self._host}: "
+                        f"{self._scrub(str(exc))}"
+                    ) from None
+                raise
+            if isinstance(ftp, ftplib.FTP_TLS):
+                ftp.prot_p()
+            if self._home is None:
+                try:
+                    self._home = ftp.pwd() or "/"
+                except ftplib.Error:
+                    self._home = "/"
+        except BaseException:
+            ftp.close()
+            raise
+        with self._lock:
+            self.logins += 1
+        return _Conn(ftp)
+
+    def _acquire(self) -> _Conn:
+        with self._lock:
+            if self._closed:
+                raise SourceError(f"FTP source {self.label} is closed")
+            if self._idle:
+                conn = self._idle.pop()
+                conn.reused = True
+                return conn
+        return self._connect()
+
+    def _release(self, conn: _Conn, healthy: bool) -> None:
+        if healthy:
+            with self._lock:
+                if not self._closed and len(self._idle) < self._config.jobs:
+                    self._idle.append(conn)
+                    return
+        _discard(conn, polite=healthy)
+
+    def idle_count(self) -> int:
+        """Idle pooled connections (at most ``config.jobs``)."""
+        with self._lock:
+            return len(self._idle)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            _discard(conn, polite=True)
+
+    def _run(
+        self, work: Callable[[_Conn], T], what: str, missing: bool = False, keep: bool = False
+    ) -> T:
+        """Run ``work`` on a pooled connection; retry once on a new one if a pooled one was stale.
+
+        With ``keep`` the result (a Body) owns the connection and releases it itself.
+        """
+        for attempt in range(2):
+            try:
+                conn = self._acquire()
+            except Exception as exc:
+                raise self._translate(exc, what) from None
+            try:
+                result = work(conn)
+            except Exception as exc:
+                self._release(conn, _keeps_sync(exc))
+                stale = isinstance(exc, (EOFError, ConnectionError)) or _code(exc) == "421"
+                if stale and conn.reused and attempt == 0:
+                    continue
+                raise self._translate(exc, what, missing) from None
+            if not keep:
+                self._release(conn, True)
+            return result
+        raise AssertionError("unreachable")
+
+    def _translate(self, exc: BaseException, what: str, missing: bool = False) -> Exception:
+        if isinstance(exc, ChandraDownloadError):
+            return exc
+        text = self._scrub(str(exc) or type(exc).__name__)
+        where = f"{what} at {self._host}"
+        if isinstance(exc, ftplib.error_perm):
+            code = _code(exc)
+            if code == "530":
+                return AuthError(f"FTP login refused for user {self._user} at {self._host}: {text}")
+            if code == "550" and missing:
+                return FileMissing(f"Not found: {where}: {text}")
+            return SourceError(f"FTP error while {where}: {text}")
+        if isinstance(exc, ftplib.error_temp):
+            return TransientError(f"FTP server busy or failing while {where}: {text}")
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return SourceError(
+                f"TLS certificate of {self._host} could not be verified ({text}); "
+                "pass a CA bundle if the site uses a private certificate authority"
+            )
+        if isinstance(exc, (TimeoutError, socket.timeout)):
+            return TransientError(f"Timed out after {self._config.timeout:g} s while {where}")
+        if isinstance(exc, (OSError, EOFError, ftplib.error_proto)):
+            return TransientError(f"Connection problem while {where}: {text}")
+        return SourceError(f"Unexpected FTP failure while {where}: {text}")
+
+    # -- paths ---------------------------------------------------------------------------------
+    def _server_path(self, urlpath: str) -> str:
+        """Server path of a URL path (relative to the login directory unless ``//``-rooted)."""
+        if urlpath.startswith("//"):
+            return posixpath.normpath("/" + urlpath.lstrip("/"))
+        return posixpath.normpath(posixpath.join(self._home or "/", urlpath.lstrip("/")))
+
+    def _file_path(self, f: RemoteFile) -> str:
+        return self._server_path(unquote(urlsplit(f.url).path))
+
+    # -- listing -------------------------------------------------------------------------------
+    def list_obsid(self, obsid: int) -> list[RemoteFile]:
+        rel = obsid_dir(obsid)
+        display = f"{self._display}{rel}/"
+
+        def work(conn: _Conn) -> list[RemoteFile]:
+            top = self._server_path(self._urlpath + rel)
+            try:
+                conn.ftp.cwd(top)
+            except ftplib.error_perm as exc:
+                if _code(exc) == "550":
+                    raise ObsIdNotFound(f"ObsId {obsid} not found at {self.label}") from None
+                raise
+            out: list[RemoteFile] = []
+            self._walk(conn, top, "", display, out, 0)
+            return out
+
+        return self._run(work, f"listing ObsId {obsid}")
+
+    def _walk(
+        self, conn: _Conn, path: str, prefix: str, display: str, out: list[RemoteFile], depth: int
+    ) -> None:
+        for name, kind, size in self._entries(conn, path):
+            if kind in ("cdir", "pdir") or (kind == "dir" and name in (".", "..")):
+                continue
+            if "/" in name:
+                shown = name.encode("unicode_escape").decode("ascii")
+                raise UnsafeEntry(f"Refusing listing entry {shown!r}: slash in a name")
+            rel = check_relpath(prefix + name)
+            if kind == "link":
+                try:
+                    size = self._size_cmd(conn, f"{path}/{name}")
+                    kind = "file"
+                except ftplib.error_perm:
+                    kind = "dir"
+            if kind == "dir":
+                if depth >= _MAX_DEPTH:
+                    raise UnsafeEntry(f"Refusing listing entry {rel!r}: directories nest too deep")
+                self._walk(conn, f"{path}/{name}", rel + "/", display, out, depth + 1)
+            elif kind == "file":
+                if size is None:
+                    size = self._size_cmd(conn, f"{path}/{name}")
+                out.append(RemoteFile(rel, size, display + quote(rel)))
+
+    def _entries(self, conn: _Conn, path: str) -> list[tuple[str, str, int | None]]:
+        lines: list[str] = []
+        if self._mlsd is not False:
+            try:
+                conn.ftp.retrlines(f"MLSD {path}", lines.append)
+                conn.binary = False
+                self._mlsd = True
+                return [e for e in map(_parse_mlsd, lines) if e is not None]
+            except ftplib.error_perm as exc:
+                conn.binary = False
+                if _code(exc) not in ("500", "501", "502", "504"):
+                    raise
+                if _code(exc) != "501" or not self._mlsd:
+                    self._mlsd = False
+                lines.clear()
+        conn.ftp.retrlines(f"LIST {path}", lines.append)
+        conn.binary = False
+        return [e for e in map(_parse_ls, lines) if e is not None]
+
+    def _size_cmd(self, conn: _Conn, path: str) -> int:
+        if not conn.binary:
+            conn.ftp.voidcmd("TYPE I")
+            conn.binary = True
+        size = conn.ftp.size(path)
+        if size is None:
+            raise SourceError(f"FTP server at {self._host} gave no size for {path}")
+        return size
+
+    def size(self, f: RemoteFile) -> int:
+        if f.size is not None:
+            return f.size
+        return self._run(lambda c: self._size_cmd(c, self._file_path(f)), f"sizing {f.url}", True)
+
+    # -- transfers -----------------------------------------------------------------------------
+    def open(self, f: RemoteFile, offset: int = 0) -> Body:
+        total = f.size if f.size is not None else self.size(f)
+        if offset > 0 and offset >= total:
+            raise RangeNotSatisfiable(f"Offset {offset} is at or past the end of {f.url}", total)
+
+        def work(conn: _Conn) -> Body:
+            ftp, path = conn.ftp, self._file_path(f)  # (the login directory is known now)
+            if not conn.binary:
+                ftp.voidcmd("TYPE I")
+                conn.binary = True
+            host, port = ftp.makepasv()
+            sock: socket.socket = socket.create_connection((host, port), self._config.timeout)
+            try:
+                start = 0
+                if offset:
+                    try:
+                        start = offset if ftp.sendcmd(f"REST {offset}")[:1] == "3" else 0
+                    except ftplib.error_perm:
+                        start = 0
+                resp = ftp.sendcmd(f"RETR {path}")
+                if resp[:1] == "2":
+                    resp = ftp.getresp()
+                if resp[:1] != "1":
+                    raise ftplib.error_reply(resp)
+                if isinstance(ftp, _FTP_TLS):
+                    sock = ftp.wrap_data(sock)
+            except BaseException:
+                sock.close()
+                raise
+            return _FTPBody(self, conn, sock, start, total, f.url)
+
+        return self._run(work, f"fetching {f.url}", missing=True, keep=True)
+
+
+class _FTPBody(Body):
+    """The data connection of one RETR; owns its control connection until closed."""
+
+    def __init__(
+        self, src: FTPSource, conn: _Conn, sock: socket.socket, start: int, total: int, url: str
+    ) -> None:
+        self._src, self._conn, self._sock, self._url = src, conn, sock, url
+        self.start, self.total = start, total
+        self._received = 0
+        self._state = "open"  # open -> done | broken; closed
+
+    def read(self, n: int) -> bytes:
+        if self._state != "open":
+            return b""
+        try:
+            data = self._sock.recv(n)
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            data = b""  # an unclean TLS end: the final reply and the byte count decide
+        except Exception as exc:
+            self._state = "broken"
+            at = self.start + self._received
+            raise TransientError(
+                f"FTP transfer of {self._url} broke at byte {at}: "
+                f"{self._src._translate(exc, 'reading data')}"
+            ) from None
+        if data:
+            self._received += len(data)
+            return data
+        self._finish()
+        return b""
+
+    def _finish(self) -> None:
+        """End of data: read the final reply; complain about short transfers."""
+        self._sock.close()
+        try:
+            self._conn.ftp.voidresp()
+        except Exception as exc:
+            self._state = "done" if _keeps_sync(exc) else "broken"
+            raise self._src._translate(exc, f"finishing {self._url}") from None
+        self._state = "done"
+        got = self.start + self._received
+        if got < self.total:
+            raise TransientError(f"FTP transfer of {self._url} ended early at {got}/{self.total}")
+
+    def close(self) -> None:
+        state, self._state = self._state, "closed"
+        if state == "closed":
+            return
+        if state == "open":
+            self._sock.close()
+            self._src._release(self._conn, _abort(self._conn.ftp))
+        else:
+            self._src._release(self._conn, state == "done")
+
+
+def _abort(ftp: ftplib.FTP) -> bool:
+    """ABOR a transfer closed early; True when the control connection is back in sync.
+
+    ABOR and NOOP go out together; the replies before NOOP's 200 (the RETR's final one and
+    ABOR's, one or two of them) are skipped.
+    """
+    try:
+        ftp.sock.settimeout(min(ftp.timeout or _ABORT_TIMEOUT, _ABORT_TIMEOUT))
+        ftp.sock.sendall(b"ABOR\r\nNOOP\r\n")
+        for _ in range(4):
+            if ftp.getmultiline()[:3] == "200":
+                ftp.sock.settimeout(ftp.timeout)
+                return True
+    except Exception:
+        pass
+    return False
+
+
+def _discard(conn: _Conn, polite: bool) -> None:
+    if polite:
+        try:
+            conn.ftp.sock.settimeout(_ABORT_TIMEOUT)
+            conn.ftp.quit()
+        except Exception:
+            pass
+    conn.ftp.close()
+
+
+def _parse_mlsd(line: str) -> tuple[str, str, int | None] | None:
+    facts_text, sep, name = line.rstrip("\r\n").partition(" ")
+    if not sep:
+        return None
+    facts = {}
+    for fact in facts_text.split(";"):
+        key, eq, value = fact.partition("=")
+        if eq:
+            facts[key.strip().lower()] = value
+    kind = facts.get("type", "").lower()
+    if kind.startswith("os.unix=slink") or kind.startswith("os.unix=symlink"):
+        kind = "link"
+    if kind not in ("file", "dir", "cdir", "pdir", "link"):
+        return None
+    size = facts.get("size")
+    return name, kind, int(size) if size and size.isdigit() else None
+
+
+def _parse_ls(line: str) -> tuple[str, str, int | None] | None:
+    m = _LS.match(line.rstrip("\r\n"))
+    if m is None:
+        return None
+    kind = {"-": "file", "d": "dir", "l": "link"}.get(m["kind"])
+    if kind is None:
+        return None
+    name = m["name"]
+    if kind == "link":
+        name = name.partition(" -> ")[0]
+    return name, kind, int(m["size"]) if kind == "file" else None

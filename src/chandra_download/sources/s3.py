@@ -1,0 +1,296 @@
+"""Amazon S3 (and S3-compatible) sites, e.g. the AWS open-data copy ``s3://nasa-heasarc/chandra/data/``."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+import botocore
+import botocore.exceptions as bexc
+import urllib3.exceptions
+from botocore.config import Config
+
+from ..config import SessionConfig
+from ..errors import (
+    AuthError,
+    FileMissing,
+    ObsIdNotFound,
+    RangeNotSatisfiable,
+    SourceError,
+    TransientError,
+)
+from .base import Body, RemoteFile, Source, check_relpath, obsid_dir
+
+DEFAULT_REGION = "us-east-1"
+
+_AUTH_CODES = {
+    "AccessDenied",
+    "AllAccessDisabled",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+    "ExpiredToken",
+    "TokenRefreshRequired",
+    "AccountProblem",
+    "403",
+    "401",
+}
+_TRANSIENT_CODES = {
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalError",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "BandwidthLimitExceeded",
+    "500",
+    "502",
+    "503",
+    "504",
+}
+_MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+
+#: Errors raised while reading a response body: the connection broke, retry with resume.
+_STREAM_ERRORS: tuple[type[BaseException], ...] = (
+    bexc.ReadTimeoutError,
+    bexc.ResponseStreamingError,
+    bexc.IncompleteReadError,
+    bexc.ConnectionClosedError,
+    urllib3.exceptions.ReadTimeoutError,
+    urllib3.exceptions.ProtocolError,
+    urllib3.exceptions.IncompleteRead,
+    urllib3.exceptions.SSLError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """Split ``s3://bucket/prefix`` into the bucket and a prefix that is empty or ends in ``/``."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "s3" or not parts.netloc:
+        raise ValueError(f"Not an S3 URL with a bucket name: {url!r}")
+    prefix = parts.path.lstrip("/")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    return parts.netloc, prefix
+
+
+class S3Source(Source):
+    """A Chandra archive tree in an S3 bucket, read with boto3.
+
+    Parameters
+    ----------
+    url : str
+        ``s3://bucket/prefix/``: the location up to, not including, ``byobsid/`` (the prefix may
+        be empty).
+    config : SessionConfig
+        ``profile`` selects an AWS profile (the standard credential chain); without one, requests
+        are anonymous and unsigned, as the AWS open-data bucket expects. ``endpoint_url`` points
+        at an S3-compatible store; ``timeout``, ``jobs``, ``ca_bundle`` and ``insecure`` set up
+        the connection pool. The region is ``$AWS_REGION``/``$AWS_DEFAULT_REGION``, else
+        us-east-1.
+
+    Notes
+    -----
+    One botocore client is shared by all threads (botocore clients are thread-safe); its own
+    retries are kept to a minimum because the engine retries with resume.
+    """
+
+    exact_sizes = True
+
+    def __init__(self, url: str, config: SessionConfig) -> None:
+        self.config = config
+        self.bucket, self.prefix = parse_s3_url(url)
+        self.url = f"s3://{self.bucket}/{self.prefix}"
+        self.label = self.url + (
+            f" (endpoint {config.endpoint_url})" if config.endpoint_url else ""
+        )
+        self.unsigned = config.profile is None
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        region = region or DEFAULT_REGION
+        options: dict[str, Any] = {
+            "connect_timeout": config.timeout,
+            "read_timeout": config.timeout,
+            "max_pool_connections": config.jobs + 4,
+            "retries": {"total_max_attempts": 2 if config.retries > 0 else 1, "mode": "standard"},
+            "response_checksum_validation": "when_required",
+            "request_checksum_calculation": "when_required",
+        }
+        if self.unsigned:
+            options["signature_version"] = botocore.UNSIGNED
+        verify: bool | str | None = None
+        if config.ca_bundle:
+            verify = config.ca_bundle
+        elif config.insecure:
+            verify = False
+        try:
+            session = boto3.session.Session(profile_name=config.profile)
+            self._client = session.client(
+                "s3",
+                region_name=region,
+                endpoint_url=config.endpoint_url,
+                verify=verify,
+                config=Config(**options),
+            )
+        except bexc.ProfileNotFound as exc:
+            raise AuthError(f"AWS profile {config.profile!r} not found in the AWS config") from exc
+        except bexc.BotoCoreError as exc:
+            raise SourceError(f"Cannot set up S3 access to {self.label}: {exc}") from exc
+
+    # ------------------------------------------------------------------ listing
+    def list_obsid(self, obsid: int) -> list[RemoteFile]:
+        """Every object under ``<prefix>byobsid/<digit>/<obsid>/``, with exact sizes."""
+        base = f"{self.prefix}{obsid_dir(obsid)}/"
+        files: list[RemoteFile] = []
+        paginator = self._client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=base):
+                for obj in page.get("Contents", ()):
+                    key = obj["Key"]
+                    if not key.startswith(base) or key.endswith("/"):
+                        continue
+                    relpath = check_relpath(key[len(base) :])
+                    url = f"s3://{self.bucket}/{key}"
+                    files.append(RemoteFile(relpath, int(obj["Size"]), url))
+        except (bexc.ClientError, bexc.BotoCoreError) as exc:
+            raise self._map_error(exc, f"s3://{self.bucket}/{base}") from exc
+        if not files:
+            raise ObsIdNotFound(f"ObsId {obsid} not found at {self.label}")
+        return files
+
+    # ------------------------------------------------------------------ reading
+    def open(self, f: RemoteFile, offset: int = 0) -> Body:
+        """Open an object from a byte offset (a ranged GetObject when offset > 0)."""
+        key = self._key(f)
+        if f.size is not None and offset > 0 and offset >= f.size:
+            raise RangeNotSatisfiable(
+                f"Offset {offset} is at or past the end of {f.url} ({f.size} bytes)", f.size
+            )
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if offset > 0:
+            kwargs["Range"] = f"bytes={offset}-"
+        try:
+            resp = self._client.get_object(**kwargs)
+        except (bexc.ClientError, bexc.BotoCoreError) as exc:
+            raise self._map_error(exc, f.url, size=f.size) from exc
+        return S3Body(resp, offset, f.url)
+
+    def _key(self, f: RemoteFile) -> str:
+        prefix = f"s3://{self.bucket}/"
+        if f.url.startswith(prefix):
+            return f.url[len(prefix) :]
+        raise SourceError(f"{f.url} is not in bucket {self.bucket}")
+
+    def close(self) -> None:
+        """Close the client's connection pool."""
+        close = getattr(self._client, "close", None)
+        if close is not None:
+            close()
+
+    # ------------------------------------------------------------------ errors
+    def _map_error(self, exc: Exception, where: str, size: int | None = None) -> SourceError:
+        if isinstance(exc, bexc.ClientError):
+            return self._map_client_error(exc, where, size)
+        if isinstance(exc, bexc.NoCredentialsError | bexc.PartialCredentialsError):
+            return AuthError(
+                f"No AWS credentials found for profile {self.config.profile!r} reading {where}"
+            )
+        if isinstance(exc, bexc.SSLError):
+            return SourceError(f"TLS error talking to S3 for {where}: {exc}")
+        if isinstance(exc, (bexc.ConnectionError, bexc.HTTPClientError, *_STREAM_ERRORS)):
+            return TransientError(f"Connection problem reading {where}: {exc}")
+        return SourceError(f"S3 error reading {where}: {exc}")
+
+    def _map_client_error(self, exc: bexc.ClientError, where: str, size: int | None) -> SourceError:
+        error = exc.response.get("Error", {})
+        meta = exc.response.get("ResponseMetadata", {})
+        code = str(error.get("Code", ""))
+        status = int(meta.get("HTTPStatusCode") or 0)
+        message = error.get("Message") or code or str(status)
+        if code == "NoSuchBucket":
+            return SourceError(
+                f"S3 bucket {self.bucket!r} does not exist ({self.label}); check the mirror URL"
+            )
+        if code in ("InvalidRange", "416") or status == 416:
+            total = _total_from_content_range(meta.get("HTTPHeaders", {}).get("content-range"))
+            actual = str(error.get("ActualObjectSize", ""))
+            if total is None and actual.isdigit():
+                total = int(actual)
+            total = size if total is None else total
+            return RangeNotSatisfiable(f"Requested range not satisfiable for {where}", total)
+        if code in _AUTH_CODES or status in (401, 403):
+            how = (
+                "with anonymous (unsigned) access; if this bucket needs credentials, "
+                "use --aws-profile"
+                if self.unsigned
+                else f"with AWS profile {self.config.profile!r}"
+            )
+            return AuthError(f"S3 refused access to {where} ({code or status}: {message}) {how}")
+        if code in _TRANSIENT_CODES or status >= 500 or status == 429:
+            retry_after = _retry_after(meta.get("HTTPHeaders", {}))
+            return TransientError(
+                f"S3 temporary failure for {where} ({code or status}: {message})", retry_after
+            )
+        if code in _MISSING_CODES or status == 404:
+            return FileMissing(f"{where} is not in the bucket any more ({code or status})")
+        return SourceError(f"S3 error for {where} ({code or status}: {message})")
+
+
+def _retry_after(headers: dict[str, str]) -> float | None:
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _total_from_content_range(value: str | None) -> int | None:
+    """The total from ``bytes */1234`` or ``bytes 0-9/1234``; None when absent or unknown."""
+    if not value:
+        return None
+    m = re.search(r"/(\d+)\s*$", value)
+    return int(m.group(1)) if m else None
+
+
+class S3Body(Body):
+    """The streaming body of one GetObject response."""
+
+    def __init__(self, resp: dict[str, Any], offset: int, url: str) -> None:
+        self._stream = resp["Body"]
+        self.url = url
+        length = int(resp.get("ContentLength") or 0)
+        m = _CONTENT_RANGE.match(resp.get("ContentRange") or "")
+        if m:
+            self.start = int(m.group(1))
+            self.total = int(m.group(3)) if m.group(3) != "*" else None
+        else:
+            # No Content-Range: the whole object came back (the server ignored the range).
+            self.start = 0
+            self.total = length
+        self.requested = offset
+
+    def read(self, n: int) -> bytes:
+        """Up to n bytes; b"" at the end. A broken stream raises TransientError."""
+        try:
+            return self._stream.read(n)
+        except _STREAM_ERRORS as exc:
+            raise TransientError(f"Connection broken while reading {self.url}: {exc}") from exc
+        except bexc.BotoCoreError as exc:
+            raise TransientError(f"Error while reading {self.url}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the stream (the connection is returned to the pool only when fully read)."""
+        try:
+            self._stream.close()
+        except Exception:  # noqa: BLE001 - closing a broken stream must not fail
+            pass

@@ -1,0 +1,93 @@
+"""Content checks of a finished file: gzip CRC and length, FITS CHECKSUM/DATASUM."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+from .errors import VerificationError
+
+#: FITS files larger than this (uncompressed) skip the astropy checksum pass: astropy reads
+#: each HDU's data into memory to sum it, and a multi-GB evt1 would blow the memory bound.
+#: Their gzip CRC (when compressed) and exact size are still checked.
+FITS_CHECK_MAX_BYTES = 256 * 1024 * 1024
+
+_READ = 1024 * 1024
+
+
+def is_fits_name(name: str) -> bool:
+    base = name.lower()
+    if base.endswith(".gz"):
+        base = base[:-3]
+    return base.endswith((".fits", ".fit", ".fts"))
+
+
+def check_gzip(path: Path) -> int:
+    """Decompress a gzip file in constant memory, checking every member's CRC and length.
+
+    Returns the uncompressed size; raises VerificationError naming the problem.
+    """
+    total = 0
+    with open(path, "rb") as fh:
+        dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        started = False
+        while True:
+            chunk = fh.read(_READ)
+            if not chunk:
+                break
+            started = True
+            while chunk:
+                try:
+                    total += len(dec.decompress(chunk))
+                except zlib.error as exc:
+                    raise VerificationError(f"{path.name}: corrupt gzip data ({exc})") from None
+                if dec.eof:
+                    chunk = dec.unused_data
+                    if chunk.strip(b"\0"):  # another member follows (NUL padding is allowed)
+                        dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    else:
+                        chunk = b""
+                else:
+                    chunk = b""
+        if not started:
+            raise VerificationError(f"{path.name}: empty file where gzip data was expected")
+        if not dec.eof:
+            raise VerificationError(f"{path.name}: gzip data is truncated")
+    return total
+
+
+def check_fits(path: Path) -> None:
+    """Verify CHECKSUM and DATASUM of every HDU that carries them (astropy does the sums)."""
+    from astropy.io import fits
+
+    try:
+        with fits.open(path, memmap=False, lazy_load_hdus=False) as hdul:
+            for index, hdu in enumerate(hdul):
+                header = hdu.header
+                if "DATASUM" in header and hdu.verify_datasum() == 0:
+                    raise VerificationError(f"{path.name}: FITS DATASUM mismatch in HDU {index}")
+                if "CHECKSUM" in header and hdu.verify_checksum() == 0:
+                    raise VerificationError(f"{path.name}: FITS CHECKSUM mismatch in HDU {index}")
+    except VerificationError:
+        raise
+    except Exception as exc:  # astropy raises many kinds for a damaged file
+        raise VerificationError(f"{path.name}: not a readable FITS file ({exc})") from None
+
+
+def check_file(path: Path, name: str, *, checksums: bool = True) -> list[str]:
+    """Run every check that applies to a file; return the names of the checks done.
+
+    ``name`` is the archive name (the path may be a temporary ``.part``).
+    """
+    done: list[str] = []
+    if not checksums:
+        return done
+    uncompressed = path.stat().st_size
+    if name.lower().endswith(".gz"):
+        uncompressed = check_gzip(path)
+        done.append("gzip")
+    if is_fits_name(name):
+        if uncompressed <= FITS_CHECK_MAX_BYTES:
+            check_fits(path)
+            done.append("fits")
+    return done
