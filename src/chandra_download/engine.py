@@ -6,37 +6,20 @@ import itertools
 import queue
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 from .config import SessionConfig
-from .errors import ChandraDownloadError, ObsIdNotFound, SourceError, TransientError
+from .errors import ChandraDownloadError, ObsIdNotFound, SourceError
 from .filetypes import Selection, classify
 from .log import vlog
 from .plan import Action, plan_file
 from .progress import Reporter
 from .results import FileResult, ObsIdResult, Status
+from .retry import Interrupted, with_retries
 from .sources.base import RemoteFile, Source, check_relpath
-from .transfer import Interrupted, Transfer
-
-
-def with_retries(fn: Callable[[], object], config: SessionConfig, stop: threading.Event, what: str):
-    """Call fn, retrying TransientError with the session's backoff (used for listings)."""
-    for attempt in range(1, config.retries + 2):
-        try:
-            return fn()
-        except TransientError as exc:
-            if attempt > config.retries:
-                raise
-            delay = min(config.backoff_max, config.backoff * 2 ** (attempt - 1))
-            if exc.retry_after is not None:
-                delay = max(delay, exc.retry_after)
-            vlog(2, "%s: %s; retry %d in %.1f s", what, exc, attempt, delay)
-            if stop.wait(delay):
-                raise Interrupted() from None
-    raise AssertionError("unreachable")
+from .transfer import Transfer
 
 
 class Engine:

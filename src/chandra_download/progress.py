@@ -69,7 +69,7 @@ class Reporter:
             vlog(0, "ObsId %s: %s %s: %s", fr.obsid, fr.relpath, fr.status, fr.reason)
 
     def obsid_done(self, r: ObsIdResult) -> None:
-        if not r.found:
+        if not r.found or all(f.status is Status.PLANNED for f in r.files):
             return
         with self._lock:
             t0 = self._started.get(r.obsid, time.monotonic())
@@ -84,7 +84,11 @@ class RichReporter(Reporter):
     def __init__(self, console=None) -> None:
         super().__init__()
         from rich.progress import (
-            BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
             TransferSpeedColumn,
         )
 

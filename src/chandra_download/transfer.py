@@ -5,10 +5,10 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from .config import SessionConfig
@@ -16,12 +16,9 @@ from .errors import RangeNotSatisfiable, SourceError, TransientError, Verificati
 from .log import vlog
 from .plan import Action, part_path, plan_file, resolve
 from .results import FileResult, Status
+from .retry import Interrupted, backoff_delay, with_retries
 from .sources.base import RemoteFile, Source
 from .verify import check_file
-
-
-class Interrupted(Exception):
-    """The session is stopping (Ctrl-C, SIGTERM); partial data is kept for resume."""
 
 
 def _acquire(part: Path) -> int:
@@ -70,6 +67,19 @@ class Transfer:
         target = fr.path
         fr.site = source.label
         plan = plan_file(remote, target)
+        if plan.action is Action.PROBE and plan.partial_at_target:
+            # Size unknown (HTTP) and a file at the final name: ask before touching it.
+            try:
+                total = with_retries(
+                    lambda: self._probe(source, remote, plan.offset), self.config, self.stop,
+                    fr.relpath,
+                )
+            except SourceError as exc:
+                fr.status, fr.reason = Status.FAILED, str(exc)
+                return
+            if total is not None:
+                remote = replace(remote, size=total)
+                plan = plan_file(remote, target)
         if plan.action in (Action.PRESENT, Action.LARGER):
             self._settle(fr, plan.action, plan.offset, remote.size)
             return
@@ -92,6 +102,16 @@ class Transfer:
             self._attempts(source, remote, fr, fd, part)
         finally:
             os.close(fd)
+
+    @staticmethod
+    def _probe(source: Source, remote: RemoteFile, offset: int) -> int | None:
+        """The archive's size of a file, from a resume request that reads no body."""
+        try:
+            body = source.open(remote, offset)
+        except RangeNotSatisfiable as exc:
+            return exc.total
+        body.close()
+        return body.total
 
     def _settle(self, fr: FileResult, action: Action, local: int, size: int | None) -> None:
         fr.local_size = local
@@ -132,10 +152,7 @@ class Transfer:
                 vlog(2, "%s failed a check (%s); fetching it again", fr.relpath, exc)
             except TransientError as exc:
                 last = exc
-                delay = min(cfg.backoff_max, cfg.backoff * 2 ** (attempt - 1))
-                delay *= random.uniform(0.5, 1.0)
-                if exc.retry_after is not None:
-                    delay = max(delay, min(exc.retry_after, max(cfg.backoff_max, 300.0)))
+                delay = backoff_delay(cfg, attempt, exc.retry_after)
                 if attempt <= cfg.retries:
                     vlog(2, "%s: %s; retry %d in %.1f s", fr.relpath, exc, attempt, delay)
                     if self.stop.wait(delay):

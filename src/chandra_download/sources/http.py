@@ -184,7 +184,7 @@ class HTTPSource(Source):
             # Sub-directories of one level are listed concurrently.
             listed = list(self._lister.map(lambda d: self._list_dir(top + quote(d)), subdirs))
             pending = []
-            for d, (ents, bad) in zip(subdirs, listed):
+            for d, (ents, bad) in zip(subdirs, listed, strict=True):
                 files.extend(RemoteFile(d + u, None, top + quote(d)) for u in bad)
                 pending.append((d, ents))
         return files
@@ -248,8 +248,8 @@ def _retry_after(value: str | None) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
-        from email.utils import parsedate_to_datetime
         import time
+        from email.utils import parsedate_to_datetime
 
         try:
             return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())

@@ -1,0 +1,158 @@
+"""``--check``: compare a local tree with the archive and the checksums, writing nothing."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import VerificationError
+from .filetypes import Selection
+from .plan import PART_SUFFIX
+from .progress import Reporter
+from .results import Results
+from .verify import check_file
+
+
+@dataclass
+class ObsIdAudit:
+    """State of one ObsId's local copy. Paths are relative to ``<outdir>/<ObsId>/``."""
+
+    obsid: int
+    found: bool
+    error: str | None = None
+    complete: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    partial: list[str] = field(default_factory=list)
+    corrupt: list[tuple[str, str]] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Found, and nothing missing, partial or corrupt (extra files are only reported)."""
+        return self.found and not (self.error or self.missing or self.partial or self.corrupt)
+
+
+@dataclass
+class AuditReport:
+    """One :class:`ObsIdAudit` per ObsId, in order."""
+
+    obsids: list[ObsIdAudit]
+
+    @property
+    def ok(self) -> bool:
+        return all(a.ok for a in self.obsids)
+
+
+def check(
+    obsids: Iterable[int | str] | int | str,
+    filetypes: str | Iterable[str] | None = None,
+    mirror: str | list[str] | None = None,
+    username: str | None = None,
+    userpass: str | None = None,
+    *,
+    exclude: str | Iterable[str] | None = None,
+    outdir: str | os.PathLike[str] = ".",
+    checksums: bool = True,
+    **options: object,
+) -> AuditReport:
+    """Audit local ObsId trees against the archive without downloading anything.
+
+    Parameters
+    ----------
+    obsids, filetypes, mirror, username, userpass, exclude, outdir
+        As for :func:`chandra_download.download`.
+    checksums : bool, default True
+        Also verify gzip CRCs and FITS checksums of complete files.
+    **options
+        ``SessionConfig`` fields (``jobs=``, ``timeout=``...).
+
+    Returns
+    -------
+    AuditReport
+        Per ObsId: complete, missing, partial, corrupt (with the reason) and extra files.
+    """
+    from .api import download
+
+    selection = Selection(filetypes, exclude)
+    listing: Results = download(obsids, None, mirror, username, userpass, outdir=outdir,
+                                list_only=True, reporter=_Quiet(), **options)
+    out = []
+    for r in listing:
+        audit = ObsIdAudit(r.obsid, r.found, r.error)
+        out.append(audit)
+        if not r.found:
+            continue
+        top = Path(outdir) / str(r.obsid)
+        known = {f.relpath for f in r.files}
+        for f in r.files:
+            if f.status.value == "failed":  # unsafe listing entries
+                audit.corrupt.append((f.relpath, f.reason or "refused"))
+                continue
+            if not selection.accepts(f.filetype):
+                continue
+            if f.reason == "missing":
+                (audit.partial if _has_part(f.path) else audit.missing).append(f.relpath)
+            elif f.reason and f.reason.startswith("partial"):
+                audit.partial.append(f.relpath)
+            elif f.reason == "present":
+                try:
+                    if checksums:
+                        check_file(f.path, f.relpath)
+                    audit.complete.append(f.relpath)
+                except VerificationError as exc:
+                    audit.corrupt.append((f.relpath, str(exc)))
+            else:
+                audit.corrupt.append((f.relpath, f.reason or "unknown state"))
+        if top.is_dir():
+            for dirpath, _dirs, names in os.walk(top):
+                for name in names:
+                    rel = (Path(dirpath) / name).relative_to(top).as_posix()
+                    base = rel[: -len(PART_SUFFIX)] if rel.endswith(PART_SUFFIX) else rel
+                    if base not in known:
+                        audit.extra.append(rel)
+        audit.extra.sort()
+    return AuditReport(out)
+
+
+class _Quiet(Reporter):
+    """The audit prints its own report, not the listing's lines."""
+
+    def obsid_listed(self, r) -> None:  # noqa: D102
+        pass
+
+    def file_done(self, fr) -> None:  # noqa: D102
+        pass
+
+    def obsid_done(self, r) -> None:  # noqa: D102
+        pass
+
+
+def _has_part(path: Path) -> bool:
+    part = path.with_name(path.name + PART_SUFFIX)
+    return part.exists() and part.stat().st_size > 0
+
+
+def print_report(report: AuditReport, verbose: int = 1) -> None:
+    """Print the audit: one summary line per ObsId, then each problem (and each good file at
+    verbose 2 or more)."""
+    for a in report.obsids:
+        if not a.found:
+            print(f"ObsId {a.obsid}: {a.error or 'not found in the archive'}")
+            continue
+        state = "OK" if a.ok else "INCOMPLETE"
+        print(f"ObsId {a.obsid}: {state}: {len(a.complete)} complete, {len(a.missing)} missing, "
+              f"{len(a.partial)} partial, {len(a.corrupt)} corrupt, {len(a.extra)} extra")
+        if verbose >= 1:
+            for rel in a.missing:
+                print(f"  missing  {rel}")
+            for rel in a.partial:
+                print(f"  partial  {rel}")
+            for rel, why in a.corrupt:
+                print(f"  corrupt  {rel}: {why}")
+            for rel in a.extra:
+                print(f"  extra    {rel}")
+        if verbose >= 2:
+            for rel in a.complete:
+                print(f"  ok       {rel}")
