@@ -102,8 +102,18 @@ def download(
             s.close()
 
     def rerun() -> Results:
-        return download(ids, filetypes, mirror, username, userpass, exclude=exclude,
-                        outdir=outdir, list_only=list_only, config=config, reporter=reporter)
+        return download(
+            ids,
+            filetypes,
+            mirror,
+            username,
+            userpass,
+            exclude=exclude,
+            outdir=outdir,
+            list_only=list_only,
+            config=config,
+            reporter=reporter,
+        )
 
     return Results(items, rerun=rerun)
 

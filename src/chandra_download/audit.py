@@ -76,8 +76,17 @@ def check(
     from .api import download
 
     selection = Selection(filetypes, exclude)
-    listing: Results = download(obsids, None, mirror, username, userpass, outdir=outdir,
-                                list_only=True, reporter=_Quiet(), **options)
+    listing: Results = download(
+        obsids,
+        None,
+        mirror,
+        username,
+        userpass,
+        outdir=outdir,
+        list_only=True,
+        reporter=_Quiet(),
+        **options,
+    )
     out = []
     for r in listing:
         audit = ObsIdAudit(r.obsid, r.found, r.error)
@@ -142,8 +151,10 @@ def print_report(report: AuditReport, verbose: int = 1) -> None:
             print(f"ObsId {a.obsid}: {a.error or 'not found in the archive'}")
             continue
         state = "OK" if a.ok else "INCOMPLETE"
-        print(f"ObsId {a.obsid}: {state}: {len(a.complete)} complete, {len(a.missing)} missing, "
-              f"{len(a.partial)} partial, {len(a.corrupt)} corrupt, {len(a.extra)} extra")
+        print(
+            f"ObsId {a.obsid}: {state}: {len(a.complete)} complete, {len(a.missing)} missing, "
+            f"{len(a.partial)} partial, {len(a.corrupt)} corrupt, {len(a.extra)} extra"
+        )
         if verbose >= 1:
             for rel in a.missing:
                 print(f"  missing  {rel}")

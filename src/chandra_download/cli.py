@@ -37,35 +37,78 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("obsids", nargs="?", help="ObsIds: 1843 | 1842,1843 | 1842-1850 | @file")
     p.add_argument("filetypes", nargs="?", help="comma-separated file types (default: all)")
     p.add_argument("--exclude", metavar="TYPES", help="comma-separated file types not to fetch")
-    p.add_argument("--mirror", action="append", metavar="URL",
-                   help="site up to byobsid/ (https/http/ftp/ftps/s3/file URL, directory, or "
-                   "cda, heasarc, aws); repeat for a fallback list; default $CDA_MIRROR_SITE or cda")
+    p.add_argument(
+        "--mirror",
+        action="append",
+        metavar="URL",
+        help="site up to byobsid/ (https/http/ftp/ftps/s3/file URL, directory, or "
+        "cda, heasarc, aws); repeat for a fallback list; default $CDA_MIRROR_SITE or cda",
+    )
     p.add_argument("--username", help="user name for the mirror (FTP or HTTP)")
     p.add_argument("--userpass", help="password for the mirror")
     p.add_argument("--outdir", default=".", help="where the <ObsId>/ directories go (default .)")
     p.add_argument("-q", "--quiet", action="store_true", help="no output except errors")
-    p.add_argument("-v", "--verbose", type=int, default=1, choices=range(6), metavar="N",
-                   help="verbosity 0-5 (default 1)")
-    p.add_argument("-t", "--filetypes", dest="show_types", action="store_true",
-                   help="list the file types and exit")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        type=int,
+        default=1,
+        choices=range(6),
+        metavar="N",
+        help="verbosity 0-5 (default 1)",
+    )
+    p.add_argument(
+        "-t",
+        "--filetypes",
+        dest="show_types",
+        action="store_true",
+        help="list the file types and exit",
+    )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--list", action="store_true",
-                      help="show what would be fetched (type, size, local state); write nothing")
-    mode.add_argument("--check", action="store_true",
-                      help="audit the local tree against the archive and checksums; write nothing")
-    p.add_argument("-j", "--jobs", type=int, default=SessionConfig.jobs,
-                   help=f"files transferred at once (default {SessionConfig.jobs}; 1 = CIAO-style)")
-    p.add_argument("--retries", type=int, default=SessionConfig.retries,
-                   help=f"retries per file after a transient failure (default {SessionConfig.retries})")
-    p.add_argument("--timeout", type=float, default=SessionConfig.timeout,
-                   help=f"network timeout in seconds (default {SessionConfig.timeout:g})")
-    p.add_argument("--no-verify", action="store_true",
-                   help="do not check gzip CRCs and FITS checksums of downloaded files")
+    mode.add_argument(
+        "--list",
+        action="store_true",
+        help="show what would be fetched (type, size, local state); write nothing",
+    )
+    mode.add_argument(
+        "--check",
+        action="store_true",
+        help="audit the local tree against the archive and checksums; write nothing",
+    )
+    p.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=SessionConfig.jobs,
+        help=f"files transferred at once (default {SessionConfig.jobs}; 1 = CIAO-style)",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=SessionConfig.retries,
+        help=f"retries per file after a transient failure (default {SessionConfig.retries})",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=SessionConfig.timeout,
+        help=f"network timeout in seconds (default {SessionConfig.timeout:g})",
+    )
+    p.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="do not check gzip CRCs and FITS checksums of downloaded files",
+    )
     p.add_argument("--ca-bundle", metavar="FILE", help="trusted CA certificates (PEM)")
-    p.add_argument("--insecure", action="store_true",
-                   help="DO NOT verify TLS certificates (unsafe; warned about)")
-    p.add_argument("--aws-profile", metavar="NAME", help="AWS profile for s3:// (default: anonymous)")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="DO NOT verify TLS certificates (unsafe; warned about)",
+    )
+    p.add_argument(
+        "--aws-profile", metavar="NAME", help="AWS profile for s3:// (default: anonymous)"
+    )
     p.add_argument("--endpoint-url", metavar="URL", help="S3-compatible endpoint for s3:// mirrors")
     p.add_argument("--no-progress", action="store_true", help="no live progress bars")
     return p
@@ -95,9 +138,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         obsids = parse_obsid_args(args.obsids)
         Selection(args.filetypes, args.exclude)
         config = SessionConfig(
-            jobs=args.jobs, retries=args.retries, timeout=args.timeout,
-            verify_checksums=not args.no_verify, ca_bundle=args.ca_bundle,
-            insecure=args.insecure, profile=args.aws_profile, endpoint_url=args.endpoint_url,
+            jobs=args.jobs,
+            retries=args.retries,
+            timeout=args.timeout,
+            verify_checksums=not args.no_verify,
+            ca_bundle=args.ca_bundle,
+            insecure=args.insecure,
+            profile=args.aws_profile,
+            endpoint_url=args.endpoint_url,
         )
     except ValueError as exc:
         parser.error(str(exc))
@@ -110,8 +158,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.check:
             from .audit import check, print_report
 
-            report = check(obsids, args.filetypes, args.mirror, args.username, args.userpass,
-                           exclude=args.exclude, outdir=args.outdir, config=config)
+            report = check(
+                obsids,
+                args.filetypes,
+                args.mirror,
+                args.username,
+                args.userpass,
+                exclude=args.exclude,
+                outdir=args.outdir,
+                config=config,
+            )
             print_report(report, verbose)
             return 0 if report.ok else 1
         results = _run(args, obsids, config, use_bars)
@@ -119,8 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"download_chandra_obsid: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("download_chandra_obsid: interrupted; partial files are kept and will be resumed "
-              "by the next run", file=sys.stderr)
+        print(
+            "download_chandra_obsid: interrupted; partial files are kept and will be resumed "
+            "by the next run",
+            file=sys.stderr,
+        )
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -146,10 +205,18 @@ def _run(args: argparse.Namespace, obsids: list[int], config: SessionConfig, bar
         from .progress import RichReporter
 
         with RichReporter() as reporter:
-            return download(obsids, args.filetypes, mirror, args.username, args.userpass,
-                            reporter=reporter, **kwargs)
-    return download(obsids, args.filetypes, mirror, args.username, args.userpass,
-                    reporter=Reporter(), **kwargs)
+            return download(
+                obsids,
+                args.filetypes,
+                mirror,
+                args.username,
+                args.userpass,
+                reporter=reporter,
+                **kwargs,
+            )
+    return download(
+        obsids, args.filetypes, mirror, args.username, args.userpass, reporter=Reporter(), **kwargs
+    )
 
 
 def _print_totals(results: Results, elapsed: float, verbose: int, listing: bool) -> None:
@@ -158,8 +225,13 @@ def _print_totals(results: Results, elapsed: float, verbose: int, listing: bool)
     files = results.files
     if listing:
         total = sum(f.size or 0 for f in files)
-        missing = sum((f.size or 0) - f.local_size for f in files if f.reason != "present"
-                      and f.status is Status.PLANNED and f.local_size <= (f.size or 0))
+        missing = sum(
+            (f.size or 0) - f.local_size
+            for f in files
+            if f.reason != "present"
+            and f.status is Status.PLANNED
+            and f.local_size <= (f.size or 0)
+        )
         print(f"Total: {len(files)} file(s), {fmt_size(total)}; to fetch: {fmt_size(missing)}.")
         return
     got = sum(f.bytes_transferred for f in files)

@@ -74,7 +74,9 @@ def netrc_credentials(host: str) -> Credentials | None:
     return Credentials(login or "anonymous", password or "")
 
 
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@")
+_USERINFO = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@"
+)
 
 
 def mask_url(url: str) -> str:

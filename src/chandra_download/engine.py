@@ -163,14 +163,30 @@ class Engine:
             try:
                 check_relpath(relpath)
             except ChandraDownloadError as exc:
-                out.append(FileResult(r.obsid, relpath, remote.url, top, ftype,
-                                      status=Status.FAILED, reason=str(exc), site=r.site))
+                out.append(
+                    FileResult(
+                        r.obsid,
+                        relpath,
+                        remote.url,
+                        top,
+                        ftype,
+                        status=Status.FAILED,
+                        reason=str(exc),
+                        site=r.site,
+                    )
+                )
                 continue
             if not selection.accepts(ftype):
                 continue
-            fr = FileResult(r.obsid, relpath, remote.url, top / relpath, ftype,
-                            size=remote.size if remote.size is not None else remote.approx_size,
-                            site=r.site)
+            fr = FileResult(
+                r.obsid,
+                relpath,
+                remote.url,
+                top / relpath,
+                ftype,
+                size=remote.size if remote.size is not None else remote.approx_size,
+                site=r.site,
+            )
             problem = _unsafe_target(top, fr.path)
             if problem:
                 fr.status, fr.reason = Status.FAILED, problem
@@ -181,7 +197,9 @@ class Engine:
         """Fetch from the ObsId's site; on failure, from the next source that has the file."""
         start = next(i for i, s in enumerate(self.sources) if s.label == r.site)
         for index in range(start, len(self.sources)):
-            listing = self._list(index, r.obsid) if index != start else self._listings[(start, r.obsid)]
+            listing = (
+                self._list(index, r.obsid) if index != start else self._listings[(start, r.obsid)]
+            )
             remote = (listing or {}).get(fr.relpath)
             if remote is None:
                 continue
@@ -195,8 +213,14 @@ class Engine:
             if fr.status is not Status.FAILED or self.stop.is_set():
                 return
             if index + 1 < len(self.sources):
-                vlog(1, "ObsId %s: %s failed at %s (%s); trying the next site",
-                     r.obsid, fr.relpath, self.sources[index].label, fr.reason)
+                vlog(
+                    1,
+                    "ObsId %s: %s failed at %s (%s); trying the next site",
+                    r.obsid,
+                    fr.relpath,
+                    self.sources[index].label,
+                    fr.reason,
+                )
 
     def _describe(self, r: ObsIdResult, fr: FileResult) -> None:
         """--list: the exact size and the local state, writing nothing."""

@@ -121,7 +121,9 @@ class Selection:
     """
 
     def __init__(
-        self, filetypes: str | Iterable[str] | None = None, exclude: str | Iterable[str] | None = None
+        self,
+        filetypes: str | Iterable[str] | None = None,
+        exclude: str | Iterable[str] | None = None,
     ) -> None:
         self.wanted = _normalise(filetypes, "requested")
         self.excluded = _normalise(exclude, "excluded")

@@ -56,15 +56,34 @@ class Reporter:
         kind = f"{fr.filetype or '-':<9} {file_format(fr.relpath):<5}"
         name = fr.relpath.rsplit("/", 1)[-1]
         if fr.status is Status.PRESENT:
-            vlog(1, "  %5s %s %10s  already downloaded  %s", fr.obsid, kind, fmt_size(fr.size), name)
+            vlog(
+                1, "  %5s %s %10s  already downloaded  %s", fr.obsid, kind, fmt_size(fr.size), name
+            )
         elif fr.status in (Status.DOWNLOADED, Status.RESUMED):
             secs = max(fr.elapsed, 1e-6)
             rate = fr.bytes_transferred / secs / 1024
             extra = " (resumed)" if fr.status is Status.RESUMED else ""
-            vlog(1, "  %5s %s %10s %7.1f s %9.1f kb/s  %s%s",
-                 fr.obsid, kind, fmt_size(fr.size), fr.elapsed, rate, name, extra)
+            vlog(
+                1,
+                "  %5s %s %10s %7.1f s %9.1f kb/s  %s%s",
+                fr.obsid,
+                kind,
+                fmt_size(fr.size),
+                fr.elapsed,
+                rate,
+                name,
+                extra,
+            )
         elif fr.status is Status.PLANNED:
-            vlog(1, "  %5s %s %10s  %-18s  %s", fr.obsid, kind, fmt_size(fr.size), fr.reason, fr.relpath)
+            vlog(
+                1,
+                "  %5s %s %10s  %-18s  %s",
+                fr.obsid,
+                kind,
+                fmt_size(fr.size),
+                fr.reason,
+                fr.relpath,
+            )
         else:
             vlog(0, "ObsId %s: %s %s: %s", fr.obsid, fr.relpath, fr.status, fr.reason)
 

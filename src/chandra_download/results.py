@@ -71,8 +71,10 @@ class ObsIdResult:
     @property
     def ok(self) -> bool:
         """Found, and every selected file complete (larger-local files count as not ok)."""
-        return self.found and self.error is None and all(
-            f.ok for f in self.files if not _deliberate_skip(f)
+        return (
+            self.found
+            and self.error is None
+            and all(f.ok for f in self.files if not _deliberate_skip(f))
         )
 
 
@@ -115,7 +117,9 @@ class Results(list[ObsIdResult]):
             if r.error:
                 out.append(f"ObsId {r.obsid}: {r.error}")
             for f in r.files:
-                if f.status is Status.FAILED or (f.status is Status.SKIPPED and not _deliberate_skip(f)):
+                if f.status is Status.FAILED or (
+                    f.status is Status.SKIPPED and not _deliberate_skip(f)
+                ):
                     out.append(f"ObsId {r.obsid}: {f.relpath}: {f.reason}")
         return out
 

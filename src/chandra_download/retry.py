@@ -27,9 +27,7 @@ def backoff_delay(config: SessionConfig, attempt: int, retry_after: float | None
     return delay
 
 
-def with_retries(
-    fn: Callable[[], T], config: SessionConfig, stop: threading.Event, what: str
-) -> T:
+def with_retries(fn: Callable[[], T], config: SessionConfig, stop: threading.Event, what: str) -> T:
     """Call fn, retrying TransientError with the session's backoff."""
     for attempt in range(1, config.retries + 2):
         try:

@@ -71,7 +71,9 @@ class Transfer:
             # Size unknown (HTTP) and a file at the final name: ask before touching it.
             try:
                 total = with_retries(
-                    lambda: self._probe(source, remote, plan.offset), self.config, self.stop,
+                    lambda: self._probe(source, remote, plan.offset),
+                    self.config,
+                    self.stop,
                     fr.relpath,
                 )
             except SourceError as exc:
@@ -164,7 +166,9 @@ class Transfer:
                 fr.status = Status.FAILED
                 kept = os.fstat(fd).st_size
                 if exc.errno == errno.ENOSPC:
-                    fr.reason = f"no space left on device; {kept} bytes kept in {part.name} for resume"
+                    fr.reason = (
+                        f"no space left on device; {kept} bytes kept in {part.name} for resume"
+                    )
                 else:
                     fr.reason = f"cannot write {part}: {exc.strerror}"
                 return
@@ -187,7 +191,9 @@ class Transfer:
             fr.size = exc.total
             action = resolve(have, exc.total)
             if action is Action.RESUME:
-                raise TransientError(f"{fr.relpath}: the server refused to resume at {have}") from None
+                raise TransientError(
+                    f"{fr.relpath}: the server refused to resume at {have}"
+                ) from None
             return action
         with body:
             total = body.total if body.total is not None else remote.size
@@ -195,7 +201,11 @@ class Transfer:
             if body.start != have:
                 if body.start != 0:
                     raise TransientError(f"{fr.relpath}: data starts at {body.start}, not {have}")
-                vlog(2, "%s: the server ignored the resume offset; fetching from the start", fr.relpath)
+                vlog(
+                    2,
+                    "%s: the server ignored the resume offset; fetching from the start",
+                    fr.relpath,
+                )
                 have = 0
             os.ftruncate(fd, have)
             os.lseek(fd, have, os.SEEK_SET)

@@ -44,7 +44,9 @@ class _HTTPBody(Body):
             data = self._resp.read(n, decode_content=False)
         except (HTTPError, OSError) as exc:
             self._resp.close()
-            raise TransientError(scrub(f"connection broke during transfer: {exc}", self._secrets)) from None
+            raise TransientError(
+                scrub(f"connection broke during transfer: {exc}", self._secrets)
+            ) from None
         if not data:
             self._eof = True
         return data
@@ -71,7 +73,9 @@ class HTTPSource(Source):
 
     exact_sizes = False
 
-    def __init__(self, base_url: str, config: SessionConfig, credentials: Credentials | None = None):
+    def __init__(
+        self, base_url: str, config: SessionConfig, credentials: Credentials | None = None
+    ):
         self.base = base_url if base_url.endswith("/") else base_url + "/"
         self.label = self.base
         self.config = config
@@ -91,8 +95,14 @@ class HTTPSource(Source):
             maxsize=cfg.jobs + 4,
             timeout=urllib3.Timeout(connect=cfg.timeout, read=cfg.timeout),
             retries=urllib3.Retry(
-                total=None, connect=0, read=0, status=0, other=0, redirect=5,
-                raise_on_redirect=False, raise_on_status=False,
+                total=None,
+                connect=0,
+                read=0,
+                status=0,
+                other=0,
+                redirect=5,
+                raise_on_redirect=False,
+                raise_on_status=False,
             ),
             headers=self._headers,
         )
@@ -112,8 +122,12 @@ class HTTPSource(Source):
     def _request(self, method: str, url: str, headers: dict | None = None, stream: bool = True):
         try:
             return self._pool.request(
-                method, url, headers=headers or None, preload_content=not stream,
-                decode_content=False, redirect=True,
+                method,
+                url,
+                headers=headers or None,
+                preload_content=not stream,
+                decode_content=False,
+                redirect=True,
             )
         except MaxRetryError as exc:
             raise self._connection_error(url, exc.reason) from None
@@ -124,9 +138,11 @@ class HTTPSource(Source):
         host = urlsplit(url).netloc
         if isinstance(exc, SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
             return SourceError(
-                scrub(f"TLS certificate of {host} could not be verified ({exc}); "
-                      "pass --ca-bundle if the site uses a private certificate authority",
-                      self._secrets)
+                scrub(
+                    f"TLS certificate of {host} could not be verified ({exc}); "
+                    "pass --ca-bundle if the site uses a private certificate authority",
+                    self._secrets,
+                )
             )
         if isinstance(exc, NewConnectionError):
             return TransientError(scrub(f"cannot connect to {host}: {exc}", self._secrets))
@@ -156,7 +172,9 @@ class HTTPSource(Source):
         self._check_status(resp, url, "listing")
         ctype = resp.headers.get("Content-Type", "")
         if "html" not in ctype:
-            raise SourceError(f"listing at {scrub(url, self._secrets)} is not an HTML page ({ctype})")
+            raise SourceError(
+                f"listing at {scrub(url, self._secrets)} is not an HTML page ({ctype})"
+            )
         text = resp.data.decode(_charset(ctype), errors="replace")
         final_url = resp.geturl() or url
         if not final_url.startswith(("http://", "https://")):
@@ -197,9 +215,13 @@ class HTTPSource(Source):
             m = _UNSATISFIED.search(resp.headers.get("Content-Range", ""))
             resp.drain_conn()
             resp.release_conn()
-            raise RangeNotSatisfiable(f"{f.relpath}: offset {offset} is past the end", int(m[1]) if m else None)
+            raise RangeNotSatisfiable(
+                f"{f.relpath}: offset {offset} is past the end", int(m[1]) if m else None
+            )
         self._check_status(resp, f.url, f.relpath)
-        if "text/html" in resp.headers.get("Content-Type", "") and not f.relpath.endswith((".html", ".htm")):
+        if "text/html" in resp.headers.get("Content-Type", "") and not f.relpath.endswith(
+            (".html", ".htm")
+        ):
             resp.drain_conn()
             resp.release_conn()
             raise TransientError(f"{f.relpath}: the server sent an HTML page instead of the file")
