@@ -1,4 +1,4 @@
-"""Tests of the archive simulator: tree generator, link model, faults, HTTP(S) server, CLI."""
+"""Tests of the archive simulator: tree, link model, faults, HTTP(S) server, fixtures, CLI."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import chandra_download
 from chandra_download.filetypes import FILETYPES, classify
 from chandra_download.simulator import (
     DEFAULT_OBSIDS,
@@ -26,8 +27,10 @@ from chandra_download.simulator import (
     LinkModel,
     generate_archive,
     iter_files,
+    obsid_dir,
 )
 from chandra_download.simulator.__main__ import main as cli_main
+from chandra_download.simulator.fixtures import FTP_PASSWORD, FTP_USER
 from chandra_download.simulator.http import apache_size
 
 EVT1 = "byobsid/3/1843/secondary/acisf01843_000N005_evt1.fits.gz"
@@ -358,6 +361,42 @@ def test_control_endpoints_and_stats(archive_http):
         c.close()
     request(archive_http, "/_simulator/stats", method="DELETE")
     assert archive_http.stats.get_count() == 0 and archive_http.stats.bytes_sent == 0
+
+
+# --- FTP and S3 fixtures -------------------------------------------------------------------
+
+
+def assert_same_as_archive(results, root: Path) -> None:
+    assert results.ok and results.files
+    for f in results.files:
+        assert f.path.read_bytes() == (obsid_dir(root, f.obsid) / f.relpath).read_bytes()
+
+
+def test_archive_ftp_fixture(archive_ftp, archive_root, tmp_path):
+    assert (FTP_USER, FTP_PASSWORD) == ("chandra", "x-ray")
+    mirror = archive_ftp.base_url
+    assert re.fullmatch(r"ftp://127\.0\.0\.1:\d+/", mirror)
+    anon = chandra_download.download(1843, "evt2,oif", mirror=mirror, outdir=tmp_path / "a")
+    assert_same_as_archive(anon, archive_root)
+    assert {f.filetype for f in anon.files} == {"evt2", "oif"}
+    logins = archive_ftp.stats.logins
+    user = chandra_download.download(6298, "evt2", mirror, FTP_USER, FTP_PASSWORD,
+                                     outdir=tmp_path / "u")  # fmt: skip
+    assert_same_as_archive(user, archive_root)
+    assert archive_ftp.stats.logins > logins and archive_ftp.stats.failed_logins == 0
+    bad = chandra_download.download(6298, "evt2", mirror, FTP_USER, "wrong", retries=0,
+                                    outdir=tmp_path / "b")  # fmt: skip
+    assert not bad.ok and archive_ftp.stats.failed_logins >= 1
+
+
+def test_archive_s3_fixture(archive_s3, archive_root, tmp_path):
+    assert re.fullmatch(r"s3://chandra-sim-\d+/chandra/data/", archive_s3.base_url)
+    results = chandra_download.download([1843, 2749], "evt2,pha2", mirror=archive_s3.base_url,
+                                        endpoint_url=archive_s3.endpoint_url,
+                                        outdir=tmp_path)  # fmt: skip
+    assert_same_as_archive(results, archive_root)
+    expected = {(1843, "evt2"), (2749, "evt2"), (2749, "pha2")}
+    assert {(f.obsid, f.filetype) for f in results.files} == expected
 
 
 # --- serve command --------------------------------------------------------------------------
