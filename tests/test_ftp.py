@@ -27,7 +27,8 @@ from chandra_download.errors import (
 from chandra_download.simulator.faults import Fault, FaultPlan
 from chandra_download.simulator.ftp import ArchiveFTPServer
 from chandra_download.sources import choose_source
-from chandra_download.sources.ftp import FTPSource, _parse_ls, _parse_mlsd
+from chandra_download.sources.ftp import FTPSource
+from chandra_download.sources.ftp_listing import parse_ls, parse_mlsd
 
 PASSWORD = "s3cr3t-P4ss"
 FILES = {
@@ -267,19 +268,19 @@ def test_unsafe_names(server: ArchiveFTPServer, monkeypatch, name: str) -> None:
 
 
 def test_parsers() -> None:
-    assert _parse_mlsd("type=file;size=42;modify=20200101000000; a b.fits") == (
+    assert parse_mlsd("type=file;size=42;modify=20200101000000; a b.fits") == (
         "a b.fits",
         "file",
         42,
     )
-    assert _parse_mlsd("Type=DIR;modify=1; primary") == ("primary", "dir", None)
-    assert _parse_mlsd("type=cdir; .")[1] == "cdir"
+    assert parse_mlsd("Type=DIR;modify=1; primary") == ("primary", "dir", None)
+    assert parse_mlsd("type=cdir; .")[1] == "cdir"
     ls = "-rw-r--r--   1 ftp      ftp       2500000 Mar 07  2019 evt1 x.fits.gz"
-    assert _parse_ls(ls) == ("evt1 x.fits.gz", "file", 2500000)
-    assert _parse_ls("drwxr-xr-x 2 0 0 4096 Jan  1 12:00 aspect") == ("aspect", "dir", None)
-    assert _parse_ls("-rw-r--r-- 1 owner 77 Jan 10 09:15 nogroup") == ("nogroup", "file", 77)
-    assert _parse_ls("lrwxrwxrwx 1 a b 9 Jan 1 2020 l -> target")[:2] == ("l", "link")
-    assert _parse_ls("total 12") is None
+    assert parse_ls(ls) == ("evt1 x.fits.gz", "file", 2500000)
+    assert parse_ls("drwxr-xr-x 2 0 0 4096 Jan  1 12:00 aspect") == ("aspect", "dir", None)
+    assert parse_ls("-rw-r--r-- 1 owner 77 Jan 10 09:15 nogroup") == ("nogroup", "file", 77)
+    assert parse_ls("lrwxrwxrwx 1 a b 9 Jan 1 2020 l -> target")[:2] == ("l", "link")
+    assert parse_ls("total 12") is None
 
 
 def test_ftps_with_trusted_ca(archive: Path) -> None:

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import ftplib
-import os
 import posixpath
-import re
 import socket
 import ssl
 import threading
 from collections.abc import Callable
 from typing import TypeVar
 from urllib.parse import quote, unquote, urlsplit
-
-import certifi
 
 from ..config import SessionConfig
 from ..credentials import Credentials, mask_url, scrub
@@ -25,68 +21,25 @@ from ..errors import (
     RangeNotSatisfiable,
     SourceError,
     TransientError,
-    UnsafeEntry,
 )
-from .base import Body, RemoteFile, Source, check_relpath, obsid_dir
+from .base import Body, RemoteFile, Source, obsid_dir
+from .ftp_listing import (
+    FTPTLS,
+    Conn,
+    ListingMixin,
+    abort_transfer,
+    discard,
+    keeps_sync,
+    reply_code,
+    tls_context,
+)
+
+__all__ = ["FTPSource", "tls_context"]
 
 T = TypeVar("T")
-_MAX_DEPTH = 16
-_ABORT_TIMEOUT = 5.0
-# drwxr-xr-x  2 owner group  4096 Jan  1 12:00 name  (group column optional)
-_LS = re.compile(
-    r"^(?P<kind>[-dlbcps])\S*\s+\d+\s+.*?\s(?P<size>\d+)\s+"
-    r"[A-Za-z]{3}\s+\d{1,2}\s+(?:\d{1,2}:\d{2}|\d{4})\s(?P<name>.+)$"
-)
 
 
-class _FTP_TLS(ftplib.FTP_TLS):
-    """FTP_TLS whose data connections resume the control connection's TLS session."""
-
-    def wrap_data(self, sock: socket.socket) -> socket.socket:
-        assert self.context is not None
-        return self.context.wrap_socket(
-            sock, server_hostname=self.host, session=getattr(self.sock, "session", None)
-        )
-
-    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int]:
-        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
-        if self._prot_p:  # type: ignore[attr-defined]
-            conn = self.wrap_data(conn)
-        return conn, size
-
-
-class _Conn:
-    """One logged-in control connection and what we know of its state."""
-
-    def __init__(self, ftp: ftplib.FTP) -> None:
-        self.ftp = ftp
-        self.binary = False
-        self.reused = False
-
-
-def _code(exc: BaseException) -> str:
-    return str(exc)[:3]
-
-
-def _keeps_sync(exc: BaseException) -> bool:
-    """True when the control connection is still usable after ``exc`` (its reply was read)."""
-    if isinstance(exc, ftplib.error_temp):
-        return _code(exc) != "421"
-    return isinstance(exc, (ftplib.error_perm, ChandraDownloadError))
-
-
-def tls_context(config: SessionConfig) -> ssl.SSLContext:
-    """A client TLS context: verified against ca_bundle/SSL_CERT_FILE/certifi unless insecure."""
-    if config.insecure:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-    cafile = config.ca_bundle or os.environ.get("SSL_CERT_FILE") or certifi.where()
-    return ssl.create_default_context(cafile=cafile)
-
-
-class FTPSource(Source):
+class FTPSource(ListingMixin, Source):
     """An FTP or explicit-FTPS mirror holding ``byobsid/<digit>/<obsid>/`` trees.
 
     Listings use ``MLSD`` (exact sizes) and fall back to parsing Unix ``LIST`` output on servers
@@ -125,7 +78,7 @@ class FTPSource(Source):
         self.label = self._display
         self._ctx = tls_context(config) if parts.scheme.lower() == "ftps" else None
         self._lock = threading.Lock()
-        self._idle: list[_Conn] = []
+        self._idle: list[Conn] = []
         self._closed = False
         self._home: str | None = None
         self._mlsd: bool | None = None  # None: not tried yet
@@ -135,15 +88,15 @@ class FTPSource(Source):
     def _scrub(self, text: str) -> str:
         return scrub(text, [self._password] if self._user != "anonymous" else [])
 
-    def _connect(self) -> _Conn:
+    def _connect(self) -> Conn:
         t = self._config.timeout
-        ftp = _FTP_TLS(context=self._ctx, timeout=t) if self._ctx else ftplib.FTP(timeout=t)
+        ftp = FTPTLS(context=self._ctx, timeout=t) if self._ctx else ftplib.FTP(timeout=t)
         try:
             ftp.connect(self._host, self._port)
             try:
                 ftp.login(self._user, self._password)
             except ftplib.error_perm as exc:
-                if _code(exc) in ("530", "331", "332"):
+                if reply_code(exc) in ("530", "331", "332"):
                     raise AuthError(
                         f"FTP login refused for user {self._user} at {self._host}: "
                         f"{self._scrub(str(exc))}"
@@ -161,9 +114,9 @@ class FTPSource(Source):
             raise
         with self._lock:
             self.logins += 1
-        return _Conn(ftp)
+        return Conn(ftp)
 
-    def _acquire(self) -> _Conn:
+    def _acquire(self) -> Conn:
         with self._lock:
             if self._closed:
                 raise SourceError(f"FTP source {self.label} is closed")
@@ -173,13 +126,13 @@ class FTPSource(Source):
                 return conn
         return self._connect()
 
-    def _release(self, conn: _Conn, healthy: bool) -> None:
+    def _release(self, conn: Conn, healthy: bool) -> None:
         if healthy:
             with self._lock:
                 if not self._closed and len(self._idle) < self._config.jobs:
                     self._idle.append(conn)
                     return
-        _discard(conn, polite=healthy)
+        discard(conn, polite=healthy)
 
     def idle_count(self) -> int:
         """Idle pooled connections (at most ``config.jobs``)."""
@@ -191,10 +144,10 @@ class FTPSource(Source):
             self._closed = True
             idle, self._idle = self._idle, []
         for conn in idle:
-            _discard(conn, polite=True)
+            discard(conn, polite=True)
 
     def _run(
-        self, work: Callable[[_Conn], T], what: str, missing: bool = False, keep: bool = False
+        self, work: Callable[[Conn], T], what: str, missing: bool = False, keep: bool = False
     ) -> T:
         """Run ``work`` on a pooled connection; retry once on a new one if a pooled one was stale.
 
@@ -208,8 +161,8 @@ class FTPSource(Source):
             try:
                 result = work(conn)
             except Exception as exc:
-                self._release(conn, _keeps_sync(exc))
-                stale = isinstance(exc, (EOFError, ConnectionError)) or _code(exc) == "421"
+                self._release(conn, keeps_sync(exc))
+                stale = isinstance(exc, (EOFError, ConnectionError)) or reply_code(exc) == "421"
                 if stale and conn.reused and attempt == 0:
                     continue
                 raise self._translate(exc, what, missing) from None
@@ -224,7 +177,7 @@ class FTPSource(Source):
         text = self._scrub(str(exc) or type(exc).__name__)
         where = f"{what} at {self._host}"
         if isinstance(exc, ftplib.error_perm):
-            code = _code(exc)
+            code = reply_code(exc)
             if code == "530":
                 return AuthError(f"FTP login refused for user {self._user} at {self._host}: {text}")
             if code == "550" and missing:
@@ -258,12 +211,12 @@ class FTPSource(Source):
         rel = obsid_dir(obsid)
         display = f"{self._display}{rel}/"
 
-        def work(conn: _Conn) -> list[RemoteFile]:
+        def work(conn: Conn) -> list[RemoteFile]:
             top = self._server_path(self._urlpath + rel)
             try:
                 conn.ftp.cwd(top)
             except ftplib.error_perm as exc:
-                if _code(exc) == "550":
+                if reply_code(exc) == "550":
                     raise ObsIdNotFound(f"ObsId {obsid} not found at {self.label}") from None
                 raise
             out: list[RemoteFile] = []
@@ -271,59 +224,6 @@ class FTPSource(Source):
             return out
 
         return self._run(work, f"listing ObsId {obsid}")
-
-    def _walk(
-        self, conn: _Conn, path: str, prefix: str, display: str, out: list[RemoteFile], depth: int
-    ) -> None:
-        for name, kind, size in self._entries(conn, path):
-            if kind in ("cdir", "pdir") or (kind == "dir" and name in (".", "..")):
-                continue
-            if "/" in name:
-                shown = name.encode("unicode_escape").decode("ascii")
-                raise UnsafeEntry(f"Refusing listing entry {shown!r}: slash in a name")
-            rel = check_relpath(prefix + name)
-            if kind == "link":
-                try:
-                    size = self._size_cmd(conn, f"{path}/{name}")
-                    kind = "file"
-                except ftplib.error_perm:
-                    kind = "dir"
-            if kind == "dir":
-                if depth >= _MAX_DEPTH:
-                    raise UnsafeEntry(f"Refusing listing entry {rel!r}: directories nest too deep")
-                self._walk(conn, f"{path}/{name}", rel + "/", display, out, depth + 1)
-            elif kind == "file":
-                if size is None:
-                    size = self._size_cmd(conn, f"{path}/{name}")
-                out.append(RemoteFile(rel, size, display + quote(rel)))
-
-    def _entries(self, conn: _Conn, path: str) -> list[tuple[str, str, int | None]]:
-        lines: list[str] = []
-        if self._mlsd is not False:
-            try:
-                conn.ftp.retrlines(f"MLSD {path}", lines.append)
-                conn.binary = False
-                self._mlsd = True
-                return [e for e in map(_parse_mlsd, lines) if e is not None]
-            except ftplib.error_perm as exc:
-                conn.binary = False
-                if _code(exc) not in ("500", "501", "502", "504"):
-                    raise
-                if _code(exc) != "501" or not self._mlsd:
-                    self._mlsd = False
-                lines.clear()
-        conn.ftp.retrlines(f"LIST {path}", lines.append)
-        conn.binary = False
-        return [e for e in map(_parse_ls, lines) if e is not None]
-
-    def _size_cmd(self, conn: _Conn, path: str) -> int:
-        if not conn.binary:
-            conn.ftp.voidcmd("TYPE I")
-            conn.binary = True
-        size = conn.ftp.size(path)
-        if size is None:
-            raise SourceError(f"FTP server at {self._host} gave no size for {path}")
-        return size
 
     def size(self, f: RemoteFile) -> int:
         if f.size is not None:
@@ -336,7 +236,7 @@ class FTPSource(Source):
         if offset > 0 and offset >= total:
             raise RangeNotSatisfiable(f"Offset {offset} is at or past the end of {f.url}", total)
 
-        def work(conn: _Conn) -> Body:
+        def work(conn: Conn) -> Body:
             ftp, path = conn.ftp, self._file_path(f)  # (the login directory is known now)
             if not conn.binary:
                 ftp.voidcmd("TYPE I")
@@ -355,7 +255,7 @@ class FTPSource(Source):
                     resp = ftp.getresp()
                 if resp[:1] != "1":
                     raise ftplib.error_reply(resp)
-                if isinstance(ftp, _FTP_TLS):
+                if isinstance(ftp, FTPTLS):
                     sock = ftp.wrap_data(sock)
             except BaseException:
                 sock.close()
@@ -369,7 +269,7 @@ class _FTPBody(Body):
     """The data connection of one RETR; owns its control connection until closed."""
 
     def __init__(
-        self, src: FTPSource, conn: _Conn, sock: socket.socket, start: int, total: int, url: str
+        self, src: FTPSource, conn: Conn, sock: socket.socket, start: int, total: int, url: str
     ) -> None:
         self._src, self._conn, self._sock, self._url = src, conn, sock, url
         self.start, self.total = start, total
@@ -402,7 +302,7 @@ class _FTPBody(Body):
         try:
             self._conn.ftp.voidresp()
         except Exception as exc:
-            self._state = "done" if _keeps_sync(exc) else "broken"
+            self._state = "done" if keeps_sync(exc) else "broken"
             raise self._src._translate(exc, f"finishing {self._url}") from None
         self._state = "done"
         got = self.start + self._received
@@ -415,65 +315,6 @@ class _FTPBody(Body):
             return
         if state == "open":
             self._sock.close()
-            self._src._release(self._conn, _abort(self._conn.ftp))
+            self._src._release(self._conn, abort_transfer(self._conn.ftp))
         else:
             self._src._release(self._conn, state == "done")
-
-
-def _abort(ftp: ftplib.FTP) -> bool:
-    """ABOR a transfer closed early; True when the control connection is back in sync.
-
-    ABOR and NOOP go out together; the replies before NOOP's 200 (the RETR's final one and
-    ABOR's, one or two of them) are skipped.
-    """
-    try:
-        ftp.sock.settimeout(min(ftp.timeout or _ABORT_TIMEOUT, _ABORT_TIMEOUT))
-        ftp.sock.sendall(b"ABOR\r\nNOOP\r\n")
-        for _ in range(4):
-            if ftp.getmultiline()[:3] == "200":
-                ftp.sock.settimeout(ftp.timeout)
-                return True
-    except Exception:
-        pass
-    return False
-
-
-def _discard(conn: _Conn, polite: bool) -> None:
-    if polite:
-        try:
-            conn.ftp.sock.settimeout(_ABORT_TIMEOUT)
-            conn.ftp.quit()
-        except Exception:
-            pass
-    conn.ftp.close()
-
-
-def _parse_mlsd(line: str) -> tuple[str, str, int | None] | None:
-    facts_text, sep, name = line.rstrip("\r\n").partition(" ")
-    if not sep:
-        return None
-    facts = {}
-    for fact in facts_text.split(";"):
-        key, eq, value = fact.partition("=")
-        if eq:
-            facts[key.strip().lower()] = value
-    kind = facts.get("type", "").lower()
-    if kind.startswith("os.unix=slink") or kind.startswith("os.unix=symlink"):
-        kind = "link"
-    if kind not in ("file", "dir", "cdir", "pdir", "link"):
-        return None
-    size = facts.get("size")
-    return name, kind, int(size) if size and size.isdigit() else None
-
-
-def _parse_ls(line: str) -> tuple[str, str, int | None] | None:
-    m = _LS.match(line.rstrip("\r\n"))
-    if m is None:
-        return None
-    kind = {"-": "file", "d": "dir", "l": "link"}.get(m["kind"])
-    if kind is None:
-        return None
-    name = m["name"]
-    if kind == "link":
-        name = name.partition(" -> ")[0]
-    return name, kind, int(m["size"]) if kind == "file" else None
