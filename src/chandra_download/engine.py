@@ -14,7 +14,7 @@ from .config import SessionConfig
 from .errors import ChandraDownloadError, ObsIdNotFound, SourceError
 from .filetypes import Selection, classify
 from .log import vlog
-from .plan import Action, plan_file
+from .plan import Action, part_path, plan_file
 from .progress import Reporter
 from .results import FileResult, ObsIdResult, Status
 from .retry import Interrupted, with_retries
@@ -227,7 +227,11 @@ class Engine:
         source = next(s for s in self.sources if s.label == r.site)
         remote = self._listings[(self.sources.index(source), r.obsid)][fr.relpath]
         if remote.size is None:
-            size = with_retries(lambda: source.size(remote), self.config, self.stop, fr.relpath)
+            try:
+                size = with_retries(lambda: source.size(remote), self.config, self.stop, fr.relpath)
+            except SourceError as exc:  # e.g. listed but gone (404): report, not a crash
+                fr.status, fr.reason = Status.FAILED, str(exc)
+                return
             remote = replace(remote, size=size)
         fr.size = remote.size
         plan = plan_file(remote, fr.path)
@@ -249,8 +253,9 @@ def _unsafe_target(top: Path, path: Path) -> str | None:
             parent = parent.parent
         if not parent.resolve().is_relative_to(real_top) and parent.resolve() != real_top:
             return f"refusing to write {path}: a symlink in the output tree leads outside it"
-        if path.is_symlink():
-            return f"refusing to write {path}: it is a symlink"
+        for p in (path, part_path(path)):  # the .part is opened for writing, too
+            if p.is_symlink():
+                return f"refusing to write {p}: it is a symlink"
     except OSError as exc:
         return f"cannot check {path}: {exc.strerror}"
     return None

@@ -36,7 +36,10 @@ class Reporter:
 
     def obsid_listed(self, r: ObsIdResult) -> None:
         if not r.found:
-            vlog(1, "ObsId %s: %s", r.obsid, r.error or "not found in the archive")
+            # A listing error (TLS, refused access...) is an error: shown even when quiet.
+            vlog(
+                0 if r.error else 1, "ObsId %s: %s", r.obsid, r.error or "not found in the archive"
+            )
             return
         total = sum(f.size or 0 for f in r.files)
         with self._lock:

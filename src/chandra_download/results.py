@@ -82,6 +82,12 @@ def _deliberate_skip(f: FileResult) -> bool:
     return f.status is Status.SKIPPED and (f.reason or "").startswith("not selected")
 
 
+def _which(files: list[FileResult], most: int = 3) -> str:
+    """``1843/primary/x.fits.gz, ...``: the first few files, for one-line summaries."""
+    shown = ", ".join(f"{f.obsid}/{f.relpath}" for f in files[:most])
+    return shown + (f" and {len(files) - most} more" if len(files) > most else "")
+
+
 class Results(list[ObsIdResult]):
     """A list of :class:`ObsIdResult` in the order the ObsIds were given.
 
@@ -135,9 +141,12 @@ class Results(list[ObsIdResult]):
         if broken:
             parts.append(f"could not be listed: ObsId {', '.join(broken)}")
         if failed:
-            parts.append(f"{len(failed)} file(s) failed")
+            parts.append(f"{len(failed)} file(s) failed ({_which(failed)})")
         if larger:
-            parts.append(f"{len(larger)} local file(s) larger than the archive's, left alone")
+            parts.append(
+                f"{len(larger)} local file(s) larger than the archive's, left alone "
+                f"({_which(larger)})"
+            )
         if not parts:
             return f"All {len(self)} ObsId(s) complete."
         return "; ".join(parts) + "."

@@ -25,7 +25,8 @@ def _acquire(part: Path) -> int:
     """Open and lock the live ``.part`` file. Two processes never write the same file: the
     lock holder of the inode currently at the ``.part`` name is the only writer."""
     while True:
-        fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+        # O_NOFOLLOW: a symlink planted at the .part name must not be written through.
+        fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -69,19 +70,10 @@ class Transfer:
         plan = plan_file(remote, target)
         if plan.action is Action.PROBE and plan.partial_at_target:
             # Size unknown (HTTP) and a file at the final name: ask before touching it.
-            try:
-                total = with_retries(
-                    lambda: self._probe(source, remote, plan.offset),
-                    self.config,
-                    self.stop,
-                    fr.relpath,
-                )
-            except SourceError as exc:
-                fr.status, fr.reason = Status.FAILED, str(exc)
+            remote = self._sized(source, remote, fr, plan.offset)
+            if remote is None:
                 return
-            if total is not None:
-                remote = replace(remote, size=total)
-                plan = plan_file(remote, target)
+            plan = plan_file(remote, target)
         if plan.action in (Action.PRESENT, Action.LARGER):
             self._settle(fr, plan.action, plan.offset, remote.size)
             return
@@ -90,6 +82,16 @@ class Transfer:
         fd = _acquire(part)
         try:
             plan = plan_file(remote, target)  # again: another process may have finished it
+            if plan.action is Action.PROBE and plan.partial_at_target:
+                # It did (or left a file there) while we waited: never move a file that may
+                # be complete without first learning the archive's size.
+                sized = self._sized(source, remote, fr, plan.offset)
+                if sized is None:
+                    if os.fstat(fd).st_size == 0:
+                        _unlink_quietly(part)
+                    return
+                remote = sized
+                plan = plan_file(remote, target)
             if plan.partial_at_target and plan.action in (Action.RESUME, Action.PROBE):
                 # CIAO's tool leaves partial files at the final name; resume them via .part.
                 os.replace(target, part)
@@ -102,12 +104,32 @@ class Transfer:
                 self._settle(fr, plan.action, plan.offset, remote.size)
                 return
             self._attempts(source, remote, fr, fd, part)
+            if fr.status is Status.FAILED and os.fstat(fd).st_size == 0:
+                _unlink_quietly(part)  # nothing to resume from: leave no empty .part behind
         finally:
             os.close(fd)
 
+    def _sized(
+        self, source: Source, remote: RemoteFile, fr: FileResult, offset: int
+    ) -> RemoteFile | None:
+        """``remote`` with its exact size when the site tells it; None (``fr`` failed) on error."""
+        try:
+            total = with_retries(
+                lambda: self._probe(source, remote, offset), self.config, self.stop, fr.relpath
+            )
+        except SourceError as exc:
+            fr.status, fr.reason = Status.FAILED, str(exc)
+            return None
+        return remote if total is None else replace(remote, size=total)
+
     @staticmethod
     def _probe(source: Source, remote: RemoteFile, offset: int) -> int | None:
-        """The archive's size of a file, from a resume request that reads no body."""
+        """The archive's size of a file, asked without transferring its body (HTTP HEAD): a
+        ranged GET closed unread still has the server push the rest of the file."""
+        try:
+            return source.size(remote)
+        except NotImplementedError:
+            pass
         try:
             body = source.open(remote, offset)
         except RangeNotSatisfiable as exc:
@@ -167,7 +189,8 @@ class Transfer:
                 kept = os.fstat(fd).st_size
                 if exc.errno == errno.ENOSPC:
                     fr.reason = (
-                        f"no space left on device; {kept} bytes kept in {part.name} for resume"
+                        f"no space left on device writing to {part.parent}; "
+                        f"{kept} bytes kept in {part.name} for resume"
                     )
                 else:
                     fr.reason = f"cannot write {part}: {exc.strerror}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ..config import SessionConfig
 from ..credentials import mask_url, resolve_credentials
@@ -92,7 +92,7 @@ def choose_source(
     if scheme == "file" or scheme == "":
         from .local import LocalSource
 
-        path = Path(urlsplit(url).path) if scheme == "file" else Path(url).expanduser()
+        path = Path(unquote(urlsplit(url).path)) if scheme == "file" else Path(url).expanduser()
         return LocalSource(path, config)
     raise ValueError(
         f"Unsupported mirror {mask_url(url)!r}: use an https://, http://, ftp://, ftps://, s3:// "

@@ -41,7 +41,9 @@ class _HTTPBody(Body):
 
     def read(self, n: int) -> bytes:
         try:
-            data = self._resp.read(n, decode_content=False)
+            # read1: what has arrived, up to n. read(n) would block until n bytes came, so a
+            # broken connection lost a whole chunk and Ctrl-C waited for it on slow links.
+            data = self._resp.read1(n, decode_content=False)
         except (HTTPError, OSError) as exc:
             self._resp.close()
             raise TransientError(
@@ -92,7 +94,9 @@ class HTTPSource(Source):
         cfg = self.config
         kw: dict = dict(
             num_pools=4,
-            maxsize=cfg.jobs + 4,
+            # At most `jobs` connections per host, listings included: block instead of opening more.
+            maxsize=cfg.jobs,
+            block=True,
             timeout=urllib3.Timeout(connect=cfg.timeout, read=cfg.timeout),
             retries=urllib3.Retry(
                 total=None,
@@ -124,7 +128,9 @@ class HTTPSource(Source):
             return self._pool.request(
                 method,
                 url,
-                headers=headers or None,
+                # urllib3 replaces (not merges) the pool's headers when a request has its own:
+                # without this a ranged GET would lose basic auth and the User-Agent.
+                headers={**self._headers, **headers} if headers else None,
                 preload_content=not stream,
                 decode_content=False,
                 redirect=True,
