@@ -1,0 +1,63 @@
+"""Shared fixtures. The simulator fixtures (archive_root, archive_http, archive_https) come
+from the package's pytest plugin (chandra_download.simulator.fixtures)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from chandra_download import log as cd_log
+from chandra_download.simulator import iter_files
+
+
+@pytest.fixture(autouse=True)
+def _isolate(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No mirror from the environment, no proxy for loopback, and the package logger
+    restored after the test (``set_verbosity`` and ``cli.main`` change global state)."""
+    monkeypatch.delenv("CDA_MIRROR_SITE", raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    logger = logging.getLogger("chandra_download")
+    saved = (list(logger.handlers), logger.level, logger.propagate, cd_log._handler)
+    yield
+    logger.handlers[:] = saved[0]
+    logger.setLevel(saved[1])
+    logger.propagate = saved[2]
+    cd_log._handler = saved[3]
+
+
+@pytest.fixture
+def fast() -> dict[str, object]:
+    """Session options that keep failing tests quick (short timeout, tiny backoff)."""
+    return {"timeout": 5.0, "retries": 2, "backoff": 0.01, "backoff_max": 0.05}
+
+
+@pytest.fixture
+def source_files(archive_root: Path) -> Callable[[int], dict[str, Path]]:
+    """``source_files(obsid)``: {path below the ObsId directory: file in the archive tree}."""
+    return lambda obsid: dict(iter_files(archive_root, obsid))
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def snapshot() -> Callable[[Path], dict[str, tuple[int, int, str]]]:
+    """``snapshot(dir)``: {relative path: (size, mtime_ns, sha256)} of every file below dir
+    (directories too, as (-1, mtime_ns, "")), to prove a run wrote nothing."""
+
+    def take(root: Path) -> dict[str, tuple[int, int, str]]:
+        out: dict[str, tuple[int, int, str]] = {}
+        for p in sorted(Path(root).rglob("*")):
+            st = p.lstat()
+            rel = p.relative_to(root).as_posix()
+            out[rel] = (
+                (-1, st.st_mtime_ns, "") if p.is_dir() else (st.st_size, st.st_mtime_ns, _sha(p))
+            )
+        return out
+
+    return take

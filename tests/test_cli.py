@@ -1,0 +1,272 @@
+"""The download_chandra_obsid command, run as ``python -m chandra_download`` (a real process)
+and through ``cli.main(argv)``, against the simulated archive over HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chandra_download import DESCRIPTIONS, FILETYPES, __version__, classify, cli
+from chandra_download.simulator import Fault
+
+EVT1 = "secondary/acisf01843_000N005_evt1.fits.gz"
+EVT2 = "primary/acisf01843N005_evt2.fits.gz"
+OIF = "oif.fits"
+
+
+def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    """Run the command in a child process; returns the CompletedProcess (text)."""
+    full_env = {**os.environ, **(env or {})}  # the autouse fixture removed CDA_MIRROR_SITE
+    return subprocess.run(
+        [sys.executable, "-m", "chandra_download", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=60,
+    )
+
+
+def landed(out: Path) -> set[str]:
+    return {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+
+
+def same(a: Path, b: Path) -> bool:
+    return hashlib.sha256(a.read_bytes()).digest() == hashlib.sha256(b.read_bytes()).digest()
+
+
+def test_version():
+    p = run("--version")
+    assert p.returncode == 0
+    assert __version__ in p.stdout
+
+
+@pytest.mark.parametrize("flag", ["-t", "--filetypes"])
+def test_filetypes_lists_every_type_with_its_description(flag):
+    p = run(flag)
+    assert p.returncode == 0
+    lines = p.stdout.splitlines()
+    for t in FILETYPES:
+        assert any(line.split()[:1] == [t] and DESCRIPTIONS[t] in line for line in lines), t
+
+
+def test_download_with_types_in_a_child_process(archive_http, source_files, tmp_path):
+    out = tmp_path / "out"
+    p = run("1843,6298", "evt2,oif", "--mirror", archive_http.base_url, "--outdir", str(out))
+    assert p.returncode == 0, p.stderr
+    want = {
+        f"{o}/{rel}": path
+        for o in (1843, 6298)
+        for rel, path in source_files(o).items()
+        if classify(rel) in ("evt2", "oif")
+    }
+    assert landed(out) == set(want)
+    assert all(same(out / rel, src) for rel, src in want.items())
+    assert "Downloading files for ObsId 1843, total size is" in p.stdout
+    assert "Downloading files for ObsId 6298, total size is" in p.stdout
+    assert Path(EVT2).name in p.stdout
+    assert "Traceback" not in p.stderr
+
+
+def test_default_outdir_is_the_current_directory(archive_http, tmp_path):
+    p = run("1843", "oif", "--mirror", archive_http.base_url, "-q", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert landed(tmp_path) == {"1843/oif.fits"}
+
+
+def test_mirror_from_environment(archive_http, tmp_path):
+    env = {"CDA_MIRROR_SITE": archive_http.base_url}
+    p = run("2749", "oif", "--outdir", str(tmp_path), env=env)
+    assert p.returncode == 0, p.stderr
+    assert landed(tmp_path) == {"2749/oif.fits"}
+
+
+def test_quiet_prints_nothing(archive_http, tmp_path):
+    p = run("1843", "oif", "--mirror", archive_http.base_url, "--outdir", str(tmp_path), "--quiet")
+    assert p.returncode == 0
+    assert p.stdout == "" and p.stderr == ""
+    assert landed(tmp_path) == {"1843/oif.fits"}
+
+
+def test_range_and_missing_obsids_exit_1_with_a_summary(archive_http, tmp_path, capsys):
+    rc = cli.main(
+        [
+            "1842-1844",
+            "oif",
+            "--mirror",
+            archive_http.base_url,
+            "--outdir",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
+    assert rc == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "not found" in err[0] and "1842" in err[0] and "1844" in err[0]
+    assert "1843" not in err[0]
+    assert landed(tmp_path) == {"1843/oif.fits"}  # the others went on
+
+
+def test_at_file_and_exclude(archive_http, source_files, tmp_path, capsys):
+    lst = tmp_path / "ids.txt"
+    lst.write_text("# sample\n1843\n2749, 6298\n")
+    out = tmp_path / "out"
+    rc = cli.main(
+        [
+            f"@{lst}",
+            "--exclude",
+            "evt1,vvref,evt1a",
+            "--mirror",
+            archive_http.base_url,
+            "--outdir",
+            str(out),
+            "-v",
+            "0",
+        ]
+    )
+    assert rc == 0
+    assert capsys.readouterr().out == ""  # verbose 0: no table
+    want = {
+        f"{o}/{rel}"
+        for o in (1843, 2749, 6298)
+        for rel in source_files(o)
+        if classify(rel) not in ("evt1", "vvref", "evt1a")
+    }
+    assert landed(out) == want
+    assert any(p.endswith("_process.par") for p in want)  # untyped kept with exclude only
+
+
+def test_verbose_levels(archive_http, tmp_path, capsys):
+    args = ["1843", "oif", "--mirror", archive_http.base_url, "--outdir", str(tmp_path)]
+    assert cli.main([*args, "--verbose", "1"]) == 0
+    normal = capsys.readouterr().out
+    assert "Downloading files for ObsId 1843" in normal and "oif.fits" in normal
+    (tmp_path / "1843" / OIF).unlink()
+    assert cli.main([*args, "--verbose", "3"]) == 0
+    detailed = capsys.readouterr().out
+    assert "Downloading files for ObsId 1843" in detailed
+    assert len(detailed.splitlines()) > len(normal.splitlines())
+
+
+def test_failed_file_exits_1_naming_it(archive_http, tmp_path):
+    archive_http.faults.add(Fault("status", "*_evt2.fits.gz", status=404, times=None))
+    p = run(
+        "1843",
+        "evt2,oif",
+        "--mirror",
+        archive_http.base_url,
+        "--outdir",
+        str(tmp_path),
+        "--retries",
+        "0",
+        "-q",
+    )
+    assert p.returncode == 1
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "failed" in lines[0] and "1843" in lines[0]
+    assert "Traceback" not in p.stderr
+    assert landed(tmp_path) == {"1843/oif.fits"}
+
+
+def test_rerun_after_success_transfers_nothing(archive_http, tmp_path):
+    args = ["1843", "--mirror", archive_http.base_url, "--outdir", str(tmp_path)]
+    assert run(*args).returncode == 0
+    archive_http.stats.reset()
+    p = run(*args)
+    assert p.returncode == 0
+    assert "already" in p.stdout
+    total = sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file())
+    assert archive_http.stats.bytes_sent < total * 0.05
+
+
+def test_list_reports_state_and_writes_nothing(
+    archive_http, source_files, tmp_path, snapshot, capsys
+):
+    files = source_files(1843)
+    out = tmp_path / "out"
+    (out / "1843/primary").mkdir(parents=True)
+    (out / "1843/secondary").mkdir(parents=True)
+    (out / "1843" / OIF).write_bytes(files[OIF].read_bytes())  # complete
+    evt1 = files[EVT1].read_bytes()
+    (out / "1843" / (EVT1 + ".part")).write_bytes(evt1[:1000])  # interrupted
+    (out / "1843" / EVT2).write_bytes(files[EVT2].read_bytes() + b"extra")  # larger
+    before = snapshot(out)
+    rc = cli.main(
+        [
+            "1843",
+            "oif,evt1,evt2,asol",
+            "--list",
+            "--mirror",
+            archive_http.base_url,
+            "--outdir",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    text = capsys.readouterr().out
+    assert snapshot(out) == before
+    assert archive_http.stats.get_count("*.fits*", method="GET") == 0  # no file was fetched
+    assert rc in (0, 1)
+    rows = {line.split()[-1]: line for line in text.splitlines() if "1843 " in line}
+    by_name = {Path(k).name: v for k, v in rows.items()}
+    asol = next(rel for rel in files if classify(rel) == "asol")
+    for rel in (OIF, EVT1, EVT2, asol):
+        line = by_name[Path(rel).name]
+        assert classify(rel) in line.split()
+    assert "present" in by_name[OIF]
+    assert "partial" in by_name[Path(EVT1).name] and "1000" in by_name[Path(EVT1).name]
+    assert "larger" in by_name[Path(EVT2).name]
+    assert "missing" in by_name[Path(asol).name]
+    assert "Total: 4 file(s)" in text
+
+
+def test_list_of_a_missing_obsid_exits_1(archive_http, tmp_path, capsys):
+    rc = cli.main(["99999", "--list", "--mirror", archive_http.base_url, "--outdir", str(tmp_path)])
+    assert rc == 1
+    assert "99999" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["1843", "evt9"], "evt9"),
+        (["1843", "--exclude", "nope"], "nope"),
+        (["18a3"], "18a3"),
+        (["-5"], ""),
+        (["1843", "--mirror", "gopher://example.org/"], "gopher"),
+        (["1843", "--mirror", "http://"], "http://"),
+        (["1843", "--verbose", "9"], "verbose"),
+        ([], "ObsId"),
+    ],
+)
+def test_bad_arguments_exit_2_without_traceback(archive_http, tmp_path, args, needle):
+    p = run(*args, "--outdir", str(tmp_path))
+    assert p.returncode == 2, p.stderr
+    assert "Traceback" not in p.stderr
+    assert "error" in p.stderr.lower() and needle in p.stderr
+    assert p.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+    assert archive_http.stats.connections_opened == 0
+
+
+def test_https_ca_bundle_option_and_clear_tls_error(archive_https, tmp_path):
+    base = ["1843", "oif", "--mirror", archive_https.base_url, "--no-progress"]
+    env = {"SSL_CERT_FILE": ""}  # only what the command is told to trust
+    bad = run(*base, "--outdir", str(tmp_path / "bad"), "-q", env=env)
+    assert bad.returncode == 1
+    assert "certificate" in (bad.stdout + bad.stderr).lower()  # shown even with --quiet
+    assert "1843" in bad.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in bad.stderr
+    assert not (tmp_path / "bad").exists()
+    good = run(
+        *base, "--outdir", str(tmp_path / "ok"), "--ca-bundle", archive_https.ca_file, env=env
+    )
+    assert good.returncode == 0, good.stderr
+    assert landed(tmp_path / "ok") == {"1843/oif.fits"}
