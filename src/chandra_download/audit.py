@@ -12,6 +12,7 @@ from .filetypes import Selection
 from .plan import PART_SUFFIX
 from .progress import Reporter
 from .results import Results
+from .split import STATE_SUFFIX
 from .verify import check_file
 
 
@@ -118,7 +119,11 @@ def check(
             for dirpath, _dirs, names in os.walk(top):
                 for name in names:
                     rel = (Path(dirpath) / name).relative_to(top).as_posix()
-                    base = rel[: -len(PART_SUFFIX)] if rel.endswith(PART_SUFFIX) else rel
+                    base = rel
+                    for suffix in (PART_SUFFIX + STATE_SUFFIX, PART_SUFFIX):  # ours, in progress
+                        if rel.endswith(suffix):
+                            base = rel[: -len(suffix)]
+                            break
                     if base not in known:
                         audit.extra.append(rel)
         audit.extra.sort()

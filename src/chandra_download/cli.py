@@ -96,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"network timeout in seconds (default {SessionConfig.timeout:g})",
     )
     p.add_argument(
+        "--split-size",
+        type=_size_arg,
+        default=SessionConfig.split_threshold,
+        metavar="SIZE",
+        help="fetch files at least this large (e.g. 32M, 1G) as ranged parts over several "
+        f"jobs' connections; 0 = never (default {SessionConfig.split_threshold // 2**20}M)",
+    )
+    p.add_argument(
         "--no-verify",
         action="store_true",
         help="do not check gzip CRCs and FITS checksums of downloaded files",
@@ -112,6 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint-url", metavar="URL", help="S3-compatible endpoint for s3:// mirrors")
     p.add_argument("--no-progress", action="store_true", help="no live progress bars")
     return p
+
+
+def _size_arg(text: str) -> int:
+    """``32M``, ``1.5G``, ``4096``: a size in bytes (K, M, G are powers of 1024)."""
+    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}
+    t = text.strip().upper().removesuffix("B")
+    unit = t[-1:] if t[-1:] in units and t[-1:] else ""
+    try:
+        value = float(t[: len(t) - len(unit)]) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 32M)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a size cannot be negative: {text!r}")
+    return int(value)
 
 
 def print_filetypes() -> None:
@@ -141,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             jobs=args.jobs,
             retries=args.retries,
             timeout=args.timeout,
+            split_threshold=args.split_size,
             verify_checksums=not args.no_verify,
             ca_bundle=args.ca_bundle,
             insecure=args.insecure,

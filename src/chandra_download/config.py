@@ -30,7 +30,8 @@ class SessionConfig:
     chunk_size : int
         Bytes read and written at a time.
     split_threshold : int
-        Files at least this large may be fetched as parallel ranged parts (0 disables it).
+        Files at least this large are fetched as ranged parts by several of the ``jobs`` at
+        once (never more connections than ``jobs``); 0 disables it. Resumable part by part.
     profile : str or None
         AWS profile for S3 sites (None: anonymous, unsigned access).
     endpoint_url : str or None
@@ -48,7 +49,7 @@ class SessionConfig:
     ca_bundle: str | None = None
     insecure: bool = False
     chunk_size: int = 1024 * 1024
-    split_threshold: int = 0
+    split_threshold: int = 16 * 1024 * 1024
     profile: str | None = None
     endpoint_url: str | None = None
     use_netrc: bool = True
@@ -60,3 +61,5 @@ class SessionConfig:
             raise ValueError(f"retries must be 0 or more, not {self.retries}")
         if self.timeout <= 0:
             raise ValueError(f"timeout must be positive, not {self.timeout}")
+        if self.split_threshold < 0:
+            raise ValueError(f"split_threshold must be 0 or more, not {self.split_threshold}")

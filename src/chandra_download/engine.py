@@ -19,6 +19,7 @@ from .progress import Reporter
 from .results import FileResult, ObsIdResult, Status
 from .retry import Interrupted, with_retries
 from .sources.base import RemoteFile, Source, check_relpath
+from .split import SplitFile
 from .transfer import Transfer
 
 
@@ -33,6 +34,8 @@ class Engine:
         self.transfer = Transfer(config, self.stop, reporter.file_bytes, reporter.file_started)
         self._listings: dict[tuple[int, int], dict[str, RemoteFile] | None] = {}
         self._listing_lock = threading.Lock()
+        self._queue: queue.PriorityQueue = queue.PriorityQueue()
+        self._seq = itertools.count()
 
     # -- listing ------------------------------------------------------------------------
     def _list(self, index: int, obsid: int) -> dict[str, RemoteFile] | None:
@@ -74,8 +77,7 @@ class Engine:
         self, obsids: list[int], selection: Selection, outdir: Path, list_only: bool = False
     ) -> list[ObsIdResult]:
         results = [ObsIdResult(o) for o in obsids]
-        jobs: queue.PriorityQueue = queue.PriorityQueue()
-        seq = itertools.count()
+        jobs, seq = self._queue, self._seq
         remaining: dict[int, int] = {}
         done = threading.Event()
         pending = [len(results)]  # ObsIds not yet listed + files not yet finished
@@ -108,27 +110,32 @@ class Engine:
             if not todo:
                 self.reporter.obsid_done(r)
             for fr in todo:
-                jobs.put((-(fr.size or 0), next(seq), index, r, fr))
+                jobs.put((-(fr.size or 0), next(seq), index, r, fr, None))
             finished_one(None)
 
         def worker() -> None:
             while True:
-                _, _, index, r, fr = jobs.get()
+                _, _, index, r, fr, part = jobs.get()
                 if fr is None:  # sentinel: the session is over
                     return
+                finished = True
                 try:
-                    if self.stop.is_set():
+                    if part is not None:  # one ranged part of a split file
+                        split, i, source_index = part
+                        finished = self._split_part(r, fr, index, split, i, source_index)
+                    elif self.stop.is_set():
                         fr.status, fr.reason = Status.FAILED, "interrupted"
                     elif list_only:
                         self._describe(r, fr)
                     else:
-                        self._fetch(r, fr)
+                        finished = self._fetch(r, fr, index)
                 except Interrupted:
                     pass
                 except Exception as exc:  # a bug must not hang the session
                     fr.status, fr.reason = Status.FAILED, f"internal error: {exc!r}"
-                self.reporter.file_done(fr)
-                finished_one(r, index)
+                if finished:
+                    self.reporter.file_done(fr)
+                    finished_one(r, index)
 
         nworkers = self.config.jobs
         threads = [threading.Thread(target=worker, daemon=True) for _ in range(nworkers)]
@@ -148,7 +155,7 @@ class Engine:
         finally:
             lister.shutdown(wait=not self.stop.is_set(), cancel_futures=True)
             for _ in threads:
-                jobs.put((float("inf"), next(seq), None, None, None))
+                jobs.put((float("inf"), next(seq), None, None, None, None))
             for t in threads:
                 t.join(timeout=5 if self.stop.is_set() else None)
         return results
@@ -193,10 +200,13 @@ class Engine:
             out.append(fr)
         return out
 
-    def _fetch(self, r: ObsIdResult, fr: FileResult) -> None:
-        """Fetch from the ObsId's site; on failure, from the next source that has the file."""
+    def _fetch(self, r: ObsIdResult, fr: FileResult, obs_index: int, first: int = -1) -> bool:
+        """Fetch from the ObsId's site; on failure, from the next source that has the file.
+
+        False when the file went on as ranged parts in other workers (they report it).
+        """
         start = next(i for i, s in enumerate(self.sources) if s.label == r.site)
-        for index in range(start, len(self.sources)):
+        for index in range(max(start, first), len(self.sources)):
             listing = (
                 self._list(index, r.obsid) if index != start else self._listings[(start, r.obsid)]
             )
@@ -207,20 +217,50 @@ class Engine:
             fr.status, fr.reason = Status.PLANNED, None
             if remote.size is None and fr.size is not None:
                 fr.size = None  # the listing's rounded size must not be taken as exact
-            t0 = time.monotonic()
-            self.transfer.run(self.sources[index], remote, fr)
-            vlog(3, "%s: %s in %.2f s", fr.relpath, fr.status, time.monotonic() - t0)
-            if fr.status is not Status.FAILED or self.stop.is_set():
-                return
-            if index + 1 < len(self.sources):
-                vlog(
-                    1,
-                    "ObsId %s: %s failed at %s (%s); trying the next site",
-                    r.obsid,
-                    fr.relpath,
-                    self.sources[index].label,
-                    fr.reason,
-                )
+            split = SplitFile.begin(self.transfer, self.sources[index], remote, fr)
+            if split is not None:
+                parts = split.pending()
+                for i in parts[1:]:  # idle workers take these next: same (largest) priority
+                    self._queue.put(
+                        (-split.size, next(self._seq), obs_index, r, fr, (split, i, index))
+                    )
+                return self._split_part(r, fr, obs_index, split, parts[0], index)
+            if not self._fetch_one(r, fr, index, remote):
+                return True
+        return True
+
+    def _fetch_one(self, r: ObsIdResult, fr: FileResult, index: int, remote: RemoteFile) -> bool:
+        """One file from one source on one connection; True when the next source should try."""
+        t0 = time.monotonic()
+        self.transfer.run(self.sources[index], remote, fr)
+        vlog(3, "%s: %s in %.2f s", fr.relpath, fr.status, time.monotonic() - t0)
+        if fr.status is not Status.FAILED or self.stop.is_set():
+            return False
+        if index + 1 < len(self.sources):
+            vlog(
+                1,
+                "ObsId %s: %s failed at %s (%s); trying the next site",
+                r.obsid,
+                fr.relpath,
+                self.sources[index].label,
+                fr.reason,
+            )
+            return True
+        return False
+
+    def _split_part(
+        self, r: ObsIdResult, fr: FileResult, obs_index: int, split: SplitFile, i: int, index: int
+    ) -> bool:
+        """Run one part; the worker that ends the last part settles the file (True)."""
+        if not split.run_part(i):
+            return False
+        if split.fallback and not self.stop.is_set():
+            vlog(2, "%s: %s; fetching it whole", fr.relpath, fr.reason)
+            if not self._fetch_one(r, fr, index, split.remote):
+                return True
+        elif fr.status is not Status.FAILED or self.stop.is_set():
+            return True
+        return self._fetch(r, fr, obs_index, index + 1)
 
     def _describe(self, r: ObsIdResult, fr: FileResult) -> None:
         """--list: the exact size and the local state, writing nothing."""

@@ -21,7 +21,7 @@ from .sources.base import RemoteFile, Source
 from .verify import check_file
 
 
-def _acquire(part: Path) -> int:
+def acquire(part: Path) -> int:
     """Open and lock the live ``.part`` file. Two processes never write the same file: the
     lock holder of the inode currently at the ``.part`` name is the only writer."""
     while True:
@@ -41,7 +41,7 @@ def _acquire(part: Path) -> int:
         os.close(fd)
 
 
-def _unlink_quietly(path: Path) -> None:
+def unlink_quietly(path: Path) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -79,7 +79,7 @@ class Transfer:
             return
         target.parent.mkdir(parents=True, exist_ok=True)
         part = part_path(target)
-        fd = _acquire(part)
+        fd = acquire(part)
         try:
             plan = plan_file(remote, target)  # again: another process may have finished it
             if plan.action is Action.PROBE and plan.partial_at_target:
@@ -88,7 +88,7 @@ class Transfer:
                 sized = self._sized(source, remote, fr, plan.offset)
                 if sized is None:
                     if os.fstat(fd).st_size == 0:
-                        _unlink_quietly(part)
+                        unlink_quietly(part)
                     return
                 remote = sized
                 plan = plan_file(remote, target)
@@ -96,16 +96,16 @@ class Transfer:
                 # CIAO's tool leaves partial files at the final name; resume them via .part.
                 os.replace(target, part)
                 os.close(fd)
-                fd = _acquire(part)
+                fd = acquire(part)
                 plan = plan_file(remote, target)
             if plan.action in (Action.PRESENT, Action.LARGER):
                 if os.fstat(fd).st_size == 0:
-                    _unlink_quietly(part)
+                    unlink_quietly(part)
                 self._settle(fr, plan.action, plan.offset, remote.size)
                 return
             self._attempts(source, remote, fr, fd, part)
             if fr.status is Status.FAILED and os.fstat(fd).st_size == 0:
-                _unlink_quietly(part)  # nothing to resume from: leave no empty .part behind
+                unlink_quietly(part)  # nothing to resume from: leave no empty .part behind
         finally:
             os.close(fd)
 
@@ -198,7 +198,7 @@ class Transfer:
         fr.status = Status.FAILED
         fr.reason = f"{last} (gave up after {fr.attempts} attempts)"
         if isinstance(last, VerificationError):
-            _unlink_quietly(part)
+            unlink_quietly(part)
 
     def _once(self, source: Source, remote: RemoteFile, fr: FileResult, fd: int) -> Action:
         """One attempt: returns RESUME or FETCH for data written, PRESENT when .part is whole."""

@@ -44,11 +44,13 @@ class Body(ABC):
     """An open stream of one file's bytes, from ``start`` on.
 
     ``start`` is where the data really begins: the requested offset, or 0 when the server
-    ignored it. ``total`` is the whole file's size when the site told it.
+    ignored it. ``total`` is the whole file's size when the site told it. ``end`` is where the
+    data stops when the site honoured a bounded range, else None (it runs to the end).
     """
 
     start: int = 0
     total: int | None = None
+    end: int | None = None
 
     @abstractmethod
     def read(self, n: int) -> bytes:
@@ -82,9 +84,11 @@ class Source(ABC):
         """Every file under the ObsId directory, at any depth."""
 
     @abstractmethod
-    def open(self, f: RemoteFile, offset: int = 0) -> Body:
+    def open(self, f: RemoteFile, offset: int = 0, end: int | None = None) -> Body:
         """Open a file for reading from a byte offset.
 
+        ``end`` (exclusive) is a hint for ranged parts: a site may stop there (and say so in
+        ``Body.end``) or send on to the end of the file; the reader stops at ``end`` anyway.
         Raises ``RangeNotSatisfiable`` when offset is at or past the end of the file.
         """
 

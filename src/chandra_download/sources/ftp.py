@@ -231,7 +231,7 @@ class FTPSource(ListingMixin, Source):
         return self._run(lambda c: self._size_cmd(c, self._file_path(f)), f"sizing {f.url}", True)
 
     # -- transfers -----------------------------------------------------------------------------
-    def open(self, f: RemoteFile, offset: int = 0) -> Body:
+    def open(self, f: RemoteFile, offset: int = 0, end: int | None = None) -> Body:
         total = f.size if f.size is not None else self.size(f)
         if offset > 0 and offset >= total:
             raise RangeNotSatisfiable(f"Offset {offset} is at or past the end of {f.url}", total)

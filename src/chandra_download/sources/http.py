@@ -214,8 +214,9 @@ class HTTPSource(Source):
         return files
 
     # -- transfer -------------------------------------------------------------------------
-    def open(self, f: RemoteFile, offset: int = 0) -> Body:
-        headers = {"Range": f"bytes={offset}-"} if offset else None
+    def open(self, f: RemoteFile, offset: int = 0, end: int | None = None) -> Body:
+        span = f"{offset}-{end - 1}" if end is not None else f"{offset}-"
+        headers = {"Range": f"bytes={span}"} if offset or end is not None else None
         resp = self._request("GET", f.url, headers)
         if resp.status == 416:
             m = _UNSATISFIED.search(resp.headers.get("Content-Range", ""))
@@ -235,13 +236,20 @@ class HTTPSource(Source):
         if resp.status == 206:
             m = _CONTENT_RANGE.search(resp.headers.get("Content-Range", ""))
             total = int(m[3]) if m and m[3] != "*" else None
-            if not m or int(m[1]) != offset or (total is not None and int(m[2]) != total - 1):
+            last = total - 1 if total is not None else None
+            if end is not None and total is not None:
+                last = min(end, total) - 1
+            if not m or int(m[1]) != offset or (last is not None and int(m[2]) != last):
                 # Appending bytes from the wrong place would corrupt the file: start over.
                 resp.close()
                 resp.release_conn()
+                if end is not None:
+                    raise TransientError(f"{f.relpath}: wrong Content-Range for bytes {span}")
                 body = self.open(f, 0)
                 return body
-            return _HTTPBody(resp, offset, total, self._secrets)
+            body = _HTTPBody(resp, offset, total, self._secrets)
+            body.end = int(m[2]) + 1
+            return body
         total = int(length) if length and length.isdigit() else None
         return _HTTPBody(resp, 0, total, self._secrets)
 

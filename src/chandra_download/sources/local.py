@@ -65,7 +65,7 @@ class LocalSource(Source):
     def _path(self, f: RemoteFile) -> Path:
         return Path(unquote(urlsplit(f.url).path))
 
-    def open(self, f: RemoteFile, offset: int = 0) -> Body:
+    def open(self, f: RemoteFile, offset: int = 0, end: int | None = None) -> Body:
         path = self._path(f)
         try:
             fh = open(path, "rb")

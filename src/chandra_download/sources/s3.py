@@ -167,15 +167,17 @@ class S3Source(Source):
         return files
 
     # ------------------------------------------------------------------ reading
-    def open(self, f: RemoteFile, offset: int = 0) -> Body:
-        """Open an object from a byte offset (a ranged GetObject when offset > 0)."""
+    def open(self, f: RemoteFile, offset: int = 0, end: int | None = None) -> Body:
+        """Open an object from a byte offset (a ranged GetObject when offset > 0 or end)."""
         key = self._key(f)
         if f.size is not None and offset > 0 and offset >= f.size:
             raise RangeNotSatisfiable(
                 f"Offset {offset} is at or past the end of {f.url} ({f.size} bytes)", f.size
             )
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
-        if offset > 0:
+        if end is not None:
+            kwargs["Range"] = f"bytes={offset}-{end - 1}"
+        elif offset > 0:
             kwargs["Range"] = f"bytes={offset}-"
         try:
             resp = self._client.get_object(**kwargs)
@@ -272,6 +274,7 @@ class S3Body(Body):
         m = _CONTENT_RANGE.match(resp.get("ContentRange") or "")
         if m:
             self.start = int(m.group(1))
+            self.end = int(m.group(2)) + 1
             self.total = int(m.group(3)) if m.group(3) != "*" else None
         else:
             # No Content-Range: the whole object came back (the server ignored the range).
