@@ -225,6 +225,8 @@ def bench_batch(args, root: Path, obsids: list[int], tools: dict[str, bool]) -> 
                           ours(sim.url, obsids, out), out, expected))  # fmt: skip
         runs.append(timed("chandra-download --no-verify (as aria2c: no checks)",
                           ours(sim.url, obsids, out, "--no-verify"), out, expected))  # fmt: skip
+        runs.append(timed(f"chandra-download --jobs {2 * jobs} (less polite)",
+                          ours(sim.url, obsids, out, "--jobs", str(2 * jobs)), out, expected))  # fmt: skip
         if not args.no_sequential:
             runs.append(timed("chandra-download --jobs 1 (CIAO-style)",
                               ours(sim.url, obsids, out, "--jobs", "1"), out, expected))  # fmt: skip
@@ -321,7 +323,7 @@ def targets(res: dict) -> None:
 
     if "batch" in res:
         b = res["batch"]
-        by = {r["name"].split(" (")[0].split(" -")[0] + (" -j1" if "--jobs 1" in r["name"] else "")
+        by = {r["name"].split(" (")[0].split(" -")[0] + (" -j1" if "--jobs 1 (" in r["name"] else "")
               + (" x1" if "-x 1" in r["name"] else ""): r for r in b["runs"]}  # fmt: skip
         ours_t = b["runs"][0]["wall"]
         seq = by.get("chandra-download -j1")

@@ -86,6 +86,7 @@ class SplitFile:
         self._left = 0
         self._t0 = time.monotonic()
         self._first: Body | None = None
+        self._started = False
 
     # -- setup ----------------------------------------------------------------------------
     @classmethod
@@ -190,6 +191,9 @@ class SplitFile:
         except OSError as exc:
             with self._lock:
                 self.errors.append(f"cannot write {part_path(self.fr.path)}: {exc.strerror}")
+        except Exception as exc:  # a bug in one part must still let the file settle once
+            with self._lock:
+                self.errors.append(f"internal error: {exc!r}")
         with self._lock:
             self._left -= 1
             last = self._left == 0
@@ -220,7 +224,9 @@ class SplitFile:
         body, self._first = (self._first, None) if index == 0 and self._first else (None, None)
         if body is None:
             body = self.source.open(self.remote, p.start + p.done, p.end)
-        if index == 0:
+        with self._lock:
+            first, self._started = not self._started, True
+        if first:
             self.transfer.on_start(fr)
         with body:
             if body.start != p.start + p.done:

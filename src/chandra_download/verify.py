@@ -10,9 +10,10 @@ from pathlib import Path
 from .errors import VerificationError
 
 #: FITS files larger than this (uncompressed) skip the astropy checksum pass: astropy reads
-#: each HDU's data into memory to sum it, and a multi-GB evt1 would blow the memory bound.
-#: Their gzip CRC (when compressed) and exact size are still checked.
-FITS_CHECK_MAX_BYTES = 256 * 1024 * 1024
+#: each HDU's data into memory to sum it (about twice the file's size at peak), and large event
+#: files would lift the client's memory far above its streaming floor. Their gzip CRC (when
+#: compressed) and exact size are still checked.
+FITS_CHECK_MAX_BYTES = 64 * 1024 * 1024
 
 _READ = 1024 * 1024
 # warnings.catch_warnings is process-wide state: one FITS check at a time keeps it sane.
