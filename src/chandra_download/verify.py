@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import warnings
 import zlib
@@ -18,6 +19,7 @@ FITS_CHECK_MAX_BYTES = 64 * 1024 * 1024
 _READ = 1024 * 1024
 # warnings.catch_warnings is process-wide state: one FITS check at a time keeps it sane.
 _FITS_LOCK = threading.Lock()
+_malloc_trim = None
 
 
 def is_fits_name(name: str) -> bool:
@@ -43,19 +45,25 @@ def check_gzip(path: Path) -> int:
             started = True
             while chunk:
                 try:
-                    total += len(dec.decompress(chunk))
+                    # Bounded output: 1 MiB of zeros inflates to ~1 GB in one call otherwise.
+                    total += len(dec.decompress(chunk, _READ))
                 except zlib.error as exc:
                     raise VerificationError(f"{path.name}: corrupt gzip data ({exc})") from None
-                if dec.eof:
+                if dec.eof:  # (first: at a member's end unconsumed_tail may still hold data)
                     chunk = dec.unused_data
                     if chunk.strip(b"\0"):  # another member follows (NUL padding is allowed)
                         dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
                     else:
                         chunk = b""
                 else:
-                    chunk = b""
+                    chunk = dec.unconsumed_tail
         if not started:
             raise VerificationError(f"{path.name}: empty file where gzip data was expected")
+        while not dec.eof:  # output held back by the bound above
+            out = dec.decompress(b"", _READ)
+            if not out:
+                break
+            total += len(out)
         if not dec.eof:
             raise VerificationError(f"{path.name}: gzip data is truncated")
     return total
@@ -68,7 +76,23 @@ def check_fits(path: Path) -> None:
     with _FITS_LOCK, warnings.catch_warnings():
         # astropy warns about damaged cards; the checksum verdict below is what counts.
         warnings.simplefilter("ignore")
-        _check_fits(path, fits)
+        try:
+            _check_fits(path, fits)
+        finally:
+            _trim()
+
+
+def _trim() -> None:
+    """Give the freed FITS buffers back to the system: glibc keeps them in per-thread arenas,
+    so with many workers the process would hold several files' worth of freed memory."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            _malloc_trim = ctypes.CDLL(None).malloc_trim
+        except (OSError, AttributeError):  # not glibc
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
 
 
 def _check_fits(path: Path, fits) -> None:
