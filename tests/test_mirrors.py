@@ -342,3 +342,17 @@ def test_cli_mirror_list(partial_root: Path, ftp_server, archive_root: Path, tmp
     missing = subprocess.run([*cmd[:3], "9999", *cmd[4:]], capture_output=True, text=True,
                              env=env, timeout=120)  # fmt: skip
     assert missing.returncode == 1 and "not found" in missing.stderr
+
+
+def test_local_mirror_copies_never_links_or_moves(archive_root: Path, tmp_path: Path) -> None:
+    from chandra_download.simulator import iter_files
+
+    source = dict(iter_files(archive_root, 1843))
+    results = download(1843, mirror=str(archive_root), outdir=tmp_path, retries=0)
+    assert results.ok, results.summary()
+    for rel, src in source.items():
+        out = tmp_path / "1843" / rel
+        assert src.is_file()  # still there: not moved
+        assert not out.is_symlink() and out.stat().st_nlink == 1
+        assert out.stat().st_ino != src.stat().st_ino
+        assert out.read_bytes() == src.read_bytes()
