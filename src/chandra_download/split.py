@@ -14,7 +14,7 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .config import SessionConfig
@@ -22,10 +22,9 @@ from .errors import SourceError, TransientError, VerificationError
 from .log import vlog
 from .plan import part_path
 from .results import FileResult, Status
-from .retry import Interrupted, backoff_delay
+from .retry import Interrupted, with_retries
 from .sources.base import Body, RemoteFile, Source
 from .transfer import Transfer, acquire, unlink_quietly
-from .verify import check_file
 
 STATE_SUFFIX = ".parts"
 MIN_PART = 4 * 1024 * 1024  # smaller parts cost more in requests than they gain
@@ -202,25 +201,15 @@ class SplitFile:
         return last
 
     def _fetch_part(self, index: int) -> None:
-        cfg, p, fr = self.config, self.parts[index], self.fr
-        for attempt in range(1, cfg.retries + 2):
-            if self.transfer.stop.is_set():
-                raise Interrupted()
-            try:
-                self._stream(index, p)
-                return
-            except TransientError as exc:
-                if attempt > cfg.retries or self.errors:
-                    raise
-                delay = backoff_delay(cfg, attempt, exc.retry_after)
-                vlog(
-                    2, "%s part %d: %s; retry %d in %.1f s", fr.relpath, index, exc, attempt, delay
-                )
-                if self.transfer.stop.wait(delay):
-                    raise Interrupted() from None
+        what = f"{self.fr.relpath} part {index}"
+        with_retries(lambda: self._stream(index), self.config, self.transfer.stop, what)
 
-    def _stream(self, index: int, p: _Part) -> None:
-        fr = self.fr
+    def _stream(self, index: int) -> None:
+        fr, p = self.fr, self.parts[index]
+        if self.transfer.stop.is_set():
+            raise Interrupted()
+        if self.errors:
+            return  # another part failed for good: no more attempts; the state keeps progress
         body, self._first = (self._first, None) if index == 0 and self._first else (None, None)
         if body is None:
             body = self.source.open(self.remote, p.start + p.done, p.end)
@@ -279,9 +268,7 @@ class SplitFile:
     def _verify_and_move(self, part: Path, state: Path) -> None:
         fr = self.fr
         try:
-            if os.fstat(self.fd).st_size != self.size:
-                raise VerificationError(f"{fr.relpath}: parts do not add up to {self.size} bytes")
-            checks = check_file(part, fr.relpath, checksums=self.config.verify_checksums)
+            self.transfer.finish(fr, self.fd, part, replace(self.remote, size=self.size))
         except VerificationError as exc:
             # Bad bytes are never resumed from: start over (the engine fetches it whole).
             os.ftruncate(self.fd, 0)
@@ -289,10 +276,6 @@ class SplitFile:
             fr.status, fr.reason = Status.PLANNED, str(exc)
             self.fallback = True
             return
-        if checks:
-            vlog(3, "%s: %s check passed", fr.relpath, "+".join(checks))
-        os.replace(part, fr.path)
         unlink_quietly(state)
-        fr.size = fr.local_size = self.size
         fr.status = Status.RESUMED if self.resumed else Status.DOWNLOADED
         fr.reason = None

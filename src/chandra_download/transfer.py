@@ -164,7 +164,7 @@ class Transfer:
                     continue
                 # PRESENT here means the .part was already whole: finishing it is a resume.
                 resumed = resumed or outcome in (Action.RESUME, Action.PRESENT)
-                self._finish(fr, fd, part, remote)
+                self.finish(fr, fd, part, remote)
                 fr.status = Status.RESUMED if resumed else Status.DOWNLOADED
                 return
             except (Interrupted, KeyboardInterrupt):
@@ -256,7 +256,8 @@ class Transfer:
             raise TransientError(f"{fr.relpath}: got {written} of {total} bytes")
         return Action.RESUME if have else Action.FETCH
 
-    def _finish(self, fr: FileResult, fd: int, part: Path, remote: RemoteFile) -> None:
+    def finish(self, fr: FileResult, fd: int, part: Path, remote: RemoteFile) -> None:
+        """Verify a whole ``.part`` and move it into place; VerificationError when it fails."""
         checks = check_file(part, fr.relpath, checksums=self.config.verify_checksums)
         size = os.fstat(fd).st_size
         if remote.size is not None and size != remote.size:
