@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..filetypes import classify
+from ..verify import ones_sum
 
 __all__ = ["MTIME", "write_file"]
 
@@ -52,15 +53,6 @@ def _chunks(seed: int, total: int, real: int) -> Iterator[np.ndarray]:
         yield out
 
 
-def _ones_sum(data: bytes | np.ndarray, acc: int = 0) -> int:
-    """FITS 32-bit ones' complement sum (big-endian words), folded to 32 bits."""
-    words = np.frombuffer(data, dtype=">u4")
-    acc += int(words.sum(dtype=np.uint64))
-    while acc >> 32:
-        acc = (acc & 0xFFFFFFFF) + (acc >> 32)
-    return acc
-
-
 def _encode_checksum(value: int) -> str:
     """ASCII encoding of the complement of a ones' complement sum (FITS checksum paper)."""
     value = ~value & 0xFFFFFFFF
@@ -90,7 +82,7 @@ def _signed_header(cards: list[tuple], datasum: int) -> bytes:
     header = fits.Header(cards)
     header["DATASUM"] = (str(datasum), "data unit checksum")
     header["CHECKSUM"] = ("0" * 16, "HDU checksum")
-    total = _ones_sum(header.tostring().encode("ascii"), datasum)
+    total = ones_sum(header.tostring().encode("ascii"), datasum)
     header["CHECKSUM"] = _encode_checksum(total)
     return header.tostring().encode("ascii")
 
@@ -131,7 +123,7 @@ def _fits_stream(seed: int, size: int, obsid: int, rel: str, kind: str) -> Itera
     # First pass only sums the (cheap, reproducible) data: the header must precede it.
     datasum = 0
     for chunk in _chunks(seed, padded, real):
-        datasum = _ones_sum(chunk, datasum)
+        datasum = ones_sum(chunk, datasum)
     yield _signed_header(ext, datasum)
     for chunk in _chunks(seed, padded, real):
         yield chunk
