@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not check gzip CRCs and FITS checksums of downloaded files",
     )
+    p.add_argument(
+        "--no-fsync",
+        action="store_true",
+        help="do not flush files to disk before they take their final names (faster on some "
+        "network file systems; a crash may then leave damaged files)",
+    )
     p.add_argument("--ca-bundle", metavar="FILE", help="trusted CA certificates (PEM)")
     p.add_argument(
         "--insecure",
@@ -165,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             timeout=args.timeout,
             split_threshold=args.split_size,
             verify_checksums=not args.no_verify,
+            fsync=not args.no_fsync,
             ca_bundle=args.ca_bundle,
             insecure=args.insecure,
             profile=args.aws_profile,

@@ -38,6 +38,10 @@ class SessionConfig:
         S3-compatible endpoint to use instead of AWS.
     use_netrc : bool
         Read ``~/.netrc`` (or ``$NETRC``) for FTP/HTTP credentials when none are given.
+    fsync : bool
+        Flush each file to disk before it takes its final name, and its directory after, so a
+        crash or power cut cannot leave a file of the right size with lost data under that
+        name; split downloads flush their data before their state file claims it.
     """
 
     jobs: int = 8
@@ -53,6 +57,7 @@ class SessionConfig:
     profile: str | None = None
     endpoint_url: str | None = None
     use_netrc: bool = True
+    fsync: bool = True
 
     def __post_init__(self) -> None:
         if self.jobs < 1:

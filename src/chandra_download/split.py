@@ -169,7 +169,13 @@ class SplitFile:
             with self._lock:
                 parts = [[p.start, p.end, p.done] for p in self.parts]
             tmp = state.with_name(state.name + ".tmp")
-            tmp.write_text(json.dumps({"size": self.size, "parts": parts}))
+            if self.config.fsync:
+                _datasync(self.fd)  # the state must never claim bytes the disk lacks
+            with open(tmp, "w") as fh:
+                fh.write(json.dumps({"size": self.size, "parts": parts}))
+                if self.config.fsync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
             os.replace(tmp, state)
 
     def pending(self) -> list[int]:
@@ -279,3 +285,7 @@ class SplitFile:
         unlink_quietly(state)
         fr.status = Status.RESUMED if self.resumed else Status.DOWNLOADED
         fr.reason = None
+
+
+def _datasync(fd: int) -> None:
+    (getattr(os, "fdatasync", None) or os.fsync)(fd)  # macOS has no fdatasync

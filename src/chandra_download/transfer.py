@@ -264,6 +264,24 @@ class Transfer:
             raise VerificationError(f"{fr.relpath}: {size} bytes, the listing says {remote.size}")
         if checks:
             vlog(3, "%s: %s check passed", fr.relpath, "+".join(checks))
+        if self.config.fsync:
+            os.fsync(fd)
         os.replace(part, fr.path)
+        if self.config.fsync:
+            fsync_dir(fr.path.parent)
         fr.size = size
         fr.local_size = size
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a directory; the file itself is flushed
+    finally:
+        os.close(fd)
