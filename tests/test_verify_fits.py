@@ -94,6 +94,9 @@ def test_messages_name_the_problem(signed: bytes) -> None:
         _verdict(signed[: data_start + 100])
     with pytest.raises(VerificationError, match="unexpected bytes after HDU 2"):
         _verdict(signed + b"junk" * (BLOCK // 4))
+    with pytest.raises(VerificationError, match="unexpected bytes after HDU 2"):
+        _verdict(signed + bytes(BLOCK) + b"junk" * (BLOCK // 4))
+    assert _verdict(signed + bytes(BLOCK + 100)).hdus == 3  # NUL padding, as after gzip
     with pytest.raises(VerificationError, match="not a readable FITS file"):
         _verdict(b"<html>Service Unavailable</html>".ljust(BLOCK))
     with pytest.raises(VerificationError, match="empty"):

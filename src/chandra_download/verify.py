@@ -122,7 +122,7 @@ class FitsStream:
         """Raise unless the bytes fed end exactly after a whole HDU."""
         if self._in_data:
             raise self._error(f"truncated in the data of HDU {self.hdus}")
-        if self._header:
+        if self._header and (not self.hdus or any(self._header)):  # NUL padding is harmless
             raise self._error(f"truncated in the header of HDU {self.hdus}")
         if not self.hdus:
             raise self._error("empty")
@@ -137,6 +137,9 @@ class FitsStream:
         if start == 0:
             first = bytes(self._header[:10])
             want = b"SIMPLE  = " if self.hdus == 0 else b"XTENSION= "
+            if self.hdus and not any(self._header):
+                self._header = bytearray()  # NUL padding after the last HDU is harmless
+                return view
             if first != want:
                 what = f"unexpected bytes after HDU {self.hdus - 1}" if self.hdus else "no SIMPLE"
                 raise self._error(what)
