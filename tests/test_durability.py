@@ -112,3 +112,26 @@ def test_command_line_flushes_unless_told_not_to(
     assert main([*args, "--no-progress", "--split-size", "0", *flag]) == 0
     synced = [path for kind, path in events if kind == "fsync" and path.endswith(".part")]
     assert len(synced) == (0 if flag else 1)
+
+
+@pytest.mark.parametrize(("code", "passes"), [("EINVAL", True), ("ENOTSUP", True), ("EIO", False)])
+def test_file_systems_without_fsync_still_work_but_lost_writes_fail(
+    server: ArchiveHTTPServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    code: str,
+    passes: bool,
+) -> None:
+    import errno
+
+    def refuse(fd: int) -> None:
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+
+    monkeypatch.setattr(os, "fsync", refuse)
+    monkeypatch.setattr(os, "fdatasync", refuse)
+    results = download(OBSID, "evt1", mirror=server.base_url, outdir=tmp_path, **FAST)
+    (fr,) = results[0].files
+    final = tmp_path / str(OBSID) / fr.relpath
+    assert results.ok is passes and final.exists() is passes, fr.reason
+    if not passes:
+        assert "Input/output error" in (fr.reason or "")

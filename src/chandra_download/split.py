@@ -24,7 +24,7 @@ from .plan import part_path
 from .results import FileResult, Status
 from .retry import Interrupted, with_retries
 from .sources.base import Body, RemoteFile, Source
-from .transfer import Transfer, acquire, unlink_quietly
+from .transfer import Transfer, acquire, flush, unlink_quietly
 
 STATE_SUFFIX = ".parts"
 MIN_PART = 4 * 1024 * 1024  # smaller parts cost more in requests than they gain
@@ -170,12 +170,12 @@ class SplitFile:
                 parts = [[p.start, p.end, p.done] for p in self.parts]
             tmp = state.with_name(state.name + ".tmp")
             if self.config.fsync:
-                _datasync(self.fd)  # the state must never claim bytes the disk lacks
+                flush(self.fd, data_only=True)  # the state must never claim bytes the disk lacks
             with open(tmp, "w") as fh:
                 fh.write(json.dumps({"size": self.size, "parts": parts}))
                 if self.config.fsync:
                     fh.flush()
-                    os.fsync(fh.fileno())
+                    flush(fh.fileno())
             os.replace(tmp, state)
 
     def pending(self) -> list[int]:
@@ -285,7 +285,3 @@ class SplitFile:
         unlink_quietly(state)
         fr.status = Status.RESUMED if self.resumed else Status.DOWNLOADED
         fr.reason = None
-
-
-def _datasync(fd: int) -> None:
-    (getattr(os, "fdatasync", None) or os.fsync)(fd)  # macOS has no fdatasync

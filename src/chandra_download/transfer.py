@@ -265,12 +265,23 @@ class Transfer:
         if checks:
             vlog(3, "%s: %s check passed", fr.relpath, "+".join(checks))
         if self.config.fsync:
-            os.fsync(fd)
+            flush(fd)
         os.replace(part, fr.path)
         if self.config.fsync:
             fsync_dir(fr.path.parent)
         fr.size = size
         fr.local_size = size
+
+
+def flush(fd: int, *, data_only: bool = False) -> None:
+    """fsync (or fdatasync) a file; file systems without it are let be, but EIO is raised:
+    it means written data was lost."""
+    sync = getattr(os, "fdatasync", None) if data_only else None  # macOS has no fdatasync
+    try:
+        (sync or os.fsync)(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EROFS):
+            raise
 
 
 def fsync_dir(path: Path) -> None:
