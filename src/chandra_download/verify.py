@@ -23,7 +23,7 @@ _CARD = 80
 _END_CARD = b"END" + b" " * 77
 # A header longer than this is not one (a lying server must not make us buffer it all).
 _MAX_HEADER = 16 * 1024 * 1024
-_SIZE_KEYS = {"SIMPLE", "XTENSION", "BITPIX", "NAXIS", "PCOUNT", "GCOUNT", "GROUPS"}
+_SIZE_KEYS = {"BITPIX", "NAXIS", "PCOUNT", "GCOUNT", "GROUPS"}
 _SUM_KEYS = {"CHECKSUM", "DATASUM"}
 
 
@@ -103,8 +103,8 @@ class FitsStream:
         self.name = name
         self.hdus = 0
         self._header = bytearray()
-        self._data_left = 0  # bytes of the current data unit still to come (padding included)
-        self._in_data = False
+        # Bytes of the current data unit still to come (padding included); 0 between HDUs.
+        self._data_left = 0
         self._tail = b""  # 0-3 bytes that did not yet make a whole 32-bit word
         self._datasum = 0
         self._cards: dict[str, object] = {}
@@ -113,14 +113,14 @@ class FitsStream:
     def feed(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
         while len(view):
-            if self._in_data:
+            if self._data_left:
                 view = self._feed_data(view)
             else:
                 view = self._feed_header(view)
 
     def close(self) -> None:
         """Raise unless the bytes fed end exactly after a whole HDU."""
-        if self._in_data:
+        if self._data_left:
             raise self._error(f"truncated in the data of HDU {self.hdus}")
         if self._header and (not self.hdus or any(self._header)):  # NUL padding is harmless
             raise self._error(f"truncated in the header of HDU {self.hdus}")
@@ -135,12 +135,11 @@ class FitsStream:
             return view
         start = len(self._header) - _BLOCK
         if start == 0:
-            first = bytes(self._header[:10])
-            want = b"SIMPLE  = " if self.hdus == 0 else b"XTENSION= "
             if self.hdus and not any(self._header):
                 self._header = bytearray()  # NUL padding after the last HDU is harmless
                 return view
-            if first != want:
+            want = b"SIMPLE  = " if self.hdus == 0 else b"XTENSION= "
+            if self._header[:10] != want:
                 what = f"unexpected bytes after HDU {self.hdus - 1}" if self.hdus else "no SIMPLE"
                 raise self._error(what)
         block = self._header[start:]
@@ -156,7 +155,6 @@ class FitsStream:
         self._header = bytearray()
         self._datasum = 0
         self._data_left = _data_size(self._cards, first=self.hdus == 0, error=self._error)
-        self._in_data = True
         if not self._data_left:
             self._end_hdu()
 
@@ -188,7 +186,6 @@ class FitsStream:
             if total not in (0, 0xFFFFFFFF):
                 raise self._error(f"CHECKSUM mismatch in HDU {index}", fits=True)
         self.hdus += 1
-        self._in_data = False
 
     def _error(self, what: str, fits: bool = False) -> VerificationError:
         if fits:
@@ -263,10 +260,11 @@ def check_file(path: Path, name: str, *, checksums: bool = True) -> list[str]:
     gz, fits = name.lower().endswith(".gz"), is_fits_name(name)
     if not (gz or fits):
         return []
-    reader = FitsStream(Path(name).name) if fits else None
+    base = Path(name).name
+    reader = FitsStream(base) if fits else None
     fits_error: VerificationError | None = None
     with open(path, "rb") as fh:
-        chunks = _gunzip(_read(fh), Path(name).name) if gz else _read(fh)
+        chunks = _gunzip(_read(fh), base) if gz else _read(fh)
         for chunk in chunks:
             if reader and not fits_error:
                 try:
