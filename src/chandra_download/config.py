@@ -42,6 +42,12 @@ class SessionConfig:
         Flush each file to disk before it takes its final name, and its directory after, so a
         crash or power cut cannot leave a file of the right size with lost data under that
         name; split downloads flush their data before their state file claims it.
+    min_rate : float
+        Bytes per second below which a transfer counts as stalled: one that moves less than
+        ``min_rate * timeout`` bytes in ``timeout`` seconds fails and is retried (slowloris).
+    repair : bool
+        Re-fetch complete local files that fail their content check; the bad copy goes only
+        once the good one is in place.
     """
 
     jobs: int = 8
@@ -58,6 +64,8 @@ class SessionConfig:
     endpoint_url: str | None = None
     use_netrc: bool = True
     fsync: bool = True
+    min_rate: float = 1024.0
+    repair: bool = False
 
     def __post_init__(self) -> None:
         if self.jobs < 1:

@@ -53,6 +53,9 @@ class Reporter:
     def file_bytes(self, fr: FileResult, n: int) -> None:
         pass
 
+    def file_retry(self, fr: FileResult, attempt: int, delay: float, reason: str) -> None:
+        """A transfer failed and is retried: attempt ``attempt`` starts in ``delay`` s."""
+
     def file_done(self, fr: FileResult) -> None:
         with self._lock:
             self._bytes[fr.obsid] = self._bytes.get(fr.obsid, 0) + fr.bytes_transferred

@@ -23,11 +23,26 @@ class Status(str, Enum):
         return self.value
 
 
+class LocalState(str, Enum):
+    """What is on disk for one file before anything is fetched (``--list``, ``--check``)."""
+
+    MISSING = "missing"  # nothing usable
+    PARTIAL = "partial"  # a shorter copy (ours at .part, or CIAO's at the final name)
+    COMPLETE = "complete"  # the archive's size at the final name
+    LARGER = "larger"  # the local file is bigger than the archive's: left alone
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass
 class FileResult:
     """One archive file: where it is, where it went and what happened.
 
     ``url`` never holds a password. ``reason`` says why a file was skipped or failed.
+    ``local`` is the state found on disk (typed, for ``--list``/``--check``); ``warning`` is
+    set when a file was kept although it fails a content check identically on two fetches
+    (the archive's own copy, e.g. ``kept as served: ...``).
     """
 
     obsid: int
@@ -43,6 +58,8 @@ class FileResult:
     bytes_transferred: int = 0
     elapsed: float = 0.0
     attempts: int = 0
+    local: LocalState | None = None
+    warning: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -59,6 +76,9 @@ class ObsIdResult:
     site: str | None = None
     files: list[FileResult] = field(default_factory=list)
     error: str | None = None
+    #: Why a missing ObsId is missing, from the observation catalogue (``not public until
+    #: 2027-03-04 (status observed)``, ``no such ObsId``...); None when not asked.
+    why_missing: str | None = None
 
     @property
     def total_size(self) -> int:

@@ -1,0 +1,26 @@
+"""Named moments at which a test can have this process killed (crash-consistency tests).
+
+``CHANDRA_DOWNLOAD_TEST_KILL=point[:glob]`` makes the process SIGKILL itself the first time it
+reaches ``point`` for a file whose name matches ``glob`` (fnmatch, default ``*``). Points:
+``part-written`` (every byte of a whole-file download written, before verify and rename),
+``parts-done`` (every part of a split file written and its state saved, before the rename),
+``renamed`` (just after the move into place, before the state file is removed).
+Unset, a check costs one dictionary look-up.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import signal
+
+_SPEC = os.environ.get("CHANDRA_DOWNLOAD_TEST_KILL", "")
+
+
+def crashpoint(point: str, name: str) -> None:
+    """SIGKILL this process when the environment asks for ``point`` on file ``name``."""
+    if not _SPEC:
+        return
+    want, _, glob = _SPEC.partition(":")
+    if want == point and fnmatch.fnmatchcase(name, glob or "*"):
+        os.kill(os.getpid(), signal.SIGKILL)
