@@ -31,7 +31,7 @@ from fault_support import (
     source_size,
 )
 
-from chandra_download import download, transfer
+from chandra_download import download, stream
 from chandra_download.results import Status
 from chandra_download.simulator import ArchiveHTTPServer, Fault, FaultPlan
 
@@ -246,7 +246,7 @@ def test_s3_permanent_slowdown_is_isolated(s3, archive_root: Path, tmp_path: Pat
 
 
 class _FullDisk:
-    """Stands in for the ``os`` module inside transfer.py: writes fail with ENOSPC past a budget."""
+    """Stands in for the ``os`` module inside stream.py: writes fail with ENOSPC past a budget."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
@@ -255,11 +255,11 @@ class _FullDisk:
     def __getattr__(self, name: str) -> object:
         return getattr(os, name)
 
-    def write(self, fd: int, data: bytes | memoryview) -> int:
+    def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
         if self.full or self.budget <= 0:
             self.full = True
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        n = os.write(fd, data[: self.budget])
+        n = os.pwrite(fd, data[: self.budget], offset)
         self.budget -= n
         return n
 
@@ -271,7 +271,7 @@ def test_full_disk_keeps_part_and_resumes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     disk = _FullDisk(300_000)
-    monkeypatch.setattr(transfer, "os", disk)
+    monkeypatch.setattr(stream, "os", disk)
     # jobs=1: files go largest first, so evt1 is the one the disk fills up on.
     results = download(OBSID, mirror=archive_http.base_url, outdir=tmp_path, jobs=1, **FAST)
     evt1 = by_rel(results)[EVT1]

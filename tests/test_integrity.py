@@ -36,7 +36,7 @@ from fault_support import (
     source_size,
 )
 
-from chandra_download import download
+from chandra_download import classify, download
 from chandra_download.results import Status
 from chandra_download.simulator import ArchiveHTTPServer, Fault, FaultPlan, LinkModel
 
@@ -188,26 +188,54 @@ def test_corruption_is_detected_and_refetched(
 @pytest.mark.parametrize(
     ("rel", "check"), [(EVT2, "gzip"), (OIF, "CHECKSUM|DATASUM")], ids=["fits.gz", "fits"]
 )
-def test_persistent_corruption_fails_and_checks_can_be_disabled(
+def test_damage_that_differs_each_time_fails_and_checks_can_be_disabled(
     archive_http: ArchiveHTTPServer, archive_root: Path, tmp_path: Path, rel: str, check: str
 ) -> None:
-    archive_http.faults.add(_corrupt(rel, archive_root, times=None))
+    size = source_size(archive_root, rel)
+    for where in (size // 2, size // 3, size // 4):  # three fetches, three different damages
+        archive_http.faults.add(Fault("corrupt", rel, times=1, after_bytes=where))
     results = download(OBSID, mirror=archive_http.base_url, outdir=tmp_path, retries=2, **FAST)
     fr = by_rel(results)[rel]
     assert fr.status is Status.FAILED and fr.attempts == 3
     assert re.search(check, fr.reason), fr.reason
+    assert fr.warning is None
     top = tmp_path / str(OBSID)
     assert not (top / rel).exists() and not (top / (rel + ".part")).exists()
     others = [f.relpath for f in results.files if f.relpath != rel]
     assert_identical(archive_root, tmp_path, OBSID, others)
     assert any(rel in line for line in results.errors)
 
-    # The same bytes pass when the check is off: the check is what caught them.
+    # Damaged bytes pass when the check is off: the check is what caught them.
+    archive_http.faults.add(_corrupt(rel, archive_root, times=1))
+    fresh = tmp_path / "unchecked"
     unchecked = download(
-        OBSID, mirror=archive_http.base_url, outdir=tmp_path, verify_checksums=False, **FAST
+        OBSID,
+        classify(rel),
+        mirror=archive_http.base_url,
+        outdir=fresh,
+        verify_checksums=False,
+        **FAST,
     )
     assert by_rel(unchecked)[rel].status is Status.DOWNLOADED
-    assert sha256(top / rel) != sha256(source_files(archive_root)[rel])
+    assert sha256(fresh / str(OBSID) / rel) != sha256(source_files(archive_root)[rel])
+
+
+@pytest.mark.parametrize(
+    ("rel", "check"), [(EVT2, "gzip"), (OIF, "CHECKSUM|DATASUM")], ids=["fits.gz", "fits"]
+)
+def test_identical_damage_on_two_fetches_is_the_archives_and_kept(
+    archive_http: ArchiveHTTPServer, archive_root: Path, tmp_path: Path, rel: str, check: str
+) -> None:
+    archive_http.faults.add(_corrupt(rel, archive_root, times=None))
+    results = download(OBSID, mirror=archive_http.base_url, outdir=tmp_path, retries=4, **FAST)
+    fr = by_rel(results)[rel]
+    assert fr.status is Status.DOWNLOADED and fr.attempts == 2  # not retried to the end
+    assert fr.warning.startswith("kept as served:") and re.search(check, fr.warning)
+    assert results.ok
+    kept = (tmp_path / str(OBSID) / rel).read_bytes()
+    good = source_files(archive_root)[rel].read_bytes()
+    assert len(kept) == len(good) and kept != good  # what the server sent, byte for byte
+    assert part_files(tmp_path / str(OBSID)) == []
 
 
 def test_html_error_page_is_never_saved(

@@ -14,7 +14,7 @@ from chandra_download.results import Status
 from chandra_download.simulator import generate_archive, iter_files
 from chandra_download.simulator.faults import Fault
 from chandra_download.simulator.http import ArchiveHTTPServer
-from chandra_download.split import part_bounds, state_path
+from chandra_download.split import PartsState, state_path
 
 OBSID = 1843
 BIG = 3_000_000  # the evt1 file; parts of ~1 MB with split_threshold below
@@ -53,14 +53,21 @@ def _assert_whole(root: Path, out: Path) -> None:
     assert got == want  # identical, and no .part or state files left behind
 
 
-def test_part_bounds_cover_the_file_exactly() -> None:
-    for size, count, first in [(10, 3, None), (3_000_001, 4, None), (100, 4, 7), (5, 8, None)]:
-        parts = part_bounds(size, count, first)
-        assert parts[0][0] == 0 and parts[-1][1] == size
-        assert all(a[1] == b[0] for a, b in zip(parts, parts[1:], strict=False))
-        assert len(parts) <= count and all(s < e for s, e, _ in parts)
-    assert part_bounds(100, 4, 7)[0] == [0, 7, 0]
-    assert part_bounds(5, 3, 9) == [[0, 5, 0]]  # the first part already holds it all
+def test_parts_cover_the_file_exactly() -> None:
+    for size, jobs, have in [(10, 3, 0), (3_000_001, 4, 0), (100, 4, 7), (5, 8, 0), (9, 3, 9)]:
+        parts = PartsState.plan(size, jobs, threshold=2, have=have).parts
+        assert parts[0].start == 0 and parts[-1].end == size
+        assert all(a.end == b.start for a, b in zip(parts, parts[1:], strict=False))
+        assert all(p.start < p.end for p in parts)
+        assert len(parts) <= jobs + (1 if have else 0)
+    # Bytes already on disk are the first part, done.
+    first = PartsState.plan(100, 4, threshold=2, have=7).parts[0]
+    assert (first.start, first.end, first.done) == (0, 7, 7)
+    assert [(p.start, p.end) for p in PartsState.plan(10, 3, threshold=2).parts] == [
+        (0, 4),
+        (4, 8),
+        (8, 10),
+    ]
 
 
 def test_http_large_file_comes_in_ranged_parts(

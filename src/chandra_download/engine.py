@@ -1,47 +1,170 @@
-"""The transfer engine: lists ObsIds, queues their files largest first, runs them concurrently."""
+"""The engine: lists ObsIds, queues their files largest first, runs them on ``jobs`` workers.
+
+Work is a priority queue of named steps: a file step (:meth:`Engine._file_step`) decides and
+fetches one file; a large file's ranged parts go back on the queue as part steps
+(:meth:`Engine._part_step`) at the file's priority, so idle workers take them next. There are
+never more transfers, or connections, than workers.
+"""
 
 from __future__ import annotations
 
 import itertools
 import queue
+import shutil
 import threading
-import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import SessionConfig
-from .errors import ChandraDownloadError, ObsIdNotFound, SourceError
+from .errors import ChandraDownloadError, LocalError, ObsIdNotFound, SourceError
 from .filetypes import Selection, classify
 from .log import vlog
-from .plan import Action, part_path, plan_file
+from .plan import decide, look, part_path
 from .progress import Reporter
-from .results import FileResult, ObsIdResult, Status
+from .results import FileResult, LocalState, ObsIdResult, Status
 from .retry import Interrupted, with_retries
 from .sources.base import RemoteFile, Source, check_relpath
-from .split import SplitFile
-from .transfer import Transfer
+from .split import state_path
+from .transfer import Context, FileJob, Next
+
+Listing = dict[str, RemoteFile]
+
+#: How --list shows each local state.
+_SHOWN = {
+    LocalState.MISSING: "missing",
+    LocalState.PARTIAL: "partial ({offset} of {size} bytes)",
+    LocalState.COMPLETE: "present",
+    LocalState.LARGER: "local file larger than the archive's",
+}
+
+
+@dataclass(order=True)
+class _Task:
+    """One step on the work queue: ``step(*args)``, largest files first."""
+
+    priority: float
+    seq: int
+    step: Callable[..., None] | None = field(compare=False)  # None: the session is over
+    args: tuple = field(compare=False, default=())
+
+
+@dataclass
+class _ObsIdRun:
+    """One ObsId's result and how many of its files are still running."""
+
+    result: ObsIdResult
+    left: int = 0
 
 
 class Engine:
-    """Runs one session over one or more sources (several: tried in order, per ObsId and file)."""
+    """Runs one session over one or more sources (several: tried in order, per ObsId and file).
 
-    def __init__(self, sources: list[Source], config: SessionConfig, reporter: Reporter) -> None:
+    ``explain(obsid)``, when given, says why an ObsId is missing (the observation catalogue).
+    """
+
+    def __init__(
+        self,
+        sources: list[Source],
+        config: SessionConfig,
+        reporter: Reporter,
+        explain: Callable[[int], str | None] | None = None,
+    ) -> None:
         self.sources = sources
         self.config = config
         self.reporter = reporter
+        self.explain = explain
         self.stop = threading.Event()
-        self.transfer = Transfer(config, self.stop, reporter.file_bytes, reporter.file_started)
-        self._listings: dict[tuple[int, int], dict[str, RemoteFile] | None] = {}
-        self._listing_lock = threading.Lock()
-        self._queue: queue.PriorityQueue = queue.PriorityQueue()
+        self.ctx = Context(config, self.stop, reporter)
+        self._listings: dict[tuple[int, int], Listing | None] = {}
+        self._lock = threading.Lock()
+        self._queue: queue.PriorityQueue[_Task] = queue.PriorityQueue()
         self._seq = itertools.count()
+        self._open = 0  # ObsIds not yet listed + files not yet settled
+        self._done = threading.Event()
+        self._list_only = False
+        self._space_needed = 0
+        self._space_warned = False
 
-    # -- listing ------------------------------------------------------------------------
-    def _list(self, index: int, obsid: int) -> dict[str, RemoteFile] | None:
+    # -- the session ----------------------------------------------------------------------
+    def run(
+        self, obsids: list[int], selection: Selection, outdir: Path, list_only: bool = False
+    ) -> list[ObsIdResult]:
+        runs = [_ObsIdRun(ObsIdResult(o)) for o in obsids]
+        self._list_only, self._open = list_only, len(runs)
+        if not runs:
+            return []
+        workers = [
+            threading.Thread(target=self._worker, daemon=True) for _ in range(self.config.jobs)
+        ]
+        for t in workers:
+            t.start()
+        lister = ThreadPoolExecutor(max_workers=min(len(runs), self.config.jobs, 8))
+        try:
+            for run in runs:
+                lister.submit(self._list_step, run, selection, outdir)
+            while not self._done.wait(0.2):
+                pass
+        except BaseException:
+            self.stop.set()
+            raise
+        finally:
+            lister.shutdown(wait=not self.stop.is_set(), cancel_futures=True)
+            for _ in workers:
+                self._put(float("inf"), None)
+            for t in workers:
+                t.join(timeout=5 if self.stop.is_set() else None)
+        return [run.result for run in runs]
+
+    def _put(self, priority: float, step: Callable[..., None] | None, *args: object) -> None:
+        self._queue.put(_Task(priority, next(self._seq), step, args))
+
+    def _closed_one(self) -> None:
+        with self._lock:
+            self._open -= 1
+            if self._open == 0:
+                self._done.set()
+
+    def _worker(self) -> None:
+        while True:
+            task = self._queue.get()
+            if task.step is None:
+                return
+            task.step(*task.args)
+
+    # -- listing --------------------------------------------------------------------------
+    def _list_step(self, run: _ObsIdRun, selection: Selection, outdir: Path) -> None:
+        r = run.result
+        try:
+            listing = self._locate(r)
+            if listing is not None:
+                r.files = self._select(r, listing, selection, outdir)
+            elif not r.error and self.explain is not None:
+                r.why_missing = self.explain(r.obsid)
+        except Interrupted:
+            r.error = "interrupted"
+        except Exception as exc:  # a bug must not hang the session
+            r.error, r.files = f"internal error: {exc!r}", []
+        todo = [f for f in r.files if f.status is Status.PLANNED]
+        with self._lock:
+            run.left = len(todo)
+            self._open += len(todo)
+        self.reporter.obsid_listed(r)
+        if not todo:
+            self.reporter.obsid_done(r)
+        self._check_space(todo, outdir)
+        for fr in todo:
+            self._put(-(fr.size or 0), self._file_step, run, fr, self._site_index(r))
+        self._closed_one()
+
+    def _site_index(self, r: ObsIdResult) -> int:
+        return next(i for i, s in enumerate(self.sources) if s.label == r.site) if r.site else 0
+
+    def _list(self, index: int, obsid: int) -> Listing | None:
         """Listing of an ObsId on one source, cached; None when it is not there."""
         key = (index, obsid)
-        with self._listing_lock:
+        with self._lock:
             if key in self._listings:
                 return self._listings[key]
         source = self.sources[index]
@@ -49,14 +172,14 @@ class Engine:
             files = with_retries(
                 lambda: source.list_obsid(obsid), self.config, self.stop, f"ObsId {obsid}"
             )
-            result = {f.relpath: f for f in files}
+            result: Listing | None = {f.relpath: f for f in files}
         except ObsIdNotFound:
             result = None
-        with self._listing_lock:
+        with self._lock:
             self._listings[key] = result
         return result
 
-    def _locate(self, r: ObsIdResult) -> dict[str, RemoteFile] | None:
+    def _locate(self, r: ObsIdResult) -> Listing | None:
         """First source holding the ObsId; listing errors fall through to the next source."""
         error: str | None = None
         for index, source in enumerate(self.sources):
@@ -72,220 +195,163 @@ class Engine:
         r.error = error
         return None
 
-    # -- running ------------------------------------------------------------------------
-    def run(
-        self, obsids: list[int], selection: Selection, outdir: Path, list_only: bool = False
-    ) -> list[ObsIdResult]:
-        results = [ObsIdResult(o) for o in obsids]
-        jobs, seq = self._queue, self._seq
-        remaining: dict[int, int] = {}
-        done = threading.Event()
-        pending = [len(results)]  # ObsIds not yet listed + files not yet finished
-        lock = threading.Lock()
-
-        def finished_one(r: ObsIdResult | None, index: int | None = None) -> None:
-            with lock:
-                if r is not None and index is not None:
-                    remaining[index] -= 1
-                    if remaining[index] == 0:
-                        self.reporter.obsid_done(r)
-                pending[0] -= 1
-                if pending[0] == 0:
-                    done.set()
-
-        def list_one(index: int, r: ObsIdResult) -> None:
-            try:
-                listing = self._locate(r)
-                if listing is not None:
-                    r.files = self._select(r, listing, selection, outdir)
-            except Interrupted:
-                r.error = "interrupted"
-            except Exception as exc:  # a bug must not hang the session
-                r.error, r.files = f"internal error: {exc!r}", []
-            todo = [f for f in r.files if f.status is Status.PLANNED]
-            with lock:
-                remaining[index] = len(todo)
-                pending[0] += len(todo)
-            self.reporter.obsid_listed(r)
-            if not todo:
-                self.reporter.obsid_done(r)
-            for fr in todo:
-                jobs.put((-(fr.size or 0), next(seq), index, r, fr, None))
-            finished_one(None)
-
-        def worker() -> None:
-            while True:
-                _, _, index, r, fr, part = jobs.get()
-                if fr is None:  # sentinel: the session is over
-                    return
-                finished = True
-                try:
-                    if part is not None:  # one ranged part of a split file
-                        split, i, source_index = part
-                        finished = self._split_part(r, fr, index, split, i, source_index)
-                    elif self.stop.is_set():
-                        fr.status, fr.reason = Status.FAILED, "interrupted"
-                    elif list_only:
-                        self._describe(r, fr)
-                    else:
-                        finished = self._fetch(r, fr, index)
-                except Interrupted:
-                    pass
-                except Exception as exc:  # a bug must not hang the session
-                    fr.status, fr.reason = Status.FAILED, f"internal error: {exc!r}"
-                if finished:
-                    self.reporter.file_done(fr)
-                    finished_one(r, index)
-
-        nworkers = self.config.jobs
-        threads = [threading.Thread(target=worker, daemon=True) for _ in range(nworkers)]
-        for t in threads:
-            t.start()
-        lister = ThreadPoolExecutor(max_workers=min(max(1, len(results)), self.config.jobs, 8))
-        try:
-            for index, r in enumerate(results):
-                lister.submit(list_one, index, r)
-            if not results:
-                done.set()
-            while not done.wait(0.2):
-                pass
-        except BaseException:
-            self.stop.set()
-            raise
-        finally:
-            lister.shutdown(wait=not self.stop.is_set(), cancel_futures=True)
-            for _ in threads:
-                jobs.put((float("inf"), next(seq), None, None, None, None))
-            for t in threads:
-                t.join(timeout=5 if self.stop.is_set() else None)
-        return results
-
     def _select(
-        self, r: ObsIdResult, listing: dict[str, RemoteFile], selection: Selection, outdir: Path
+        self, r: ObsIdResult, listing: Listing, selection: Selection, outdir: Path
     ) -> list[FileResult]:
         top = outdir / str(r.obsid)
+        clash = _file_and_directory(listing)
+        if clash:
+            r.error = f"the listing has both a file and a directory named {clash}"
+            return []
         out: list[FileResult] = []
         for relpath, remote in sorted(listing.items()):
             ftype = classify(relpath)
+            fr = FileResult(r.obsid, relpath, remote.url, top / relpath, ftype, site=r.site)
+            fr.size = remote.size if remote.size is not None else remote.approx_size
             try:
                 check_relpath(relpath)
             except ChandraDownloadError as exc:
-                out.append(
-                    FileResult(
-                        r.obsid,
-                        relpath,
-                        remote.url,
-                        top,
-                        ftype,
-                        status=Status.FAILED,
-                        reason=str(exc),
-                        site=r.site,
-                    )
-                )
+                fr.path, fr.status, fr.reason = top, Status.FAILED, str(exc)
+                out.append(fr)
                 continue
             if not selection.accepts(ftype):
                 continue
-            fr = FileResult(
-                r.obsid,
-                relpath,
-                remote.url,
-                top / relpath,
-                ftype,
-                size=remote.size if remote.size is not None else remote.approx_size,
-                site=r.site,
-            )
             problem = _unsafe_target(top, fr.path)
             if problem:
                 fr.status, fr.reason = Status.FAILED, problem
             out.append(fr)
         return out
 
-    def _fetch(self, r: ObsIdResult, fr: FileResult, obs_index: int, first: int = -1) -> bool:
-        """Fetch from the ObsId's site; on failure, from the next source that has the file.
-
-        False when the file went on as ranged parts in other workers (they report it).
-        """
-        start = next(i for i, s in enumerate(self.sources) if s.label == r.site)
-        for index in range(max(start, first), len(self.sources)):
-            listing = (
-                self._list(index, r.obsid) if index != start else self._listings[(start, r.obsid)]
+    def _check_space(self, todo: list[FileResult], outdir: Path) -> None:
+        """Warn once when the selected bytes exceed the free space of the output disk."""
+        if self._list_only or not todo:
+            return
+        with self._lock:
+            self._space_needed += sum(f.size or 0 for f in todo)
+            needed, warned = self._space_needed, self._space_warned
+        free = _free_space(outdir)
+        if free is not None and needed > free and not warned:
+            self._space_warned = True
+            vlog(
+                0,
+                "Warning: the selected files need %d bytes; %s has %d bytes free",
+                needed,
+                outdir,
+                free,
             )
-            remote = (listing or {}).get(fr.relpath)
-            if remote is None:
-                continue
-            fr.url = remote.url
-            fr.status, fr.reason = Status.PLANNED, None
-            if remote.size is None and fr.size is not None:
-                fr.size = None  # the listing's rounded size must not be taken as exact
-            split = SplitFile.begin(self.transfer, self.sources[index], remote, fr)
-            if split is not None:
-                parts = split.pending()
-                for i in parts[1:]:  # idle workers take these next: same (largest) priority
-                    self._queue.put(
-                        (-split.size, next(self._seq), obs_index, r, fr, (split, i, index))
-                    )
-                return self._split_part(r, fr, obs_index, split, parts[0], index)
-            if not self._fetch_one(r, fr, index, remote):
-                return True
+
+    # -- files ----------------------------------------------------------------------------
+    def _file_step(self, run: _ObsIdRun, fr: FileResult, index: int) -> None:
+        """Decide and fetch one file; a large one continues as part steps."""
+        try:
+            if self.stop.is_set():
+                fr.status, fr.reason = Status.FAILED, "interrupted"
+            elif self._list_only:
+                self._describe(run.result, fr, index)
+            elif self.ctx.disk_full.is_set():
+                fr.status, fr.reason = Status.FAILED, "not started: no space left on device"
+            elif not self._fetch(run, fr, index):
+                return  # it goes on as parts; the part that ends it settles it
+        except Interrupted:
+            pass
+        except Exception as exc:  # a bug must not hang the session
+            fr.status, fr.reason = Status.FAILED, f"internal error: {exc!r}"
+        self._settled(run, fr, index)
+
+    def _fetch(self, run: _ObsIdRun, fr: FileResult, index: int) -> bool:
+        """Start one file at one source; False when it went on as ranged parts."""
+        remote = self._listings[(index, run.result.obsid)][fr.relpath]
+        fr.url, fr.status, fr.reason = remote.url, Status.PLANNED, None
+        job = FileJob(self.ctx, self.sources[index], remote, fr)
+        step = job.start()
+        if step is Next.WHOLE:
+            job.run_whole()
+        elif step is Next.PARTS:
+            first, *rest = job.parts.pending
+            for i in rest:  # idle workers take these next: same (largest) priority
+                self._put(-(job.size or 0), self._part_step, run, job, i, index)
+            self._part_step(run, job, first, index)
+            return False
         return True
 
-    def _fetch_one(self, r: ObsIdResult, fr: FileResult, index: int, remote: RemoteFile) -> bool:
-        """One file from one source on one connection; True when the next source should try."""
-        t0 = time.monotonic()
-        self.transfer.run(self.sources[index], remote, fr)
-        vlog(3, "%s: %s in %.2f s", fr.relpath, fr.status, time.monotonic() - t0)
-        if fr.status is not Status.FAILED or self.stop.is_set():
-            return False
-        if index + 1 < len(self.sources):
+    def _part_step(self, run: _ObsIdRun, job: FileJob, i: int, index: int) -> None:
+        if job.run_part(i):
+            self._settled(run, job.fr, index)
+
+    def _settled(self, run: _ObsIdRun, fr: FileResult, index: int) -> None:
+        """A file is done at one source: try the next source that has it, or report it."""
+        following = self._next_source(run.result, fr, index)
+        if following is not None:
             vlog(
                 1,
                 "ObsId %s: %s failed at %s (%s); trying the next site",
-                r.obsid,
+                fr.obsid,
                 fr.relpath,
                 self.sources[index].label,
                 fr.reason,
             )
-            return True
-        return False
+            self._file_step(run, fr, following)
+            return
+        self.reporter.file_done(fr)
+        with self._lock:
+            run.left -= 1
+            last = run.left == 0
+        if last:
+            self.reporter.obsid_done(run.result)
+        self._closed_one()
 
-    def _split_part(
-        self, r: ObsIdResult, fr: FileResult, obs_index: int, split: SplitFile, i: int, index: int
-    ) -> bool:
-        """Run one part; the worker that ends the last part settles the file (True)."""
-        if not split.run_part(i):
-            return False
-        if split.fallback and not self.stop.is_set():
-            vlog(2, "%s: %s; fetching it whole", fr.relpath, fr.reason)
-            if not self._fetch_one(r, fr, index, split.remote):
-                return True
-        elif fr.status is not Status.FAILED or self.stop.is_set():
-            return True
-        return self._fetch(r, fr, obs_index, index + 1)
-
-    def _describe(self, r: ObsIdResult, fr: FileResult) -> None:
-        """--list: the exact size and the local state, writing nothing."""
-        source = next(s for s in self.sources if s.label == r.site)
-        remote = self._listings[(self.sources.index(source), r.obsid)][fr.relpath]
-        if remote.size is None:
+    def _next_source(self, r: ObsIdResult, fr: FileResult, index: int) -> int | None:
+        if fr.status is not Status.FAILED or self.stop.is_set() or self._list_only:
+            return None
+        for following in range(index + 1, len(self.sources)):
             try:
+                listing = self._list(following, r.obsid)
+            except (SourceError, OSError):
+                continue
+            if listing and fr.relpath in listing:
+                return following
+        return None
+
+    def _describe(self, r: ObsIdResult, fr: FileResult, index: int) -> None:
+        """--list: the exact size and the local state, writing nothing."""
+        source = self.sources[index]
+        remote = self._listings[(index, r.obsid)][fr.relpath]
+        try:
+            size = remote.size
+            if size is None:
                 size = with_retries(lambda: source.size(remote), self.config, self.stop, fr.relpath)
-            except SourceError as exc:  # e.g. listed but gone (404): report, not a crash
-                fr.status, fr.reason = Status.FAILED, str(exc)
-                return
-            remote = replace(remote, size=size)
-        fr.size = remote.size
-        plan = plan_file(remote, fr.path)
-        fr.local_size = plan.offset
-        fr.reason = {
-            Action.FETCH: "missing",
-            Action.RESUME: f"partial ({plan.offset} of {remote.size} bytes)",
-            Action.PRESENT: "present",
-            Action.LARGER: "local file larger than the archive's",
-        }[plan.action]
+            d = decide(look(fr.path), size)
+        except (SourceError, LocalError) as exc:  # e.g. listed but gone (404)
+            fr.status, fr.reason = Status.FAILED, str(exc)
+            return
+        fr.size, fr.local, fr.local_size = size, d.local, d.offset
+        fr.reason = _SHOWN[d.local].format(offset=d.offset, size=size)
+
+
+def _file_and_directory(listing: Listing) -> str | None:
+    """A name that is both a file and a directory in one listing (the tree cannot hold both)."""
+    names = set(listing)
+    for relpath in names:
+        parts = relpath.split("/")
+        for depth in range(1, len(parts)):
+            prefix = "/".join(parts[:depth])
+            if prefix in names:
+                return prefix
+    return None
+
+
+def _free_space(outdir: Path) -> int | None:
+    path = outdir.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
 
 
 def _unsafe_target(top: Path, path: Path) -> str | None:
-    """Refuse to write through symlinks that lead out of the ObsId's output directory."""
+    """Refuse to write through symlinks: in the directories, or at any name we write."""
     try:
         real_top = top.resolve()
         parent = path.parent
@@ -293,7 +359,8 @@ def _unsafe_target(top: Path, path: Path) -> str | None:
             parent = parent.parent
         if not parent.resolve().is_relative_to(real_top) and parent.resolve() != real_top:
             return f"refusing to write {path}: a symlink in the output tree leads outside it"
-        for p in (path, part_path(path)):  # the .part is opened for writing, too
+        state = state_path(path)
+        for p in (path, part_path(path), state, state.with_name(state.name + ".tmp")):
             if p.is_symlink():
                 return f"refusing to write {p}: it is a symlink"
     except OSError as exc:

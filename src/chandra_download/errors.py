@@ -48,3 +48,30 @@ class UnsafeEntry(SourceError):
 
 class VerificationError(ChandraDownloadError):
     """Downloaded bytes failed a content check (size, gzip CRC, FITS checksum, HTML page)."""
+
+
+class LocalError(ChandraDownloadError):
+    """A problem with the local disk (permissions, full disk, not a directory, a symlink in
+    the way...). The message names the path and the cause; ``errno`` tells which."""
+
+    def __init__(self, message: str, path: object, errno_: int | None = None) -> None:
+        super().__init__(message)
+        self.path = str(path)
+        self.errno = errno_
+
+    @classmethod
+    def from_os(cls, exc: OSError, path: object) -> LocalError:
+        """One clear line for an OSError met while writing ``path``."""
+        import errno as codes
+
+        if exc.errno == codes.ENOSPC:
+            return cls(f"no space left on device writing {path}", path, exc.errno)
+        if exc.errno == codes.ELOOP:
+            return cls(f"refusing to write {path}: it is a symlink", path, exc.errno)
+        return cls(f"cannot write {path}: {exc.strerror or exc}", path, exc.errno)
+
+    @property
+    def no_space(self) -> bool:
+        import errno as codes
+
+        return self.errno in (codes.ENOSPC, codes.EDQUOT)

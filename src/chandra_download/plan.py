@@ -1,38 +1,23 @@
-"""Decide per file what to do from local state: skip, resume or fetch."""
+"""Decide per file from local state: present, larger, finish, resume (whole or in parts), fetch.
+
+:func:`look` reads what is on disk (never following symlinks), :func:`decide` turns that and
+the archive's exact size into a :class:`Decision`. The transfer calls both twice: once to
+skip what is done without taking a lock, and again under the lock, because another process
+may have finished or advanced the file meanwhile.
+"""
 
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from .sources.base import RemoteFile
+from .errors import LocalError
+from .results import LocalState
 
 PART_SUFFIX = ".part"
-
-
-class Action(Enum):
-    FETCH = "fetch"  # nothing usable on disk
-    RESUME = "resume"  # a shorter copy exists (ours at .part, or CIAO's at the final name)
-    PRESENT = "present"  # complete already
-    LARGER = "larger"  # the local file is bigger than the archive's: warn, leave it alone
-    PROBE = "probe"  # size unknown (HTTP): the transfer's first response decides
-
-
-@dataclass
-class FilePlan:
-    """What to do with one remote file and where its bytes go."""
-
-    remote: RemoteFile
-    target: Path
-    action: Action
-    offset: int = 0  # bytes already on disk to resume from
-    partial_at_target: bool = False  # a shorter file sits at the final name (CIAO's leftovers)
-
-    @property
-    def part(self) -> Path:
-        return part_path(self.target)
 
 
 def part_path(target: Path) -> Path:
@@ -40,39 +25,118 @@ def part_path(target: Path) -> Path:
     return target.with_name(target.name + PART_SUFFIX)
 
 
+class Action(Enum):
+    FETCH = "fetch"  # nothing usable on disk: from byte 0
+    RESUME = "resume"  # a contiguous .part: on from its end
+    ADOPT = "adopt"  # a shorter file at the final name (CIAO's leftover): resume it via .part
+    PARTS = "parts"  # a split download's .part and state: on with the parts not done
+    FINISH = "finish"  # a .part of full size: verify it and move it into place
+    PRESENT = "present"  # complete already
+    LARGER = "larger"  # the local file is bigger than the archive's: warn, leave it alone
+
+
+#: What each decision says about the local copy (``--list``, ``--check``).
+LOCAL_STATE = {
+    Action.FETCH: LocalState.MISSING,
+    Action.RESUME: LocalState.PARTIAL,
+    Action.ADOPT: LocalState.PARTIAL,
+    Action.PARTS: LocalState.PARTIAL,
+    Action.FINISH: LocalState.PARTIAL,
+    Action.PRESENT: LocalState.COMPLETE,
+    Action.LARGER: LocalState.LARGER,
+}
+
+
+@dataclass(frozen=True)
+class OnDisk:
+    """Sizes of the final file and of its ``.part`` (None: absent), and the split state."""
+
+    final: int | None
+    part: int | None
+    state: object | None = None  # split.PartsState when a usable state file is there
+    state_problem: str | None = None  # why a state file that is there cannot be used
+    state_file: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return self.final is None and not self.part and not self.state_file
+
+    @property
+    def leftovers(self) -> bool:
+        """Our temporary files beside a final file."""
+        return self.part is not None or self.state_file
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    offset: int = 0  # bytes on disk the action starts from
+    note: str | None = None  # why something on disk is discarded, for the log
+
+    @property
+    def local(self) -> LocalState:
+        return LOCAL_STATE[self.action]
+
+
 def _size(path: Path) -> int | None:
+    """Size of a regular file; None when absent. A symlink or anything else is refused."""
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
     except FileNotFoundError:
         return None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a regular file"
+        raise LocalError(f"refusing to write {path}: it is {kind}", path)
     return st.st_size
 
 
-def plan_file(remote: RemoteFile, target: Path) -> FilePlan:
-    """Look at the target and its ``.part`` file and decide, using the exact size when known."""
-    final = _size(target)
-    if final is not None:
-        if remote.size is None:
-            return FilePlan(remote, target, Action.PROBE, final, partial_at_target=True)
-        return FilePlan(remote, target, *_compare(final, remote.size), partial_at_target=True)
-    part = _size(part_path(target)) or 0
-    if remote.size is None:
-        return FilePlan(remote, target, Action.PROBE, part)
-    if part > remote.size:
-        return FilePlan(remote, target, Action.FETCH, 0)  # stale .part of another version
-    if part == 0:
-        return FilePlan(remote, target, Action.FETCH, 0)
-    return FilePlan(remote, target, Action.RESUME, part)
+def look(target: Path) -> OnDisk:
+    """What is on disk for ``target``: final file, ``.part`` and split state."""
+    from .split import load_state, state_path
+
+    state_file = state_path(target)
+    state, problem = load_state(state_file)
+    return OnDisk(
+        _size(target),
+        _size(part_path(target)),
+        state,
+        problem,
+        state is not None or problem is not None,
+    )
 
 
-def _compare(local: int, remote: int) -> tuple[Action, int]:
-    if local == remote:
-        return Action.PRESENT, local
-    if local > remote:
-        return Action.LARGER, local
-    return Action.RESUME, local
+def needs_size(disk: OnDisk) -> bool:
+    """True when deciding needs the archive's exact size (anything is on disk)."""
+    return not disk.empty
 
 
-def resolve(local: int, total: int) -> Action:
-    """Action once the archive's size is known (after a probe)."""
-    return _compare(local, total)[0] if local else Action.FETCH
+def decide(disk: OnDisk, size: int | None) -> Decision:
+    """The action for a file; ``size`` is the archive's exact size (None only when
+    :func:`needs_size` is False, i.e. nothing is on disk)."""
+    if disk.final is not None:
+        assert size is not None
+        if disk.final == size:
+            return Decision(Action.PRESENT, size)
+        if disk.final > size:
+            return Decision(Action.LARGER, disk.final)
+        return Decision(Action.ADOPT, disk.final)
+    if disk.state_file:
+        return _decide_parts(disk, size)
+    if disk.part and size is not None:
+        if disk.part == size:
+            return Decision(Action.FINISH, size)
+        if disk.part < size:
+            return Decision(Action.RESUME, disk.part)
+        return Decision(Action.FETCH, note=f"a .part of {disk.part} bytes, more than the file")
+    return Decision(Action.FETCH)
+
+
+def _decide_parts(disk: OnDisk, size: int | None) -> Decision:
+    state = disk.state
+    if state is None:
+        return Decision(Action.FETCH, note=f"its saved state is unusable: {disk.state_problem}")
+    if state.size != size:
+        return Decision(Action.FETCH, note="its saved state is for another version of the file")
+    if (disk.part or 0) < state.furthest or (disk.part or 0) > size:
+        return Decision(Action.FETCH, note="its .part does not hold what its state claims")
+    return Decision(Action.PARTS, sum(p.done for p in state.parts))

@@ -27,8 +27,15 @@ def backoff_delay(config: SessionConfig, attempt: int, retry_after: float | None
     return delay
 
 
-def with_retries(fn: Callable[[], T], config: SessionConfig, stop: threading.Event, what: str) -> T:
-    """Call fn, retrying TransientError with the session's backoff."""
+def with_retries(
+    fn: Callable[[], T],
+    config: SessionConfig,
+    stop: threading.Event,
+    what: str,
+    on_retry: Callable[[int, float, str], None] | None = None,
+) -> T:
+    """Call fn, retrying TransientError with the session's backoff; ``on_retry(attempt,
+    delay, reason)`` hears of each retry before its wait."""
     for attempt in range(1, config.retries + 2):
         try:
             return fn()
@@ -36,7 +43,9 @@ def with_retries(fn: Callable[[], T], config: SessionConfig, stop: threading.Eve
             if attempt > config.retries:
                 raise
             delay = backoff_delay(config, attempt, exc.retry_after)
-            vlog(2, "%s: %s; retry %d in %.1f s", what, exc, attempt, delay)
+            vlog(3, "%s: %s; retry %d in %.1f s", what, exc, attempt, delay)
+            if on_retry is not None:
+                on_retry(attempt + 1, delay, str(exc))
             if stop.wait(delay):
                 raise Interrupted() from None
     raise AssertionError("unreachable")

@@ -1,298 +1,565 @@
-"""One file's life: lock, decide, stream to ``.part`` with retries, verify, move into place."""
+"""One file's single path: decide, lock, decide again, fetch (whole or in parts), verify, move.
+
+A :class:`FileJob` is made per file and source. :meth:`FileJob.start` looks at the disk,
+learns the archive's exact size when it needs it, skips what is done, and otherwise takes the
+``.part`` lock and decides again under it (a rival process may have finished the file while
+we waited). It then says how the bytes are to come: on one connection
+(:meth:`FileJob.run_whole`) or as ranged parts that the engine runs on its workers
+(:meth:`FileJob.run_part`). Both end in :meth:`FileJob._finish`: size, content checks, flush,
+rename. Bytes that fail a content check identically on two fetches are the archive's own and
+are kept, with a warning; different bytes each time are damage in transit and are retried.
+"""
 
 from __future__ import annotations
 
-import errno
-import fcntl
+import hashlib
 import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
+from . import _crashpoint
 from .config import SessionConfig
-from .errors import RangeNotSatisfiable, SourceError, TransientError, VerificationError
+from .disk import acquire, flush, fsync_dir, make_dirs, unlink_quietly
+from .errors import LocalError, RangeNotSatisfiable, SourceError, TransientError, VerificationError
 from .log import vlog
-from .plan import Action, part_path, plan_file, resolve
+from .plan import Action, Decision, OnDisk, decide, look, needs_size, part_path
+from .progress import Reporter
 from .results import FileResult, Status
 from .retry import Interrupted, backoff_delay, with_retries
-from .sources.base import RemoteFile, Source
+from .sources.base import Body, RemoteFile, Source
+from .split import SAVE_EVERY, Part, PartsState, save_state, state_path
+from .stream import Copy, RateGuard, ResumeMismatch, body_has_more, resume_from
 from .verify import check_file
 
 
-def acquire(part: Path) -> int:
-    """Open and lock the live ``.part`` file. Two processes never write the same file: the
-    lock holder of the inode currently at the ``.part`` name is the only writer."""
-    while True:
-        # O_NOFOLLOW: a symlink planted at the .part name must not be written through.
-        fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            vlog(1, "Waiting for another process writing %s", part.name[: -len(".part")])
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            live = os.stat(part).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            live = False
-        if live:
-            return fd
-        os.close(fd)
+class RangeIgnored(SourceError):
+    """A ranged request was answered from another offset: parts cannot work here."""
 
 
-def unlink_quietly(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+class Next(Enum):
+    """What :meth:`FileJob.start` leaves to do."""
+
+    DONE = "done"  # settled (present, larger, failed or finished)
+    WHOLE = "whole"  # run_whole() on this worker
+    PARTS = "parts"  # run_part(i) for each pending part, on any workers
 
 
-class Transfer:
-    """Fetches single files for the engine; safe to call from many threads at once."""
+@dataclass
+class Context:
+    """What every file of a session shares: settings, the stop signal, the reporter and
+    the local problems seen so far (each cause is logged once, not once per file)."""
 
-    def __init__(
-        self,
-        config: SessionConfig,
-        stop: threading.Event,
-        on_bytes: Callable[[FileResult, int], None] = lambda fr, n: None,
-        on_start: Callable[[FileResult], None] = lambda fr: None,
-    ) -> None:
-        self.config = config
-        self.stop = stop
-        self.on_bytes = on_bytes
-        self.on_start = on_start
+    config: SessionConfig
+    stop: threading.Event
+    reporter: Reporter = field(default_factory=Reporter)
+    disk_full: threading.Event = field(default_factory=threading.Event)
+    _seen: set[tuple[int | None, str]] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def run(self, source: Source, remote: RemoteFile, fr: FileResult) -> None:
-        """Bring ``fr.path`` up to date with ``remote``; fill in ``fr``'s status and reason."""
-        target = fr.path
-        fr.site = source.label
-        plan = plan_file(remote, target)
-        if plan.action is Action.PROBE and plan.partial_at_target:
-            # Size unknown (HTTP) and a file at the final name: ask before touching it.
-            remote = self._sized(source, remote, fr, plan.offset)
-            if remote is None:
+    def local_problem(self, exc: LocalError) -> None:
+        """Log a local error once per cause (errno and directory)."""
+        key = (exc.errno, os.path.dirname(exc.path))
+        with self._lock:
+            if key in self._seen:
                 return
-            plan = plan_file(remote, target)
-        if plan.action in (Action.PRESENT, Action.LARGER):
-            self._settle(fr, plan.action, plan.offset, remote.size)
-            return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        part = part_path(target)
-        fd = acquire(part)
+            self._seen.add(key)
+        if exc.no_space:
+            self.disk_full.set()
+        vlog(0, "%s", exc)
+
+
+def sha256_of(fd: int) -> str:
+    digest, pos = hashlib.sha256(), 0
+    while chunk := os.pread(fd, 1 << 20, pos):
+        digest.update(chunk)
+        pos += len(chunk)
+    return digest.hexdigest()
+
+
+class FileJob:
+    """One remote file on one source, from decision to verified final name."""
+
+    def __init__(self, ctx: Context, source: Source, remote: RemoteFile, fr: FileResult) -> None:
+        self.ctx, self.config = ctx, ctx.config
+        self.source, self.remote, self.fr = source, remote, fr
+        self.target = fr.path
+        self.part, self.state_file = part_path(fr.path), state_path(fr.path)
+        self.size = remote.size
+        self.fd = -1
+        self.parts: PartsState | None = None
+        self.failed_hash: str | None = None  # bytes that last failed a content check
+        self.resumed = False
+        self._lock, self._save_lock = threading.Lock(), threading.Lock()
+        self._left = 0
+        self._unsaved = 0
+        self._errors: list[str] = []
+        self._interrupted = False
+        self._fallback = False  # the site ignores ranges: fetch it whole instead
+        self._started = False
+        self._t0 = time.monotonic()
+
+    # -- deciding -------------------------------------------------------------------------
+    def start(self) -> Next:
+        """Decide from the disk, lock, decide again; settle the file when nothing is to do."""
+        self.fr.site = self.source.label
         try:
-            plan = plan_file(remote, target)  # again: another process may have finished it
-            if plan.action is Action.PROBE and plan.partial_at_target:
-                # It did (or left a file there) while we waited: never move a file that may
-                # be complete without first learning the archive's size.
-                sized = self._sized(source, remote, fr, plan.offset)
-                if sized is None:
-                    if os.fstat(fd).st_size == 0:
-                        unlink_quietly(part)
-                    return
-                remote = sized
-                plan = plan_file(remote, target)
-            if plan.partial_at_target and plan.action in (Action.RESUME, Action.PROBE):
-                # CIAO's tool leaves partial files at the final name; resume them via .part.
-                os.replace(target, part)
-                os.close(fd)
-                fd = acquire(part)
-                plan = plan_file(remote, target)
-            if plan.action in (Action.PRESENT, Action.LARGER):
-                if os.fstat(fd).st_size == 0:
-                    unlink_quietly(part)
-                self._settle(fr, plan.action, plan.offset, remote.size)
-                return
-            self._attempts(source, remote, fr, fd, part)
-            if fr.status is Status.FAILED and os.fstat(fd).st_size == 0:
-                unlink_quietly(part)  # nothing to resume from: leave no empty .part behind
+            return self._start()
+        except (Interrupted, KeyboardInterrupt):
+            self._fail("interrupted")
+            raise
+        except LocalError as exc:
+            self._fail_local(exc)
+        except OSError as exc:
+            self._fail_local(LocalError.from_os(exc, exc.filename or self.part))
+        except SourceError as exc:
+            self._fail(str(exc))
+        self.release()
+        return Next.DONE
+
+    def _start(self) -> Next:
+        disk = look(self.target)
+        self._learn_size(disk)
+        first = decide(disk, self.size)
+        if first.action is Action.LARGER or (
+            first.action is Action.PRESENT and not disk.leftovers and not self.config.repair
+        ):
+            self._settle(first)
+            return Next.DONE
+        make_dirs(self.target.parent)
+        self.fd = acquire(self.part)
+        disk = look(self.target)  # again under the lock: a rival may have finished the file
+        self._learn_size(disk)
+        return self._act(decide(disk, self.size), disk)
+
+    def _learn_size(self, disk: OnDisk) -> None:
+        """The archive's exact size, asked of the source when deciding or splitting needs it."""
+        cfg = self.config
+        splittable = cfg.split_threshold > 0 and cfg.jobs > 1
+        big = splittable and self.remote.best_size >= cfg.split_threshold
+        if self.size is None and (needs_size(disk) or big):
+            self.size = with_retries(
+                lambda: self.source.size(self.remote), cfg, self.ctx.stop, self.fr.relpath
+            )
+            self.fr.size = self.size
+
+    def _act(self, d: Decision, disk: OnDisk) -> Next:
+        if d.note:
+            vlog(2, "%s: %s; starting over", self.fr.relpath, d.note)
+        if d.action in (Action.PRESENT, Action.LARGER):
+            return self._present(d)
+        self.fr.local_size = d.offset
+        if d.action is Action.ADOPT:
+            # CIAO's tool leaves partial files at the final name; resume them via .part.
+            os.replace(self.target, self.part)
+            os.close(self.fd)
+            self.fd = acquire(self.part)
+        if d.action is Action.PARTS:
+            self.parts, self.resumed = disk.state, True
+            vlog(2, "%s: resuming %d part(s)", self.fr.relpath, len(self.parts.pending))
+            return self._go_parts()
+        if d.action is Action.FETCH:
+            os.ftruncate(self.fd, 0)  # a .part we cannot use may have holes
+            unlink_quietly(self.state_file)
+        self.resumed = d.offset > 0
+        return self._begin(d.offset)
+
+    def _begin(self, have: int) -> Next:
+        """Whole on one connection, or as ranged parts when the file is large."""
+        cfg, size = self.config, self.size
+        splittable = cfg.split_threshold > 0 and cfg.jobs > 1
+        if not splittable or size is None or size - have < cfg.split_threshold:
+            return Next.WHOLE
+        self.parts = PartsState.plan(size, cfg.jobs, cfg.split_threshold, have)
+        self._save()  # before any data: a .part with holes always has its state beside it
+        return self._go_parts()
+
+    def _go_parts(self) -> Next:
+        self._left = len(self.parts.pending)
+        return Next.PARTS if self._left else self._end_parts_now()
+
+    def _end_parts_now(self) -> Next:
+        """Every part was already done (a crash before the rename): just finish."""
+        self._end_parts()
+        return Next.DONE
+
+    def _present(self, d: Decision) -> Next:
+        if d.action is Action.PRESENT and self.config.repair:
+            problem = self._check(self.target)
+            if problem is not None:
+                return self._repair(problem)
+        # Leftovers of ours beside a done file (a crash after the rename) go; we hold the lock.
+        unlink_quietly(self.state_file)
+        unlink_quietly(self.part)
+        self._settle(d)
+        self.release()
+        return Next.DONE
+
+    def _repair(self, problem: VerificationError) -> Next:
+        """Fetch a file that fails its check into .part; the bad copy stays until replaced."""
+        vlog(1, "%s fails its check (%s); fetching it again", self.fr.relpath, problem)
+        fd = os.open(self.target, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            self.failed_hash = sha256_of(fd)  # the same bytes again are the archive's own
         finally:
             os.close(fd)
+        os.ftruncate(self.fd, 0)
+        unlink_quietly(self.state_file)
+        return self._begin(0)
 
-    def _sized(
-        self, source: Source, remote: RemoteFile, fr: FileResult, offset: int
-    ) -> RemoteFile | None:
-        """``remote`` with its exact size when the site tells it; None (``fr`` failed) on error."""
+    def _check(self, path: Path) -> VerificationError | None:
         try:
-            total = with_retries(
-                lambda: self._probe(source, remote, offset), self.config, self.stop, fr.relpath
-            )
-        except SourceError as exc:
-            fr.status, fr.reason = Status.FAILED, str(exc)
-            return None
-        return remote if total is None else replace(remote, size=total)
+            check_file(path, self.fr.relpath, checksums=self.config.verify_checksums)
+        except VerificationError as exc:
+            return exc
+        return None
 
-    @staticmethod
-    def _probe(source: Source, remote: RemoteFile, offset: int) -> int | None:
-        """The archive's size of a file, asked without transferring its body (HTTP HEAD): a
-        ranged GET closed unread still has the server push the rest of the file."""
-        try:
-            return source.size(remote)
-        except NotImplementedError:
-            pass
-        try:
-            body = source.open(remote, offset)
-        except RangeNotSatisfiable as exc:
-            return exc.total
-        body.close()
-        return body.total
-
-    def _settle(self, fr: FileResult, action: Action, local: int, size: int | None) -> None:
-        fr.local_size = local
-        if size is not None:
-            fr.size = size
-        if action is Action.PRESENT:
+    def _settle(self, d: Decision) -> None:
+        fr = self.fr
+        fr.local, fr.local_size = d.local, d.offset
+        if self.size is not None:
+            fr.size = self.size
+        if d.action is Action.PRESENT:
             fr.status = Status.PRESENT
         else:
             fr.status = Status.SKIPPED
             fr.reason = (
-                f"local file is larger than the archive's ({local} > {size} bytes); left alone"
+                f"local file is larger than the archive's ({d.offset} > {self.size} bytes); "
+                "left alone"
             )
 
-    def _attempts(self, source: Source, remote: RemoteFile, fr: FileResult, fd: int, part: Path):
-        cfg = self.config
-        resumed = False
+    # -- one connection -------------------------------------------------------------------
+    def run_whole(self) -> None:
+        """Fetch on one connection with retries and resume, then verify and move into place."""
+        try:
+            self._attempts()
+        except (Interrupted, KeyboardInterrupt):
+            self._fail("interrupted; partial data kept for resume")
+            raise
+        except LocalError as exc:
+            self._fail_local(exc)
+        except OSError as exc:
+            self._fail_local(LocalError.from_os(exc, exc.filename or self.part))
+        finally:
+            self.release()
+
+    def _attempts(self) -> None:
+        cfg, fr = self.config, self.fr
         last: Exception | None = None
         for attempt in range(1, cfg.retries + 2):
             fr.attempts = attempt
-            if self.stop.is_set():
+            if self.ctx.stop.is_set():
                 raise Interrupted()
             try:
-                outcome = self._once(source, remote, fr, fd)
-                if outcome is Action.LARGER:
-                    os.ftruncate(fd, 0)  # our .part outgrew the archive's file: start over
-                    continue
-                # PRESENT here means the .part was already whole: finishing it is a resume.
-                resumed = resumed or outcome in (Action.RESUME, Action.PRESENT)
-                self.finish(fr, fd, part, remote)
-                fr.status = Status.RESUMED if resumed else Status.DOWNLOADED
+                self._fetch_once()
+                _crashpoint.crashpoint("part-written", self.target.name)
+                self._finish()
                 return
-            except (Interrupted, KeyboardInterrupt):
-                fr.status, fr.reason = Status.FAILED, "interrupted; partial data kept for resume"
-                raise
             except VerificationError as exc:
                 last = exc
-                os.ftruncate(fd, 0)  # bad bytes are never resumed from
-                vlog(2, "%s failed a check (%s); fetching it again", fr.relpath, exc)
+                if self._bad_content(exc):
+                    return
             except TransientError as exc:
                 last = exc
-                delay = backoff_delay(cfg, attempt, exc.retry_after)
-                if attempt <= cfg.retries:
-                    vlog(2, "%s: %s; retry %d in %.1f s", fr.relpath, exc, attempt, delay)
-                    if self.stop.wait(delay):
-                        raise Interrupted() from None
+                if isinstance(exc, ResumeMismatch):
+                    os.ftruncate(self.fd, 0)
+                self._wait_retry(attempt, exc)
             except SourceError as exc:
-                fr.status, fr.reason = Status.FAILED, str(exc)
-                return
-            except OSError as exc:
-                fr.status = Status.FAILED
-                kept = os.fstat(fd).st_size
-                if exc.errno == errno.ENOSPC:
-                    fr.reason = (
-                        f"no space left on device writing to {part.parent}; "
-                        f"{kept} bytes kept in {part.name} for resume"
-                    )
-                else:
-                    fr.reason = f"cannot write {part}: {exc.strerror}"
-                return
-        fr.status = Status.FAILED
-        fr.reason = f"{last} (gave up after {fr.attempts} attempts)"
+                return self._fail(str(exc))
+        self._fail(f"{last} (gave up after {fr.attempts} attempts)")
         if isinstance(last, VerificationError):
-            unlink_quietly(part)
+            os.ftruncate(self.fd, 0)  # bad bytes are never resumed from
 
-    def _once(self, source: Source, remote: RemoteFile, fr: FileResult, fd: int) -> Action:
-        """One attempt: returns RESUME or FETCH for data written, PRESENT when .part is whole."""
-        have = os.fstat(fd).st_size
-        if remote.size is not None and have > remote.size:
-            os.ftruncate(fd, 0)
+    def _wait_retry(self, attempt: int, exc: TransientError) -> None:
+        if attempt > self.config.retries:
+            return
+        delay = backoff_delay(self.config, attempt, exc.retry_after)
+        vlog(3, "%s: %s; retry %d in %.1f s", self.fr.relpath, exc, attempt, delay)
+        self.ctx.reporter.file_retry(self.fr, attempt + 1, delay, str(exc))
+        if self.ctx.stop.wait(delay):
+            raise Interrupted()
+
+    def _fetch_once(self) -> None:
+        """One attempt: bring the .part to the file's full size (or raise)."""
+        have = os.fstat(self.fd).st_size
+        if self.size is not None and have > self.size:
+            os.ftruncate(self.fd, 0)
             have = 0
+        if self.size is not None and have == self.size:
+            return  # already whole (a crash before the rename): finish it
+        asked = resume_from(have)
         try:
-            body = source.open(remote, have)
+            body = self.source.open(self.remote, asked)
         except RangeNotSatisfiable as exc:
-            if exc.total is None:
-                raise TransientError(f"{fr.relpath}: the server refused offset {have}") from None
-            fr.size = exc.total
-            action = resolve(have, exc.total)
-            if action is Action.RESUME:
-                raise TransientError(
-                    f"{fr.relpath}: the server refused to resume at {have}"
-                ) from None
-            return action
+            self._beyond_end(have, exc)
+            return
         with body:
-            total = body.total if body.total is not None else remote.size
-            fr.size = total
-            if body.start != have:
-                if body.start != 0:
-                    raise TransientError(f"{fr.relpath}: data starts at {body.start}, not {have}")
-                vlog(
-                    2,
-                    "%s: the server ignored the resume offset; fetching from the start",
-                    fr.relpath,
+            self._take_size(body)
+            if body.start != asked:
+                have = self._restart_point(body, asked)
+            self.resumed = have > 0  # this attempt's bytes join ones already on disk
+            self._started_once(have)
+            t0 = time.monotonic()
+            try:
+                pos = self._copy(body, have, self.size, self._whole_progress).run()
+            finally:
+                self.fr.elapsed += time.monotonic() - t0
+            self._check_end(body, pos)
+
+    def _beyond_end(self, have: int, exc: RangeNotSatisfiable) -> None:
+        """416 for our offset: the .part may be whole already (a crash before the rename)."""
+        if exc.total is None or (self.size is not None and exc.total != self.size):
+            raise TransientError(f"{self.fr.relpath}: the server refused offset {have}")
+        self.size = self.fr.size = exc.total
+        if have != exc.total:
+            os.ftruncate(self.fd, 0)
+            raise TransientError(f"{self.fr.relpath}: the server refused to resume at {have}")
+
+    def _take_size(self, body: Body) -> None:
+        if body.total is None:
+            return
+        if self.size is None:
+            self.size = self.fr.size = body.total
+        elif body.total != self.size:
+            raise SourceError(
+                f"{self.fr.relpath}: the site says {body.total} bytes, the listing {self.size}"
+            )
+
+    def _restart_point(self, body: Body, asked: int) -> int:
+        if body.start != 0:
+            raise TransientError(f"{self.fr.relpath}: data starts at {body.start}, not {asked}")
+        vlog(
+            2, "%s: the server ignored the resume offset; fetching from the start", self.fr.relpath
+        )
+        os.ftruncate(self.fd, 0)
+        return 0
+
+    def _check_end(self, body: Body, pos: int) -> None:
+        if self.size is None:
+            self.size = self.fr.size = pos  # no size anywhere: the body's end is the file's
+        if pos < self.size:
+            raise TransientError(f"{self.fr.relpath}: got {pos} of {self.size} bytes")
+        if body_has_more(body):
+            os.ftruncate(self.fd, 0)
+            raise TransientError(
+                f"{self.fr.relpath}: the server sent more than the file's {self.size} bytes"
+            )
+
+    def _whole_progress(self, n: int, pos: int) -> None:
+        self.fr.bytes_transferred += n
+        self.ctx.reporter.file_bytes(self.fr, n)
+
+    def _copy(
+        self, body: Body, verify_below: int, end: int | None, on_bytes: Callable[[int, int], None]
+    ) -> Copy:
+        guard = RateGuard(self.config.min_rate, self.config.timeout)
+        return Copy(
+            self.fd,
+            self.part,
+            body,
+            verify_below,
+            end,
+            self.ctx.stop,
+            guard,
+            self.config.chunk_size,
+            on_bytes,
+        )
+
+    def _started_once(self, have: int) -> None:
+        with self._lock:
+            first, self._started = not self._started, True
+        if first:
+            self.fr.local_size = have
+            self.ctx.reporter.file_started(self.fr)
+
+    # -- ranged parts ---------------------------------------------------------------------
+    def run_part(self, index: int) -> bool:
+        """Fetch one part with retries; True for the call that settled the file."""
+        try:
+            if not (self._errors or self._fallback or self._interrupted):
+                with_retries(
+                    lambda: self._fetch_part(index),
+                    self.config,
+                    self.ctx.stop,
+                    f"{self.fr.relpath} part {index}",
+                    on_retry=lambda n, d, e: self.ctx.reporter.file_retry(self.fr, n, d, e),
                 )
-                have = 0
-            os.ftruncate(fd, have)
-            os.lseek(fd, have, os.SEEK_SET)
-            self.on_start(fr)
-            written = have
-            chunk = self.config.chunk_size
-            started = time.monotonic()
-            while True:
-                if self.stop.is_set():
-                    raise Interrupted()
-                data = body.read(chunk)
-                if not data:
-                    break
-                view = memoryview(data)
-                while view:
-                    n = os.write(fd, view)
-                    view = view[n:]
-                written += len(data)
-                fr.bytes_transferred += len(data)
-                self.on_bytes(fr, len(data))
-            fr.elapsed += time.monotonic() - started
-        if total is not None and written != total:
-            if written > total:
-                os.ftruncate(fd, 0)
-            raise TransientError(f"{fr.relpath}: got {written} of {total} bytes")
-        return Action.RESUME if have else Action.FETCH
+        except (Interrupted, KeyboardInterrupt):
+            self._interrupted = True
+        except RangeIgnored:
+            self._fallback = True
+        except LocalError as exc:
+            self.ctx.local_problem(exc)
+            self._note_error(str(exc))
+        except SourceError as exc:
+            self._note_error(f"bytes {self.parts.parts[index].start}-: {exc}")
+        except OSError as exc:
+            self._note_error(str(LocalError.from_os(exc, exc.filename or self.part)))
+        except Exception as exc:  # a bug in one part must still let the file settle once
+            self._note_error(f"internal error: {exc!r}")
+        with self._lock:
+            self._left -= 1
+            last = self._left == 0
+        if last:
+            self._end_parts()
+        return last
 
-    def finish(self, fr: FileResult, fd: int, part: Path, remote: RemoteFile) -> None:
-        """Verify a whole ``.part`` and move it into place; VerificationError when it fails."""
-        checks = check_file(part, fr.relpath, checksums=self.config.verify_checksums)
-        size = os.fstat(fd).st_size
-        if remote.size is not None and size != remote.size:
-            raise VerificationError(f"{fr.relpath}: {size} bytes, the listing says {remote.size}")
-        if checks:
-            vlog(3, "%s: %s check passed", fr.relpath, "+".join(checks))
+    def _note_error(self, text: str) -> None:
+        with self._lock:
+            self._errors.append(text)
+
+    def _fetch_part(self, index: int) -> None:
+        p = self.parts.parts[index]
+        if self.ctx.stop.is_set():
+            raise Interrupted()
+        if self._errors:
+            return  # another part failed for good: no more attempts; the state keeps progress
+        asked = resume_from(p.next, p.start)
+        with self.source.open(self.remote, asked, p.end) as body:
+            if body.start != asked:
+                raise RangeIgnored(f"the site ignored the range (data from {body.start})")
+            if body.total is not None and body.total != self.size:
+                raise SourceError(f"the file changed on the site ({body.total} bytes now)")
+            self._started_once(sum(q.done for q in self.parts.parts))
+            try:
+                pos = self._copy(body, p.next, p.end, self._part_progress(p)).run()
+            except ResumeMismatch:
+                with self._lock:
+                    p.done = 0
+                raise
+            if pos < p.end:
+                raise TransientError(f"got {pos - p.start} of {p.end - p.start} bytes")
+        self._save()
+
+    def _part_progress(self, p: Part) -> Callable[[int, int], None]:
+        def on_bytes(n: int, pos: int) -> None:
+            with self._lock:
+                p.done = pos - p.start
+                self.fr.bytes_transferred += n
+                self._unsaved += n
+                due = self._unsaved >= SAVE_EVERY
+                if due:
+                    self._unsaved = 0
+            self.ctx.reporter.file_bytes(self.fr, n)
+            if due:
+                self._save()
+
+        return on_bytes
+
+    def _save(self) -> None:
+        with self._save_lock:  # one writer of the temporary name at a time
+            if self.config.fsync:
+                flush(self.fd, data_only=True)  # the state must never claim bytes the disk lacks
+            with self._lock:
+                parts = [Part(p.start, p.end, p.done) for p in self.parts.parts]
+            snapshot = PartsState(self.size, parts)
+            save_state(self.state_file, snapshot, durable=self.config.fsync)
+
+    def _end_parts(self) -> None:
+        """Runs once, in the worker that ended the last part."""
+        self.fr.elapsed = time.monotonic() - self._t0
+        try:
+            if self._interrupted:
+                self._save()
+                self._fail("interrupted; partial data kept for resume")
+            elif self._errors:
+                self._save()
+                self._fail("; ".join(self._errors[:3]))
+            elif self._fallback:
+                vlog(2, "%s: the site ignores ranges; fetching it whole", self.fr.relpath)
+                self._restart_whole()
+            else:
+                self._finish_parts()
+        except LocalError as exc:
+            self._fail_local(exc)
+        except OSError as exc:
+            self._fail_local(LocalError.from_os(exc, exc.filename or self.part))
+        finally:
+            self.release()  # (run_whole, when it ran, released already: this is a no-op)
+
+    def _finish_parts(self) -> None:
+        _crashpoint.crashpoint("parts-done", self.target.name)
+        try:
+            self._finish()
+        except VerificationError as exc:
+            if not self._bad_content(exc):
+                self._restart_whole()  # fetch it again on one connection
+        except TransientError as exc:
+            self._fail(str(exc))
+
+    def _restart_whole(self) -> None:
+        os.ftruncate(self.fd, 0)
+        unlink_quietly(self.state_file)
+        self.parts = None
+        self.resumed = False
+        self.run_whole()
+
+    # -- the end --------------------------------------------------------------------------
+    def _finish(self) -> None:
+        """Verify the whole .part and move it into place; VerificationError when it fails."""
+        size = os.fstat(self.fd).st_size
+        if self.size is not None and size != self.size:
+            raise TransientError(
+                f"{self.fr.relpath}: {size} bytes on disk, the file has {self.size}"
+            )
+        problem = self._check(self.part)
+        if problem is not None:
+            raise problem
+        self._move_into_place(size)
+        self.fr.status = Status.RESUMED if self.resumed else Status.DOWNLOADED
+
+    def _move_into_place(self, size: int) -> None:
         if self.config.fsync:
-            flush(fd)
-        os.replace(part, fr.path)
+            flush(self.fd)
+        unlink_quietly(self.state_file)  # before the rename: a lone full .part is contiguous
+        try:
+            os.replace(self.part, self.target)
+        except OSError as exc:
+            raise LocalError.from_os(exc, self.target) from None
+        _crashpoint.crashpoint("renamed", self.target.name)
         if self.config.fsync:
-            fsync_dir(fr.path.parent)
-        fr.size = size
-        fr.local_size = size
+            fsync_dir(self.target.parent)
+        self.fr.size = self.fr.local_size = size
+        self.fr.reason = None
 
+    def _bad_content(self, exc: VerificationError) -> bool:
+        """Bytes that failed a check: kept when identical to the last failure (True)."""
+        digest = sha256_of(self.fd)
+        if digest == self.failed_hash:
+            self._move_into_place(os.fstat(self.fd).st_size)
+            self.fr.status = Status.DOWNLOADED
+            detail = str(exc).split(": ", 1)[-1]
+            self.fr.warning = f"kept as served: the archive's copy fails its check ({detail})"
+            vlog(1, "%s: %s", self.fr.relpath, self.fr.warning)
+            return True
+        self.failed_hash = digest
+        os.ftruncate(self.fd, 0)  # bad bytes are never resumed from
+        unlink_quietly(self.state_file)
+        vlog(2, "%s failed a check (%s); fetching it again", self.fr.relpath, exc)
+        return False
 
-def flush(fd: int, *, data_only: bool = False) -> None:
-    """fsync (or fdatasync) a file; file systems without it are let be, but EIO is raised:
-    it means written data was lost."""
-    sync = getattr(os, "fdatasync", None) if data_only else None  # macOS has no fdatasync
-    try:
-        (sync or os.fsync)(fd)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EROFS):
-            raise
+    def _fail(self, reason: str) -> None:
+        self.fr.status, self.fr.reason = Status.FAILED, reason
 
+    def _fail_local(self, exc: LocalError) -> None:
+        self.ctx.local_problem(exc)
+        reason = str(exc)
+        if exc.no_space and self.fd >= 0:
+            kept = os.fstat(self.fd).st_size
+            reason += f"; {kept} bytes kept in {self.part.name} for resume"
+        self._fail(reason)
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable (POSIX; a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems refuse fsync on a directory; the file itself is flushed
-    finally:
-        os.close(fd)
+    def release(self) -> None:
+        """Drop the lock; an empty .part of a file that did not finish is removed."""
+        if self.fd < 0:
+            return
+        try:
+            if self.fr.status is not Status.PRESENT and os.fstat(self.fd).st_size == 0:
+                unlink_quietly(self.state_file)  # it can claim nothing of an empty .part
+                unlink_quietly(self.part)
+        finally:
+            os.close(self.fd)
+            self.fd = -1

@@ -1,0 +1,116 @@
+"""Copy one response body into a ``.part`` at its offset, trusting nothing the server says.
+
+Shared by whole-file transfers and ranged parts: the bytes a resume asks for again (the
+overlap) are compared with the disk instead of written, so a server that sends bytes from the
+wrong place under a correct-looking ``Content-Range`` is caught for every file type; nothing is
+written past the end the caller allows; and a transfer slower than the minimum rate for a
+whole timeout fails (a server trickling a byte a second never trips a socket timeout).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import LocalError, TransientError
+from .retry import Interrupted
+from .sources.base import Body
+
+#: Bytes a resume asks for again before its offset, to compare with what is on disk.
+OVERLAP = 16 * 1024
+
+
+def resume_from(have: int, floor: int = 0) -> int:
+    """Where to ask for data when ``have`` bytes (from ``floor``) are on disk."""
+    return max(floor, have - OVERLAP) if have > floor else floor
+
+
+class ResumeMismatch(TransientError):
+    """The bytes sent for a resume differ from those on disk: the disk copy is dropped."""
+
+
+class RateGuard:
+    """Fails a transfer that moves less than ``min_rate * window`` bytes in ``window`` s."""
+
+    def __init__(self, min_rate: float, window: float) -> None:
+        self.min_rate = min_rate
+        self.window = window
+        self._start = time.monotonic()
+        self._bytes = 0
+
+    def tick(self, n: int) -> None:
+        self._bytes += n
+        now = time.monotonic()
+        if now - self._start < self.window:
+            return
+        if self.min_rate > 0 and self._bytes < self.min_rate * (now - self._start):
+            rate = self._bytes / (now - self._start)
+            raise TransientError(
+                f"transfer too slow ({rate:.0f} B/s for {now - self._start:.0f} s, "
+                f"below the minimum of {self.min_rate:.0f} B/s)"
+            )
+        self._start, self._bytes = now, 0
+
+
+@dataclass
+class Copy:
+    """One body's bytes into ``fd``: from ``body.start`` (compared with the disk below
+    ``verify_below``) up to ``end`` (exclusive; None: to the end of the body)."""
+
+    fd: int
+    path: Path  # the .part, for error messages
+    body: Body
+    verify_below: int
+    end: int | None
+    stop: threading.Event
+    guard: RateGuard
+    chunk: int
+    on_bytes: Callable[[int, int], None]  # (new bytes, position after them)
+
+    def run(self) -> int:
+        """Copy until ``end`` or the body ends; return the position reached."""
+        pos = self.body.start
+        while self.end is None or pos < self.end:
+            if self.stop.is_set():
+                raise Interrupted()
+            want = self.chunk if self.end is None else min(self.chunk, self.end - pos)
+            data = self.body.read(want)
+            if not data:
+                break
+            self.guard.tick(len(data))
+            pos = self._take(memoryview(data)[:want], pos)
+        return pos
+
+    def _take(self, view: memoryview, pos: int) -> int:
+        if pos < self.verify_below:
+            same = min(len(view), self.verify_below - pos)
+            self._compare(view[:same], pos)
+            view, pos = view[same:], pos + same
+        if not len(view):
+            return pos
+        n = len(view)
+        try:
+            while len(view):
+                written = os.pwrite(self.fd, view, pos)
+                view, pos = view[written:], pos + written
+        except OSError as exc:
+            raise LocalError.from_os(exc, self.path) from None
+        self.on_bytes(n, pos)
+        return pos
+
+    def _compare(self, view: memoryview, pos: int) -> None:
+        on_disk = os.pread(self.fd, len(view), pos)
+        if on_disk != view:
+            raise ResumeMismatch(
+                f"the bytes sent for the resume at {pos} differ from those on disk; "
+                "fetching the file again from the start"
+            )
+
+
+def body_has_more(body: Body) -> bool:
+    """True when a body still has bytes after the size the file should have."""
+    return bool(body.read(1))
