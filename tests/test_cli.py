@@ -40,17 +40,32 @@ def same(a: Path, b: Path) -> bool:
     return hashlib.sha256(a.read_bytes()).digest() == hashlib.sha256(b.read_bytes()).digest()
 
 
-def test_version():
-    p = run("--version")
+@pytest.mark.parametrize("flag", ["-v", "--version"])
+def test_version_is_ciaos_v(flag):
+    p = run(flag)
     assert p.returncode == 0
-    assert __version__ in p.stdout
+    assert p.stdout.strip() == __version__
+
+
+@pytest.mark.parametrize("flag", ["-c", "--copyright"])
+def test_copyright(flag):
+    p = run(flag)
+    assert p.returncode == 0 and "Copyright" in p.stdout and "BSD" in p.stdout
 
 
 @pytest.mark.parametrize("flag", ["-t", "--filetypes"])
-def test_filetypes_lists_every_type_with_its_description(flag):
+def test_filetypes_in_ciaos_form(flag):
     p = run(flag)
     assert p.returncode == 0
     lines = p.stdout.splitlines()
+    assert lines[:2] == ["The list of valid file types is:", ""]
+    names = " ".join(lines[2:]).split()
+    assert names == sorted(FILETYPES)
+    assert all(len(line) < 80 and line.startswith("   ") for line in lines[2:] if line)
+
+
+def test_filetypes_with_descriptions_from_verbose_2():
+    lines = run("-t", "--verbose", "2").stdout.splitlines()
     for t in FILETYPES:
         assert any(line.split()[:1] == [t] and DESCRIPTIONS[t] in line for line in lines), t
 
@@ -69,7 +84,7 @@ def test_download_with_types_in_a_child_process(archive_http, source_files, tmp_
     assert all(same(out / rel, src) for rel, src in want.items())
     assert "Downloading files for ObsId 1843, total size is" in p.stdout
     assert "Downloading files for ObsId 6298, total size is" in p.stdout
-    assert Path(EVT2).name in p.stdout
+    assert "\n  evt2     fits " in p.stdout  # CIAO's rows name the type, not the file
     assert "Traceback" not in p.stderr
 
 
@@ -126,7 +141,7 @@ def test_at_file_and_exclude(archive_http, source_files, tmp_path, capsys):
             archive_http.base_url,
             "--outdir",
             str(out),
-            "-v",
+            "--verbose",
             "0",
         ]
     )
@@ -146,7 +161,7 @@ def test_verbose_levels(archive_http, tmp_path, capsys):
     args = ["1843", "oif", "--mirror", archive_http.base_url, "--outdir", str(tmp_path)]
     assert cli.main([*args, "--verbose", "1"]) == 0
     normal = capsys.readouterr().out
-    assert "Downloading files for ObsId 1843" in normal and "oif.fits" in normal
+    assert "Downloading files for ObsId 1843" in normal and "\n  oif      fits " in normal
     (tmp_path / "1843" / OIF).unlink()
     assert cli.main([*args, "--verbose", "3"]) == 0
     detailed = capsys.readouterr().out
@@ -219,7 +234,7 @@ def test_list_reports_state_and_writes_nothing(
     for rel in (OIF, EVT1, EVT2, asol):
         line = by_name[Path(rel).name]
         assert classify(rel) in line.split()
-    assert "present" in by_name[OIF]
+    assert "complete" in by_name[OIF]
     assert "partial" in by_name[Path(EVT1).name] and "1000" in by_name[Path(EVT1).name]
     assert "larger" in by_name[Path(EVT2).name]
     assert "missing" in by_name[Path(asol).name]
