@@ -77,8 +77,10 @@ def _rate(fr: FileResult) -> str:
     if fr.elapsed <= 0:
         return ""
     rate = fr.bytes_transferred / fr.elapsed / KB
-    text = f"{rate:.1f} kb/s"
-    return text if len(text) <= 13 else f"{rate:.0f} kb/s"
+    for text in (f"{rate:.1f} kb/s", f"{rate:.0f} kb/s", f"{rate / KB:.0f} Mb/s"):
+        if len(text) <= 13:  # the row stays within 79 columns
+            return text
+    return ">9999999 Mb/s"
 
 
 def file_row(fr: FileResult) -> list[str]:

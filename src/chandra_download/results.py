@@ -90,10 +90,13 @@ class ObsIdResult:
 
     @property
     def ok(self) -> bool:
-        """Found, and every selected file complete (larger-local files count as not ok)."""
+        """Found, some file selected, and every selected file complete (larger-local files
+        count as not ok). An ObsId with no file of the selected types is not ok: nothing that
+        was asked for is there."""
         return (
             self.found
             and self.error is None
+            and bool(self.files)
             and all(f.ok for f in self.files if not _deliberate_skip(f))
         )
 
@@ -161,8 +164,11 @@ class Results(list[ObsIdResult]):
         failed = [f for f in self.files if f.status is Status.FAILED]
         larger = [f for f in self.files if f.status is Status.SKIPPED and not _deliberate_skip(f)]
         parts = []
+        empty = [str(r.obsid) for r in self if r.found and not r.files]
         if missing:
             parts.append(f"not found: ObsId {', '.join(missing)}")
+        if empty:
+            parts.append(f"no files of the selected types: ObsId {', '.join(empty)}")
         for error, ids in broken.items():
             parts.append(f"could not be listed: ObsId {', '.join(ids)} ({error})")
         if failed:
