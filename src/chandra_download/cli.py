@@ -186,6 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = _config(args)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.json and args.json != "-" and not _writable(args.json):
+        error(f"cannot write the JSON report to {args.json}: no such directory or no permission")
+        return 2
     command_line_output(verbose, PREFIX)
     vlog(3, "%s: %s", PROG, __version__)
     reporter = _reporter(args, verbose)
@@ -213,6 +216,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _writable(path: str) -> bool:
+    """Whether a report can be written there, asked before anything is fetched."""
+    import os
+
+    target = os.path.abspath(path)
+    if os.path.isdir(target):
+        return False
+    if os.path.exists(target):
+        return os.access(target, os.W_OK)
+    return os.access(os.path.dirname(target), os.W_OK)
 
 
 def _config(args: argparse.Namespace) -> SessionConfig:
