@@ -265,3 +265,18 @@ def test_notebook_display_renders_the_tally():
     assert 'value="250" max="1000"' in html and "f0_evt2.fits" in html
     rep.file_retry(f, 2, 1.0, "timed out <slow>")
     assert "retry 2 in 1 s: timed out &lt;slow&gt;" in rep.render()
+
+
+def test_listing_retries_show_until_the_obsid_is_listed():
+    rep, _ = _rich()
+    with rep:
+        rep.begin([1])
+        rep.obsid_retry(1, 2, 4.0, "connection refused")
+        assert [t.description for t in rep.progress.tasks][-1] == (
+            "ObsId 1 listing: retry 2 in 4 s: connection refused"
+        )
+        rep.obsid_listed(_obsid(1, 10))
+        assert len(rep.progress.tasks) == 1  # only the total is left
+    nb = NotebookReporter()
+    nb.obsid_retry(7, 1, 0.4, "timed out")
+    assert "ObsId 7 listing: retry 1 in 0 s: timed out" in nb.render()

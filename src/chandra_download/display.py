@@ -21,12 +21,13 @@ def in_notebook() -> bool:
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
-def retry_text(fr: FileResult, attempt: int, delay: float, reason: str) -> str:
+def retry_text(fr: FileResult | None, attempt: int, delay: float, reason: str) -> str:
     """``evt1.fits.gz: retry 2 in 3 s: connection reset`` (the reason cut to one short line)."""
     reason = " ".join(str(reason).split())
     if len(reason) > 40:
         reason = reason[:39] + "…"
-    return f"{_name(fr)}: retry {attempt} in {delay:.0f} s: {reason}"
+    text = f"retry {attempt} in {delay:.0f} s: {reason}"
+    return text if fr is None else f"{_name(fr)}: {text}"
 
 
 def _name(fr: FileResult, width: int = 32) -> str:
@@ -42,11 +43,23 @@ class _LiveReporter(Reporter):
         self.tally = Tally()
         self.labels: dict[int, str] = {}  # id(FileResult) -> what the display shows
         self.since: dict[int, float] = {}  # id(FileResult) -> when its data started
+        self.notes: dict[int, str] = {}  # ObsId -> its listing's retry, until it is listed
 
     def obsid_listed(self, r: ObsIdResult) -> None:
         super().obsid_listed(r)
         self.tally.listed(r)
+        if self.notes.pop(r.obsid, None) is not None:
+            self.redraw_note(r.obsid)
         self.redraw()
+
+    def obsid_retry(self, obsid: int, attempt: int, delay: float, reason: str) -> None:
+        super().obsid_retry(obsid, attempt, delay, reason)
+        text = retry_text(None, attempt, delay, reason)
+        self.notes[obsid] = f"ObsId {obsid} listing: {text}"
+        self.redraw_note(obsid)
+
+    def redraw_note(self, obsid: int) -> None:
+        """Show (or, once gone from ``notes``, remove) the line about an ObsId's listing."""
 
     def file_started(self, fr: FileResult) -> None:
         super().file_started(fr)
@@ -104,7 +117,7 @@ class RichReporter(_LiveReporter):
         )
         self._overall = self.progress.add_task("total", total=None, sizes="", rate="")
         self._tasks: dict[int, int] = {}
-        self._t0 = time.monotonic()
+        self._note_tasks: dict[int, int] = {}
 
     def __enter__(self) -> RichReporter:
         self.progress.start()
@@ -123,6 +136,18 @@ class RichReporter(_LiveReporter):
             self.progress.update(
                 self._overall, completed=done, total=total or None, sizes=_sizes(done, total)
             )
+
+    def redraw_note(self, obsid: int) -> None:
+        with self._lock:
+            text, task = self.notes.get(obsid), self._note_tasks.get(obsid)
+            if text is None and task is not None:
+                self.progress.remove_task(self._note_tasks.pop(obsid))
+            elif text is not None and task is None:
+                self._note_tasks[obsid] = self.progress.add_task(
+                    text, total=None, sizes="", rate=""
+                )
+            elif text is not None:
+                self.progress.update(task, description=text)
 
     def _redraw_file(self, fr: FileResult, gone: bool) -> None:
         task = self._tasks.get(id(fr))
@@ -176,6 +201,9 @@ class NotebookReporter(_LiveReporter):
     def redraw(self, fr: FileResult | None = None, gone: bool = False) -> None:
         self._update(force=gone and not self.tally.files)
 
+    def redraw_note(self, obsid: int) -> None:
+        self._update(force=True)
+
     def _update(self, force: bool = False) -> None:
         now = time.monotonic()
         if self._handle is None or (not force and now - self._shown < self.INTERVAL):
@@ -194,6 +222,8 @@ class NotebookReporter(_LiveReporter):
             active = [(k, list(v)) for k, v in self.tally.files.items() if k in self.labels]
         for key, (fdone, size) in active:
             rows.append(_html_bar(self.labels.get(key, ""), fdone, size))
+        for note in list(self.notes.values()):
+            rows.append(f"<div><code>{html.escape(note)}</code></div>")
         return "<div>" + "".join(rows) + "</div>"
 
 

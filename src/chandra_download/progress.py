@@ -101,6 +101,11 @@ class Reporter:
         """A transfer failed and is retried: attempt ``attempt`` starts in ``delay`` s."""
         vlog(3, "%s/%s: retry %d in %.0f s: %s", fr.obsid, fr.relpath, attempt, delay, reason)
 
+    def obsid_retry(self, obsid: int, attempt: int, delay: float, reason: str) -> None:
+        """Listing an ObsId failed and is retried: attempt ``attempt`` starts in ``delay`` s
+        (optional event: the engine's listing retries)."""
+        vlog(3, "ObsId %s: listing retry %d in %.0f s: %s", obsid, attempt, delay, reason)
+
     def file_done(self, fr: FileResult) -> None:
         if interrupted(fr):
             self._silent = True  # Ctrl-C: the command line says it in one line
