@@ -404,3 +404,9 @@ def test_ctrl_c_prints_one_line_with_the_counts(archive_root, tmp_path):
     )
     assert re.search(r"\d+ file\(s\) downloaded, \d+ already present, 0 failed, [1-9]\d* not", err)
     assert "interrupted" not in out and "FAILED" not in out
+
+
+def test_mirror_from_the_environment_is_a_mirror_site(archive_http, tmp_path):
+    p = run("99999", "--outdir", str(tmp_path), env={"CDA_MIRROR_SITE": archive_http.base_url})
+    assert p.stdout == "Skipping ObsId 99999 as it was not found on the mirror site.\n"
+    assert p.returncode == 1 and "not found: ObsId 99999" in p.stderr

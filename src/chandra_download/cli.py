@@ -8,6 +8,7 @@ cannot be used at all, 130 when interrupted.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import traceback
@@ -17,6 +18,7 @@ from contextlib import nullcontext
 
 from ._version import __version__
 from .config import SessionConfig
+from .credentials import mask_url
 from .errors import ChandraDownloadError
 from .filetypes import DESCRIPTIONS, FILETYPES, Selection
 from .log import command_line_output, stdout_closed, vlog
@@ -191,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     command_line_output(verbose, PREFIX)
     vlog(3, "%s: %s", PROG, __version__)
+    for m in args.mirror or [os.environ.get("CDA_MIRROR_SITE") or "cda (the default)"]:
+        vlog(3, "Using site: %s", mask_url(m))
     reporter = _reporter(args, verbose)
     previous = signal.signal(signal.SIGTERM, _sigterm)
     try:
@@ -220,8 +224,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _writable(path: str) -> bool:
     """Whether a report can be written there, asked before anything is fetched."""
-    import os
-
     target = os.path.abspath(path)
     if os.path.isdir(target):
         return False

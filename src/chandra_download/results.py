@@ -156,7 +156,11 @@ class Results(list[ObsIdResult]):
 
     def summary(self) -> str:
         """One line saying what was not found or failed, or that all is well."""
-        missing = [str(r.obsid) for r in self if not r.found and not r.error]
+        missing = [
+            f"{r.obsid} ({r.why_missing})" if r.why_missing else str(r.obsid)
+            for r in self
+            if not r.found and not r.error
+        ]
         broken: dict[str, list[str]] = {}
         for r in self:
             if r.error and not r.found:
