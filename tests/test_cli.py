@@ -410,3 +410,9 @@ def test_mirror_from_the_environment_is_a_mirror_site(archive_http, tmp_path):
     p = run("99999", "--outdir", str(tmp_path), env={"CDA_MIRROR_SITE": archive_http.base_url})
     assert p.stdout == "Skipping ObsId 99999 as it was not found on the mirror site.\n"
     assert p.returncode == 1 and "not found: ObsId 99999" in p.stderr
+
+
+def test_a_type_only_some_obsids_have_is_said_but_ok(archive_http, tmp_path):
+    p = run("1843,6298", "dtf", "-m", archive_http.base_url, "--outdir", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("No files found for ObsId 1843!\nDownloading files for ObsId 6298")

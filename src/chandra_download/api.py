@@ -166,7 +166,8 @@ def download(
             sources.append(_Watched(choose_source(m, cfg, username, userpass), refused))
         is_mirror = expand_mirror(mirrors[0]).rstrip("/") != DEFAULT_SITE.rstrip("/")
         rep = reporter or _auto_reporter(progress, is_mirror)
-        rep.begin(ids, is_mirror)
+        if hasattr(rep, "begin"):  # optional: duck-typed reporters need only the engine's events
+            rep.begin(ids, is_mirror)
         engine = Engine(sources, cfg, rep)
         engine.lookup_status = status  # read by the engine's catalogue lookup, when wired
         with rep if hasattr(rep, "__enter__") and reporter is None else nullcontext():

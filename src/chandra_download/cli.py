@@ -308,7 +308,9 @@ def _dispatch(
         ok = all(r.found and not r.failures for r in results)
     else:
         _totals(results, verbose)
-        ok = results.ok
+        # A selection that matches no file at all fetched nothing that was asked for; one
+        # that some ObsIds lack (arf of imaging ObsIds) is only said ("No files found").
+        ok = results.ok and any(r.files for r in results)
     return 0 if ok else _incomplete(results.summary())
 
 

@@ -90,13 +90,10 @@ class ObsIdResult:
 
     @property
     def ok(self) -> bool:
-        """Found, some file selected, and every selected file complete (larger-local files
-        count as not ok). An ObsId with no file of the selected types is not ok: nothing that
-        was asked for is there."""
+        """Found, and every selected file complete (larger-local files count as not ok)."""
         return (
             self.found
             and self.error is None
-            and bool(self.files)
             and all(f.ok for f in self.files if not _deliberate_skip(f))
         )
 
