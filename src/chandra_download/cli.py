@@ -169,14 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status (see the module's docstring)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.version:
-        print(__version__)
-        return 0
-    if args.copyright:
-        print(COPYRIGHT)
-        return 0
-    if args.show_types:
-        print_filetypes(args.verbose)
+    if _info(args):
         return 0
     if not args.obsids:
         parser.error("the ObsIds argument is required")
@@ -220,6 +213,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _info(args: argparse.Namespace) -> bool:
+    """CIAO's print-and-exit options; True when one was given."""
+    if args.version:
+        print(__version__)
+    elif args.copyright:
+        print(COPYRIGHT)
+    elif args.show_types:
+        print_filetypes(args.verbose)
+    else:
+        return False
+    return True
 
 
 def _writable(path: str) -> bool:
