@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,17 +43,32 @@ def same(a: Path, b: Path) -> bool:
     return hashlib.sha256(a.read_bytes()).digest() == hashlib.sha256(b.read_bytes()).digest()
 
 
-def test_version():
-    p = run("--version")
+@pytest.mark.parametrize("flag", ["-v", "--version"])
+def test_version_is_ciaos_v(flag):
+    p = run(flag)
     assert p.returncode == 0
-    assert __version__ in p.stdout
+    assert p.stdout.strip() == __version__
+
+
+@pytest.mark.parametrize("flag", ["-c", "--copyright"])
+def test_copyright(flag):
+    p = run(flag)
+    assert p.returncode == 0 and "Copyright" in p.stdout and "BSD" in p.stdout
 
 
 @pytest.mark.parametrize("flag", ["-t", "--filetypes"])
-def test_filetypes_lists_every_type_with_its_description(flag):
+def test_filetypes_in_ciaos_form(flag):
     p = run(flag)
     assert p.returncode == 0
     lines = p.stdout.splitlines()
+    assert lines[:2] == ["The list of valid file types is:", ""]
+    names = " ".join(lines[2:]).split()
+    assert names == sorted(FILETYPES)
+    assert all(len(line) < 80 and line.startswith("   ") for line in lines[2:] if line)
+
+
+def test_filetypes_with_descriptions_from_verbose_2():
+    lines = run("-t", "--verbose", "2").stdout.splitlines()
     for t in FILETYPES:
         assert any(line.split()[:1] == [t] and DESCRIPTIONS[t] in line for line in lines), t
 
@@ -69,7 +87,7 @@ def test_download_with_types_in_a_child_process(archive_http, source_files, tmp_
     assert all(same(out / rel, src) for rel, src in want.items())
     assert "Downloading files for ObsId 1843, total size is" in p.stdout
     assert "Downloading files for ObsId 6298, total size is" in p.stdout
-    assert Path(EVT2).name in p.stdout
+    assert "\n  evt2     fits " in p.stdout  # CIAO's rows name the type, not the file
     assert "Traceback" not in p.stderr
 
 
@@ -126,7 +144,7 @@ def test_at_file_and_exclude(archive_http, source_files, tmp_path, capsys):
             archive_http.base_url,
             "--outdir",
             str(out),
-            "-v",
+            "--verbose",
             "0",
         ]
     )
@@ -146,7 +164,7 @@ def test_verbose_levels(archive_http, tmp_path, capsys):
     args = ["1843", "oif", "--mirror", archive_http.base_url, "--outdir", str(tmp_path)]
     assert cli.main([*args, "--verbose", "1"]) == 0
     normal = capsys.readouterr().out
-    assert "Downloading files for ObsId 1843" in normal and "oif.fits" in normal
+    assert "Downloading files for ObsId 1843" in normal and "\n  oif      fits " in normal
     (tmp_path / "1843" / OIF).unlink()
     assert cli.main([*args, "--verbose", "3"]) == 0
     detailed = capsys.readouterr().out
@@ -219,7 +237,7 @@ def test_list_reports_state_and_writes_nothing(
     for rel in (OIF, EVT1, EVT2, asol):
         line = by_name[Path(rel).name]
         assert classify(rel) in line.split()
-    assert "present" in by_name[OIF]
+    assert "complete" in by_name[OIF]
     assert "partial" in by_name[Path(EVT1).name] and "1000" in by_name[Path(EVT1).name]
     assert "larger" in by_name[Path(EVT2).name]
     assert "missing" in by_name[Path(asol).name]
@@ -270,3 +288,131 @@ def test_https_ca_bundle_option_and_clear_tls_error(archive_https, tmp_path):
     )
     assert good.returncode == 0, good.stderr
     assert landed(tmp_path / "ok") == {"1843/oif.fits"}
+
+
+# -- CIAO's options and honest exits (issue 9) --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mirror", "needle"),
+    [
+        ("cdaa", "Unknown site 'cdaa'"),
+        ("/nonexistent/mirror", "/nonexistent/mirror does not exist"),
+        ("ftp:/x", "Malformed mirror URL 'ftp:/x'"),
+        ("http://127.0.0.1:99999/", "port"),
+    ],
+)
+def test_setup_errors_exit_2_in_one_ciao_line(tmp_path, mirror, needle):
+    p = run("1843", "-m", mirror, "--outdir", str(tmp_path / "out"))
+    assert p.returncode == 2
+    assert p.stderr.splitlines() == [p.stderr.strip()]  # one line
+    assert p.stderr.startswith(f"# download_chandra_obsid ({__version__}): ERROR ")
+    assert needle in p.stderr and p.stdout == ""
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_aws_profile_exits_2(tmp_path):
+    env = {"AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
+    p = run("1843", "-m", "aws", "--aws-profile", "nosuch", "--outdir", str(tmp_path), env=env)
+    assert p.returncode == 2 and "nosuch" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("flag", ["-d", "--debug", "--tracebackdebug"])
+def test_debug_shows_the_traceback(tmp_path, flag):
+    p = run("1843", "-m", "cdaa", flag, "--outdir", str(tmp_path))
+    assert p.returncode == 2
+    assert "Traceback" in p.stderr and p.stderr.rstrip().splitlines()[-1].startswith("# ")
+
+
+def test_debug_is_verbose_3(archive_http, tmp_path):
+    p = run("1843", "oif", "-d", "-m", archive_http.base_url, "--outdir", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    assert f"download_chandra_obsid: {__version__}" in p.stdout
+    assert "fetching " in p.stdout and "Downloading files for ObsId 1843" in p.stdout
+
+
+def test_a_type_the_obsid_lacks_is_said_and_not_ok(archive_http, tmp_path):
+    p = run("1843", "dtf", "-m", archive_http.base_url, "--outdir", str(tmp_path))
+    assert p.stdout == "No files found for ObsId 1843!\n"
+    assert p.returncode == 1 and "1843" in p.stderr
+
+
+def test_missing_obsid_on_a_mirror_says_mirror_site(archive_http, tmp_path):
+    p = run("99999,1843", "oif", "-m", archive_http.base_url, "--outdir", str(tmp_path))
+    lines = p.stdout.splitlines()
+    assert lines[0] == "Skipping ObsId 99999 as it was not found on the mirror site."
+    assert lines[1] == "Downloading files for ObsId 1843, total size is 16 Kb."
+    assert p.returncode == 1
+
+
+def test_repeated_m_is_a_fallback_list(archive_http, tmp_path):
+    empty = tmp_path / "empty"
+    (empty / "byobsid").mkdir(parents=True)
+    out = tmp_path / "out"
+    p = run("1843", "oif", "-m", str(empty), "-m", archive_http.base_url, "--outdir", str(out))
+    assert p.returncode == 0, p.stderr
+    assert landed(out) == {"1843/oif.fits"}
+
+
+def test_each_warning_once_without_python_source_lines(archive_http, tmp_path):
+    p = run(
+        "1843", "oif,evt2", "--exclude", "evt2", "--insecure", "-m", archive_http.base_url,
+        "--outdir", str(tmp_path),
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.count("TLS certificate verification is OFF") == 1
+    assert p.stderr.count("both requested and excluded") == 1
+    assert "UserWarning" not in p.stderr and "api.py" not in p.stderr
+    assert all(line.startswith("# download_chandra_obsid") for line in p.stderr.splitlines())
+
+
+@pytest.mark.parametrize("mode", [["--list"], []], ids=["list", "download"])
+def test_a_closed_pipe_ends_quietly(archive_http, tmp_path, mode):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chandra_download", "1843,2749", *mode, "-m", archive_http.base_url,
+         "--outdir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    proc.stdout.close()  # the reader is gone before anything is written (`| head -0`)
+    err = proc.stderr.read()
+    proc.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipe" not in err and "Logging error" not in err
+    assert proc.returncode in (0, 1)
+
+
+def test_ctrl_c_prints_one_line_with_the_counts(archive_root, tmp_path):
+    from chandra_download.simulator import ArchiveHTTPServer, LinkModel
+
+    with ArchiveHTTPServer(archive_root, link=LinkModel(conn_bandwidth=200_000)) as slow:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "chandra_download", "1843,2749", "-m", slow.base_url,
+             "--outdir", str(tmp_path), "--jobs", "2"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+            p.stat().st_size > 50_000 for p in tmp_path.rglob("*.part")
+        ):
+            time.sleep(0.05)
+        assert proc.poll() is None, "finished before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert err.splitlines() == [err.strip()], err
+    assert err.startswith(
+        f"# download_chandra_obsid ({__version__}): Keyboard interrupt (control-c): "
+    )
+    assert re.search(r"\d+ file\(s\) downloaded, \d+ already present, 0 failed, [1-9]\d* not", err)
+    assert "interrupted" not in out and "FAILED" not in out
+
+
+def test_mirror_from_the_environment_is_a_mirror_site(archive_http, tmp_path):
+    p = run("99999", "--outdir", str(tmp_path), env={"CDA_MIRROR_SITE": archive_http.base_url})
+    assert p.stdout == "Skipping ObsId 99999 as it was not found on the mirror site.\n"
+    assert p.returncode == 1 and "not found: ObsId 99999" in p.stderr
+
+
+def test_a_type_only_some_obsids_have_is_said_but_ok(archive_http, tmp_path):
+    p = run("1843,6298", "dtf", "-m", archive_http.base_url, "--outdir", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("No files found for ObsId 1843!\nDownloading files for ObsId 6298")

@@ -171,14 +171,14 @@ def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
 def test_cli_never_prints_the_password(ftp_old, http_auth, tmp_path: Path) -> None:
     ftp_url = _with_userinfo(ftp_old.base_url, PASSWORD_URL)
     runs = {
-        "ftp-list": _cli("1843", "evt2,oif", "--mirror", ftp_url, "--list", "-v", "5",
+        "ftp-list": _cli("1843", "evt2,oif", "--mirror", ftp_url, "--list", "--verbose", "5",
                          "--outdir", str(tmp_path), home=tmp_path),
-        "ftp": _cli("1843", "evt2", "--mirror", ftp_url, "-v", "5", "--no-progress",
+        "ftp": _cli("1843", "evt2", "--mirror", ftp_url, "--verbose", "5", "--no-progress",
                     "--outdir", str(tmp_path), home=tmp_path),
         "http": _cli("1843", "oif", "--mirror", http_auth.base_url, "--username", USER,
-                     "--userpass", PASSWORD, "-v", "5", "--outdir", str(tmp_path), home=tmp_path),
+                     "--userpass", PASSWORD, "--verbose", "5", "--outdir", str(tmp_path), home=tmp_path),
         "wrong": _cli("1843", "--mirror", ftp_old.base_url, "--username", USER, "--userpass",
-                      WRONG_PASSWORD, "-v", "5", "--outdir", str(tmp_path / "w"), home=tmp_path),
+                      WRONG_PASSWORD, "--verbose", "5", "--outdir", str(tmp_path / "w"), home=tmp_path),
     }  # fmt: skip
     for name, run in runs.items():
         assert_no_secret(run.stdout, run.stderr)

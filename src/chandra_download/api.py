@@ -5,19 +5,23 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
+from dataclasses import fields, replace
 from pathlib import Path
 
 from .config import SessionConfig
 from .engine import Engine
+from .errors import AuthError
 from .filetypes import Selection
 from .log import LOGGER
 from .obsids import validate_obsids
 from .progress import Reporter
 from .results import Results
-from .sources import choose_source
+from .sources import DEFAULT_SITE, Source, choose_source, expand_mirror
 
 ObsIds = Iterable[int | str] | int | str
 Mirror = str | Sequence[str] | None
+Types = str | Iterable[str] | None
 
 
 def _mirrors(mirror: Mirror) -> list[str | None]:
@@ -29,18 +33,82 @@ def _mirrors(mirror: Mirror) -> list[str | None]:
     return mirrors
 
 
+def session_config(config: SessionConfig | None, options: dict[str, object]) -> SessionConfig:
+    """A copy of ``config`` (never the caller's object) with ``options`` applied and checked."""
+    known = {f.name for f in fields(SessionConfig)}
+    for key in options:
+        if key not in known:
+            raise TypeError(f"download() got an unexpected keyword argument {key!r}")
+    return replace(config or SessionConfig(), **options)
+
+
+class _Watched(Source):
+    """A source whose refused logins are remembered: CIAO's function must raise on them
+    rather than answer "not in the archive"."""
+
+    def __init__(self, inner: Source, refused: list[AuthError]) -> None:
+        self._inner, self._refused = inner, refused
+        self.label, self.exact_sizes = inner.label, inner.exact_sizes
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def list_obsid(self, obsid: int):  # noqa: D102
+        try:
+            return self._inner.list_obsid(obsid)
+        except AuthError as exc:
+            self._refused.append(exc)
+            raise
+
+    def open(self, f, offset: int = 0, end: int | None = None):  # noqa: D102
+        return self._inner.open(f, offset, end)
+
+    def size(self, f) -> int:  # noqa: D102
+        return self._inner.size(f)
+
+    def close(self) -> None:  # noqa: D102
+        self._inner.close()
+
+
+def _warn_once(msg: str) -> None:
+    # Logged for whoever set up logging, and a Python warning for everyone else; the command
+    # line ignores the latter, so each warning is shown once.
+    LOGGER.warning(msg)
+    warnings.warn(msg, UserWarning, stacklevel=3)
+
+
+def _auto_reporter(progress: bool | None, mirror: bool) -> Reporter:
+    """The library is silent by default, except for a progress display in Jupyter."""
+    if progress is not False:
+        from .display import NotebookReporter, in_notebook
+
+        if in_notebook():
+            return NotebookReporter(mirror)
+        if progress:
+            import sys
+
+            from .display import RichReporter
+
+            if sys.stderr.isatty():
+                return RichReporter(mirror=mirror)
+    return Reporter(mirror)
+
+
 def download(
     obsids: ObsIds,
-    filetypes: str | Iterable[str] | None = None,
+    filetypes: Types = None,
     mirror: Mirror = None,
     username: str | None = None,
     userpass: str | None = None,
     *,
-    exclude: str | Iterable[str] | None = None,
+    excludes: Types = None,
+    exclude: Types = None,
     outdir: str | os.PathLike[str] = ".",
     list_only: bool = False,
     config: SessionConfig | None = None,
     reporter: Reporter | None = None,
+    progress: bool | None = None,
+    status: bool = True,
     **options: object,
 ) -> Results:
     """Download ObsIds and report what happened to every file.
@@ -57,18 +125,22 @@ def download(
         A list is tried in order, per ObsId and per file.
     username, userpass : str, optional
         Credentials for FTP and HTTP(S) sites.
-    exclude : str or iterable of str, optional
-        Types not to fetch; wins over ``filetypes``.
+    excludes : str or iterable of str, optional
+        Types not to fetch (CIAO's keyword); wins over ``filetypes``. ``exclude`` is an alias.
     outdir : path, default "."
         Files go to ``<outdir>/<ObsId>/``.
     list_only : bool, default False
         Only find out what would be fetched (sizes and local state); write nothing.
     config : SessionConfig, optional
-        All session settings; keyword ``options`` (``jobs=``, ``retries=``, ``timeout=``,
-        ``verify_checksums=``, ``ca_bundle=``, ``insecure=``, ``profile=``, ``endpoint_url=``...)
-        override its fields.
+        Session settings; never modified. Keyword ``options`` (``jobs=``, ``retries=``,
+        ``timeout=``, ``repair=``, ``insecure=``, ``profile=``...) override its fields.
     reporter : Reporter, optional
         Receives progress events (the command line passes one that draws bars).
+    progress : bool, optional
+        A live progress display: by default only in a Jupyter notebook; False never, True
+        also on a terminal. Ignored when ``reporter`` is given.
+    status : bool, default True
+        Ask the observation catalogue why a missing ObsId is missing.
 
     Returns
     -------
@@ -76,27 +148,30 @@ def download(
         One :class:`ObsIdResult` per ObsId, in order, each listing its files' outcomes.
     """
     ids = validate_obsids(obsids)
-    selection = Selection(filetypes, exclude)
+    if excludes is not None and exclude is not None:
+        raise TypeError("give excludes= or exclude=, not both")
+    selection = Selection(filetypes, excludes if excludes is not None else exclude)
     if selection.conflicts:
-        msg = f"File type(s) {', '.join(selection.conflicts)} both requested and excluded: excluded"
-        LOGGER.warning(msg)
-        warnings.warn(msg, UserWarning, stacklevel=2)
-    config = config or SessionConfig()
-    for key, value in options.items():
-        if not hasattr(config, key):
-            raise TypeError(f"download() got an unexpected keyword argument {key!r}")
-        setattr(config, key, value)
-    config.__post_init__()
-    if config.insecure:
-        msg = "TLS certificate verification is OFF (insecure=True): data could be tampered with"
-        LOGGER.warning(msg)
-        warnings.warn(msg, UserWarning, stacklevel=2)
-    sources = []
+        _warn_once(
+            f"File type(s) {', '.join(selection.conflicts)} both requested and excluded: excluded"
+        )
+    cfg = session_config(config, options)
+    if cfg.insecure:
+        _warn_once("TLS certificate verification is OFF (insecure): data could be tampered with")
+    mirrors = _mirrors(mirror)
+    refused: list[AuthError] = []
+    sources: list[Source] = []
     try:
-        for m in _mirrors(mirror):
-            sources.append(choose_source(m, config, username, userpass))
-        engine = Engine(sources, config, reporter or Reporter())
-        items = engine.run(ids, selection, Path(outdir), list_only=list_only)
+        for m in mirrors:
+            sources.append(_Watched(choose_source(m, cfg, username, userpass), refused))
+        is_mirror = expand_mirror(mirrors[0]).rstrip("/") != DEFAULT_SITE.rstrip("/")
+        rep = reporter or _auto_reporter(progress, is_mirror)
+        if hasattr(rep, "begin"):  # optional: duck-typed reporters need only the engine's events
+            rep.begin(ids, is_mirror)
+        engine = Engine(sources, cfg, rep)
+        engine.lookup_status = status  # read by the engine's catalogue lookup, when wired
+        with rep if hasattr(rep, "__enter__") and reporter is None else nullcontext():
+            items = engine.run(ids, selection, Path(outdir), list_only=list_only)
     finally:
         for s in sources:
             s.close()
@@ -108,22 +183,28 @@ def download(
             mirror,
             username,
             userpass,
-            exclude=exclude,
+            excludes=selection.excluded or None,
             outdir=outdir,
             list_only=list_only,
-            config=config,
+            config=cfg,
             reporter=reporter,
+            progress=progress,
+            status=status,
         )
 
-    return Results(items, rerun=rerun)
+    results = Results(items, rerun=rerun)
+    results.refused = list(refused)
+    return results
 
 
 def download_chandra_obsids(
     obsids: ObsIds,
-    filetypes: str | Iterable[str] | None = None,
-    mirror: Mirror = None,
+    filetypes: Types = None,
+    mirror: str | None = None,
     username: str | None = None,
     userpass: str | None = None,
+    *,
+    excludes: Types = None,
     **options: object,
 ) -> list[bool]:
     """Download public Chandra data by ObsId, as CIAO's function of the same name does.
@@ -139,12 +220,22 @@ def download_chandra_obsids(
         there is not looked for at the CDA.
     username, userpass : str, optional
         Credentials for the mirror (may also be userinfo in the mirror URL).
+    excludes : iterable of str, optional
+        File types not to download (CIAO's current keyword).
     **options
-        Any keyword of :func:`download` (``exclude=``, ``outdir=``, ``jobs=``...).
+        Any keyword of :func:`download` (``outdir=``, ``jobs=``...).
 
     Returns
     -------
     list of bool
         One per ObsId: whether it was found in the archive (not whether data was fetched).
+
+    Raises
+    ------
+    AuthError
+        When the site refused the login: that is not "not in the archive".
     """
-    return download(obsids, filetypes, mirror, username, userpass, **options).found
+    results = download(obsids, filetypes, mirror, username, userpass, excludes=excludes, **options)
+    if results.refused:
+        raise results.refused[0]
+    return results.found

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from .errors import VerificationError
 from .filetypes import Selection
+from .output import local_state
 from .plan import PART_SUFFIX
 from .progress import Reporter
-from .results import Results
+from .results import LocalState, Results
 from .split import STATE_SUFFIX
 from .verify import check_file
 
@@ -40,10 +41,28 @@ class AuditReport:
     """One :class:`ObsIdAudit` per ObsId, in order."""
 
     obsids: list[ObsIdAudit]
+    #: The listing the audit compared against (sizes, sites, URLs), for reports.
+    listing: Results | None = None
 
     @property
     def ok(self) -> bool:
         return all(a.ok for a in self.obsids)
+
+    def summary(self) -> str:
+        """One line: which ObsIds are not complete, or that all are."""
+        bad = [a for a in self.obsids if not a.ok]
+        if not bad:
+            return f"All {len(self.obsids)} ObsId(s) complete and intact."
+        parts = []
+        for a in bad:
+            if not a.found:
+                parts.append(f"ObsId {a.obsid}: {a.error or 'not found'}")
+            else:
+                parts.append(
+                    f"ObsId {a.obsid}: {len(a.missing)} missing, {len(a.partial)} partial, "
+                    f"{len(a.corrupt)} corrupt"
+                )
+        return "incomplete: " + "; ".join(parts) + "."
 
 
 def check(
@@ -102,11 +121,12 @@ def check(
                 continue
             if not selection.accepts(f.filetype):
                 continue
-            if f.reason == "missing":
+            state = local_state(f)
+            if state is LocalState.MISSING:
                 (audit.partial if _has_part(f.path) else audit.missing).append(f.relpath)
-            elif f.reason and f.reason.startswith("partial"):
+            elif state is LocalState.PARTIAL:
                 audit.partial.append(f.relpath)
-            elif f.reason == "present":
+            elif state is LocalState.COMPLETE:
                 try:
                     if checksums:
                         check_file(f.path, f.relpath)
@@ -114,7 +134,7 @@ def check(
                 except VerificationError as exc:
                     audit.corrupt.append((f.relpath, str(exc)))
             else:
-                audit.corrupt.append((f.relpath, f.reason or "unknown state"))
+                audit.corrupt.append((f.relpath, f.reason or "larger than the archive's copy"))
         if top.is_dir():
             for dirpath, _dirs, names in os.walk(top):
                 for name in names:
@@ -127,20 +147,15 @@ def check(
                     if base not in known:
                         audit.extra.append(rel)
         audit.extra.sort()
-    return AuditReport(out)
+    return AuditReport(out, listing)
 
 
 class _Quiet(Reporter):
-    """The audit prints its own report, not the listing's lines."""
+    """The audit prints its own report, not the listing's blocks."""
 
-    def obsid_listed(self, r) -> None:  # noqa: D102
-        pass
-
-    def file_done(self, fr) -> None:  # noqa: D102
-        pass
-
-    def obsid_done(self, r) -> None:  # noqa: D102
-        pass
+    def __init__(self) -> None:
+        super().__init__()
+        self.silence()
 
 
 def _has_part(path: Path) -> bool:

@@ -1,131 +1,130 @@
-"""The ``download_chandra_obsid`` command: CIAO's arguments and options, and more."""
+"""The ``download_chandra_obsid`` command: CIAO's arguments, options and output, and more.
+
+Exit status: 0 when everything asked for is complete, 1 when anything is missing or failed
+(CIAO always exits 0: the one deliberate difference), 2 for bad arguments or a site that
+cannot be used at all, 130 when interrupted.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
-import time
+import traceback
+import warnings
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 from ._version import __version__
 from .config import SessionConfig
+from .credentials import mask_url
+from .errors import ChandraDownloadError
 from .filetypes import DESCRIPTIONS, FILETYPES, Selection
-from .log import set_verbosity
+from .log import command_line_output, stdout_closed, vlog
 from .obsids import parse_obsid_args
-from .progress import Reporter, fmt_size
-from .results import Results, Status
+from .output import list_table
+from .progress import Reporter
+from .results import Results
+
+PROG = "download_chandra_obsid"
+PREFIX = f"# {PROG} ({__version__}):"
+
+COPYRIGHT = """
+Copyright (C) the chandra-download authors.
+
+This program is free software, distributed under the BSD 3-Clause License.
+It is not part of CIAO; it implements the interface of CIAO's download_chandra_obsid
+(Copyright (C) Smithsonian Astrophysical Observatory) so that it can be used in its place.
+"""
 
 EPILOG = """examples:
   download_chandra_obsid 1843
   download_chandra_obsid 1842,1843 evt2,asol,bpix
   download_chandra_obsid 1842-1850 --exclude evt1,vvref --jobs 8
   download_chandra_obsid @obsids.txt --mirror heasarc --outdir data
-  download_chandra_obsid 1843 --list
+  download_chandra_obsid 1843 --list --json -
   download_chandra_obsid 1843 --check
+
+exit status: 0 all complete; 1 something missing or failed (CIAO's tool exits 0);
+2 bad arguments or unusable site; 130 interrupted.
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="download_chandra_obsid",
+        prog=PROG,
         description="Download public Chandra data by ObsId from the Chandra Data Archive "
         "or a mirror (HTTPS, FTP, S3 or a local directory).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("obsids", nargs="?", help="ObsIds: 1843 | 1842,1843 | 1842-1850 | @file")
-    p.add_argument("filetypes", nargs="?", help="comma-separated file types (default: all)")
+    p.add_argument("filetypes", nargs="?", help="comma-separated file types or @file")
     p.add_argument("--exclude", metavar="TYPES", help="comma-separated file types not to fetch")
+    p.add_argument("-q", "--quiet", action="store_true", help="no screen output")
+    p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
+    p.add_argument("-c", "--copyright", action="store_true", help="print the copyright and exit")
     p.add_argument(
+        "-t", "--filetypes", dest="show_types", action="store_true", help="list the file types"
+    )
+    p.add_argument(
+        "-m",
         "--mirror",
         action="append",
         metavar="URL",
         help="site up to byobsid/ (https/http/ftp/ftps/s3/file URL, directory, or "
         "cda, heasarc, aws); repeat for a fallback list; default $CDA_MIRROR_SITE or cda",
     )
+    p.add_argument(
+        "-d", "--debug", action="store_true", help="verbose level 3 and tracebacks on errors"
+    )
+    p.add_argument("--tracebackdebug", action="store_true", help="tracebacks on errors")
+    p.add_argument(
+        "--verbose", type=int, default=1, choices=range(6), metavar="N", help="verbosity 0-5"
+    )
+    _add_ours(p)
+    return p
+
+
+def _add_ours(p: argparse.ArgumentParser) -> None:
+    """Options CIAO's tool does not have."""
     p.add_argument("--username", help="user name for the mirror (FTP or HTTP)")
     p.add_argument("--userpass", help="password for the mirror")
     p.add_argument("--outdir", default=".", help="where the <ObsId>/ directories go (default .)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no output except errors")
-    p.add_argument(
-        "-v",
-        "--verbose",
-        type=int,
-        default=1,
-        choices=range(6),
-        metavar="N",
-        help="verbosity 0-5 (default 1)",
-    )
-    p.add_argument(
-        "-t",
-        "--filetypes",
-        dest="show_types",
-        action="store_true",
-        help="list the file types and exit",
-    )
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--list", action="store_true", help="show what would be fetched; no writes")
     mode.add_argument(
-        "--list",
-        action="store_true",
-        help="show what would be fetched (type, size, local state); write nothing",
+        "--check", action="store_true", help="audit the local tree against the archive; no writes"
     )
-    mode.add_argument(
-        "--check",
-        action="store_true",
-        help="audit the local tree against the archive and checksums; write nothing",
-    )
+    p.add_argument("--json", metavar="FILE", help="also write a JSON report to FILE (- = stdout)")
+    cfg = SessionConfig
+    p.add_argument("-j", "--jobs", type=int, default=cfg.jobs, help=f"default {cfg.jobs}")
+    p.add_argument("--retries", type=int, default=cfg.retries, help=f"default {cfg.retries}")
     p.add_argument(
-        "-j",
-        "--jobs",
-        type=int,
-        default=SessionConfig.jobs,
-        help=f"files transferred at once (default {SessionConfig.jobs}; 1 = CIAO-style)",
-    )
-    p.add_argument(
-        "--retries",
-        type=int,
-        default=SessionConfig.retries,
-        help=f"retries per file after a transient failure (default {SessionConfig.retries})",
-    )
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=SessionConfig.timeout,
-        help=f"network timeout in seconds (default {SessionConfig.timeout:g})",
+        "--timeout", type=float, default=cfg.timeout, help=f"seconds (default {cfg.timeout:g})"
     )
     p.add_argument(
         "--split-size",
         type=_size_arg,
-        default=SessionConfig.split_threshold,
+        default=cfg.split_threshold,
         metavar="SIZE",
-        help="fetch files at least this large (e.g. 32M, 1G) as ranged parts over several "
-        f"jobs' connections; 0 = never (default {SessionConfig.split_threshold // 2**20}M)",
+        help="fetch files at least this large (32M, 1G) as ranged parts; 0 = never "
+        f"(default {cfg.split_threshold // 2**20}M)",
+    )
+    p.add_argument("--no-verify", action="store_true", help="no gzip CRC / FITS checksum checks")
+    p.add_argument(
+        "--repair", action="store_true", help="re-fetch complete files that fail their checks"
     )
     p.add_argument(
-        "--no-verify",
-        action="store_true",
-        help="do not check gzip CRCs and FITS checksums of downloaded files",
+        "--no-status", action="store_true", help="do not ask the catalogue why ObsIds are missing"
     )
-    p.add_argument(
-        "--no-fsync",
-        action="store_true",
-        help="do not flush files to disk before they take their final names (faster on some "
-        "network file systems; a crash may then leave damaged files)",
-    )
+    p.add_argument("--no-fsync", action="store_true", help="do not flush files before renaming")
     p.add_argument("--ca-bundle", metavar="FILE", help="trusted CA certificates (PEM)")
-    p.add_argument(
-        "--insecure",
-        action="store_true",
-        help="DO NOT verify TLS certificates (unsafe; warned about)",
-    )
-    p.add_argument(
-        "--aws-profile", metavar="NAME", help="AWS profile for s3:// (default: anonymous)"
-    )
-    p.add_argument("--endpoint-url", metavar="URL", help="S3-compatible endpoint for s3:// mirrors")
+    p.add_argument("--insecure", action="store_true", help="DO NOT verify TLS certificates")
+    p.add_argument("--aws-profile", metavar="NAME", help="AWS profile for s3:// (default: none)")
+    p.add_argument("--endpoint-url", metavar="URL", help="S3-compatible endpoint for s3://")
     p.add_argument("--no-progress", action="store_true", help="no live progress bars")
-    return p
 
 
 def _size_arg(text: str) -> int:
@@ -142,10 +141,24 @@ def _size_arg(text: str) -> int:
     return int(value)
 
 
-def print_filetypes() -> None:
-    print("Supported file types:")
-    for name in FILETYPES:
-        print(f"  {name:<9} {DESCRIPTIONS[name]}")
+def print_filetypes(verbose: int = 1) -> None:
+    """CIAO's ``-t``: the heading, then the sorted type names wrapped and indented; from
+    ``--verbose 2`` also what each type is."""
+    import textwrap
+
+    print("The list of valid file types is:\n")
+    print(
+        textwrap.fill(" ".join(FILETYPES), width=77, initial_indent="   ", subsequent_indent="   ")
+    )
+    print()
+    if verbose >= 2:
+        for name in FILETYPES:
+            print(f"   {name:<9} {DESCRIPTIONS[name]}")
+
+
+def error(message: str) -> None:
+    """An error line on stderr, in CIAO's form."""
+    print(f"{PREFIX} ERROR {message}", file=sys.stderr)
 
 
 def _sigterm(signum: int, frame: object) -> None:
@@ -153,124 +166,186 @@ def _sigterm(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit status (0 all complete, 1 not, 2 bad arguments)."""
+    """Run the command; returns the exit status (see the module's docstring)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.show_types:
-        print_filetypes()
+    if _info(args):
         return 0
     if not args.obsids:
         parser.error("the ObsIds argument is required")
-    verbose = 0 if args.quiet else args.verbose
+    verbose = 3 if args.debug else 0 if args.quiet else args.verbose
+    show_tb = args.debug or args.tracebackdebug
     try:
         obsids = parse_obsid_args(args.obsids)
         Selection(args.filetypes, args.exclude)
-        config = SessionConfig(
-            jobs=args.jobs,
-            retries=args.retries,
-            timeout=args.timeout,
-            split_threshold=args.split_size,
-            verify_checksums=not args.no_verify,
-            fsync=not args.no_fsync,
-            ca_bundle=args.ca_bundle,
-            insecure=args.insecure,
-            profile=args.aws_profile,
-            endpoint_url=args.endpoint_url,
-        )
+        config = _config(args)
     except ValueError as exc:
         parser.error(str(exc))
-    # The handler follows sys.stdout, so lines stay above the bars (which redirect it).
-    set_verbosity(verbose)
-    use_bars = not args.no_progress and verbose >= 1 and sys.stdout.isatty() and not args.check
-    previous = signal.signal(signal.SIGTERM, _sigterm)
-    started = time.monotonic()
-    try:
-        if args.check:
-            from .audit import check, print_report
-
-            report = check(
-                obsids,
-                args.filetypes,
-                args.mirror,
-                args.username,
-                args.userpass,
-                exclude=args.exclude,
-                outdir=args.outdir,
-                config=config,
-            )
-            print_report(report, verbose)
-            return 0 if report.ok else 1
-        results = _run(args, obsids, config, use_bars)
-    except ValueError as exc:
-        print(f"download_chandra_obsid: error: {exc}", file=sys.stderr)
+    if args.json and args.json != "-" and not _writable(args.json):
+        error(f"cannot write the JSON report to {args.json}: no such directory or no permission")
         return 2
+    command_line_output(verbose, PREFIX)
+    vlog(3, "%s: %s", PROG, __version__)
+    for m in args.mirror or [os.environ.get("CDA_MIRROR_SITE") or "cda (the default)"]:
+        vlog(3, "Using site: %s", mask_url(m))
+    reporter = _reporter(args, verbose)
+    previous = signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the logger has shown them
+            return _dispatch(args, obsids, config, reporter, verbose)
     except KeyboardInterrupt:
-        print(
-            "download_chandra_obsid: interrupted; partial files are kept and will be resumed "
-            "by the next run",
-            file=sys.stderr,
-        )
+        reporter.silence()
+        _interrupted(reporter)
         return 130
+    except BrokenPipeError:
+        stdout_closed()
+        return 0
+    except (ValueError, ChandraDownloadError) as exc:
+        if show_tb:
+            traceback.print_exc()
+        error(str(exc))
+        return 2
+    except Exception as exc:  # a bug: one line unless asked for the traceback
+        if show_tb:
+            traceback.print_exc()
+        error(f"internal error: {exc!r} (run with --debug for the traceback)")
+        return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
-    _print_totals(results, time.monotonic() - started, verbose, args.list)
-    if args.list:
-        # A listing succeeds when every ObsId was found and listed.
-        if all(r.found and not r.failures for r in results):
-            return 0
-        print(f"download_chandra_obsid: {results.summary()}", file=sys.stderr)
-        return 1
-    if not results.ok:
-        print(f"download_chandra_obsid: {results.summary()}", file=sys.stderr)
-        return 1
-    return 0
 
 
-def _run(args: argparse.Namespace, obsids: list[int], config: SessionConfig, bars: bool) -> Results:
-    from .api import download
+def _info(args: argparse.Namespace) -> bool:
+    """CIAO's print-and-exit options; True when one was given."""
+    if args.version:
+        print(__version__)
+    elif args.copyright:
+        print(COPYRIGHT)
+    elif args.show_types:
+        print_filetypes(args.verbose)
+    else:
+        return False
+    return True
 
-    mirror = args.mirror if args.mirror and len(args.mirror) > 1 else (args.mirror or [None])[0]
-    kwargs = dict(exclude=args.exclude, outdir=args.outdir, list_only=args.list, config=config)
-    if bars:
-        from .progress import RichReporter
 
-        with RichReporter() as reporter:
-            return download(
-                obsids,
-                args.filetypes,
-                mirror,
-                args.username,
-                args.userpass,
-                reporter=reporter,
-                **kwargs,
-            )
-    return download(
-        obsids, args.filetypes, mirror, args.username, args.userpass, reporter=Reporter(), **kwargs
+def _writable(path: str) -> bool:
+    """Whether a report can be written there, asked before anything is fetched."""
+    target = os.path.abspath(path)
+    if os.path.isdir(target):
+        return False
+    if os.path.exists(target):
+        return os.access(target, os.W_OK)
+    return os.access(os.path.dirname(target), os.W_OK)
+
+
+def _config(args: argparse.Namespace) -> SessionConfig:
+    return SessionConfig(
+        jobs=args.jobs,
+        retries=args.retries,
+        timeout=args.timeout,
+        split_threshold=args.split_size,
+        verify_checksums=not args.no_verify,
+        fsync=not args.no_fsync,
+        ca_bundle=args.ca_bundle,
+        insecure=args.insecure,
+        profile=args.aws_profile,
+        endpoint_url=args.endpoint_url,
+        repair=args.repair,
     )
 
 
-def _print_totals(results: Results, elapsed: float, verbose: int, listing: bool) -> None:
-    if verbose < 1:
+def _reporter(args: argparse.Namespace, verbose: int) -> Reporter:
+    bars = (
+        not args.no_progress
+        and not (args.list or args.check)
+        and verbose >= 1
+        and sys.stdout.isatty()
+        and args.json != "-"
+    )
+    if bars:
+        from .display import RichReporter
+
+        return RichReporter()
+    reporter = Reporter()
+    if args.list or args.check or args.json == "-":
+        reporter.silence()  # their own output replaces CIAO's blocks
+    return reporter
+
+
+def _interrupted(reporter: Reporter) -> None:
+    c = reporter.counts
+    left = c["queued"] - c["downloaded"] - c["present"] - c["failed"] - c["skipped"]
+    print(
+        f"{PREFIX} Keyboard interrupt (control-c): {c['downloaded']} file(s) downloaded, "
+        f"{c['present']} already present, {c['failed']} failed, {max(left, 0)} not finished; "
+        "partial files are kept and resumed by the next run",
+        file=sys.stderr,
+    )
+
+
+def _dispatch(
+    args: argparse.Namespace, obsids: list[int], config: SessionConfig, rep: Reporter, verbose: int
+) -> int:
+    from . import report
+    from .api import download
+
+    mirror = args.mirror if args.mirror and len(args.mirror) > 1 else (args.mirror or [None])[0]
+    common = dict(outdir=args.outdir, config=config, status=not args.no_status)
+    if args.check:
+        from .audit import check, print_report
+
+        audit = check(
+            obsids, args.filetypes, mirror, args.username, args.userpass, exclude=args.exclude,
+            **common,
+        )  # fmt: skip
+        if args.json:
+            report.write(report.audit_report(audit), args.json)
+        if verbose >= 1 and args.json != "-":
+            print_report(audit, verbose)
+        return 0 if audit.ok else _incomplete(audit.summary())
+    kwargs = dict(excludes=args.exclude, list_only=args.list, reporter=rep, **common)
+    with rep if hasattr(rep, "__enter__") else nullcontext():
+        results = download(obsids, args.filetypes, mirror, args.username, args.userpass, **kwargs)
+    if args.json:
+        report.write(report.results_report(results, "list" if args.list else "download"), args.json)
+    if args.list:
+        if verbose >= 1 and args.json != "-":
+            print("\n".join(list_table(results, rep.mirror)))
+        ok = all(r.found and not r.failures for r in results)
+    else:
+        _totals(results, verbose)
+        # A selection that matches no file at all fetched nothing that was asked for; one
+        # that some ObsIds lack (arf of imaging ObsIds) is only said ("No files found").
+        ok = results.ok and any(r.files for r in results)
+    return 0 if ok else _incomplete(results.summary())
+
+
+def _incomplete(summary: str) -> int:
+    error(summary)
+    return 1
+
+
+def _totals(results: Results, verbose: int) -> None:
+    """Verbose 2 and up: the session's counts (CIAO prints none; level 1 stays CIAO's)."""
+    if verbose < 2:
         return
     files = results.files
-    if listing:
-        total = sum(f.size or 0 for f in files)
-        missing = sum(
-            (f.size or 0) - f.local_size
-            for f in files
-            if f.reason != "present"
-            and f.status is Status.PLANNED
-            and f.local_size <= (f.size or 0)
-        )
-        print(f"Total: {len(files)} file(s), {fmt_size(total)}; to fetch: {fmt_size(missing)}.")
-        return
-    got = sum(f.bytes_transferred for f in files)
-    counts = {s: sum(1 for f in files if f.status is s) for s in Status}
-    rate = got / elapsed / 1024 / 1024 if elapsed > 0 else 0.0
-    print(
-        f"Total: {counts[Status.DOWNLOADED]} downloaded, {counts[Status.RESUMED]} resumed, "
-        f"{counts[Status.PRESENT]} already present, {counts[Status.SKIPPED]} skipped, "
-        f"{counts[Status.FAILED]} failed; {fmt_size(got)} in {elapsed:.1f} s ({rate:.1f} Mb/s)."
+    moved = sum(f.bytes_transferred for f in files)
+    by = {s: sum(1 for f in files if f.status.value == s) for s in ("downloaded", "resumed")}
+    unlisted = sum(1 for r in results if r.error and not r.found)
+    missing = sum(1 for r in results if not r.found and not r.error)
+    vlog(
+        2,
+        "Session: %d ObsId(s), %d not found, %d could not be listed; %d file(s) downloaded, "
+        "%d resumed, %d already present, %d not complete; %d bytes moved.",
+        len(results),
+        missing,
+        unlisted,
+        by["downloaded"],
+        by["resumed"],
+        sum(1 for f in files if f.ok) - by["downloaded"] - by["resumed"],
+        len([f for f in files if not f.ok]),
+        moved,
     )
 
 

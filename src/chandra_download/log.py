@@ -30,6 +30,26 @@ class _StdoutHandler(logging.StreamHandler):
     def stream(self, value: IO[str]) -> None:
         pass
 
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        # A reader that went away (``| head``) is not an error to report line by line.
+        if isinstance(sys.exc_info()[1], BrokenPipeError):
+            stdout_closed()
+            return
+        super().handleError(record)
+
+
+def stdout_closed() -> None:
+    """Standard output's reader has gone (``| head``): send the rest of the output nowhere,
+    so neither later lines nor the interpreter's final flush raise BrokenPipeError."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
 
 def vlog(verbose: int, msg: str, *args: object) -> None:
     """Log a message shown at CIAO verbose level ``verbose`` and above."""
@@ -53,11 +73,42 @@ def set_verbosity(verbose: int, stream: IO[str] | None = None) -> None:
         raise ValueError(f"verbose must be between 0 and 5, not {verbose}")
     if _handler is not None:
         LOGGER.removeHandler(_handler)
+    while _extra:
+        LOGGER.removeHandler(_extra.pop())
     _handler = logging.StreamHandler(stream) if stream is not None else _StdoutHandler()
     _handler.setFormatter(logging.Formatter("%(message)s"))
     LOGGER.addHandler(_handler)
     LOGGER.setLevel(LEVELS[int(verbose)])
     LOGGER.propagate = False
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Warnings and errors of the command line: on whatever ``sys.stderr`` is, prefixed."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: IO[str]) -> None:
+        pass
+
+
+def command_line_output(verbose: int, prefix: str) -> None:
+    """The command line's logging: messages on standard output, warnings and errors on
+    standard error as ``{prefix} WARNING message`` (CIAO's form), each exactly once."""
+    global _handler
+    set_verbosity(verbose)
+    assert _handler is not None
+    _handler.addFilter(lambda record: record.levelno < logging.WARNING)
+    err = _StderrHandler()
+    err.setFormatter(logging.Formatter(f"{prefix} %(levelname)s %(message)s"))
+    err.addFilter(lambda record: record.levelno >= logging.WARNING)
+    LOGGER.addHandler(err)
+    _extra.append(err)
+
+
+_extra: list[logging.Handler] = []
 
 
 def verbosity() -> int:

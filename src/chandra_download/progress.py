@@ -1,167 +1,234 @@
-"""What the user sees: CIAO's per-ObsId table through logging, and live bars on a terminal."""
+"""What the user sees: CIAO's per-ObsId blocks through logging, and live progress displays.
+
+The engine calls a :class:`Reporter`'s events from many threads. The base reporter writes
+CIAO's block for each ObsId (at verbose level 1) once that ObsId is done and every earlier
+ObsId's block is out, so the output is in the order given whatever order files finish in.
+:class:`Tally` is the arithmetic of a live display (bytes on disk count from the start, never
+past 100 %); :class:`RichReporter` draws it on a terminal, :class:`NotebookReporter` in Jupyter.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 
-from .filetypes import file_format
-from .log import vlog
+from .log import LOGGER, vlog
+from .output import KB, MB, obsid_block
 from .results import FileResult, ObsIdResult, Status
-
-MB = 1024 * 1024
 
 
 def fmt_size(n: int | None) -> str:
+    """A size for live displays, in the table's units (Kb, Mb, Gb: powers of 1024)."""
     if n is None:
         return "?"
+    if n >= 1024 * MB:
+        return f"{n / (1024 * MB):.2f} Gb"
     if n >= MB:
         return f"{n / MB:.1f} Mb"
-    if n >= 1024:
-        return f"{n / 1024:.0f} Kb"
-    return f"{n} b"
+    return f"{n / KB:.0f} Kb"
+
+
+def interrupted(fr: FileResult) -> bool:
+    """A file the engine gave up on because the session is stopping (Ctrl-C)."""
+    return fr.status is Status.FAILED and (fr.reason or "").startswith("interrupted")
 
 
 class Reporter:
-    """Receives the engine's events (from many threads) and logs CIAO-style lines.
+    """Receives the engine's events (from many threads) and logs CIAO's output.
 
-    Lines are logged at verbose level 1, so a library user sees nothing unless they ask
-    (:func:`chandra_download.set_verbosity`) and the command line shows them by default.
+    Blocks are logged at verbose level 1, so a library user sees nothing unless they ask
+    (:func:`chandra_download.set_verbosity`); levels 2-4 add per-file decisions, requests and
+    retries, and listings.
+
+    Parameters
+    ----------
+    mirror : bool
+        A site other than the CDA is used (CIAO then says ``mirror site``).
     """
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._started: dict[int, float] = {}
-        self._bytes: dict[int, int] = {}
+    def __init__(self, mirror: bool = False) -> None:
+        self.mirror = mirror
+        self._lock = threading.RLock()
+        self._order: list[int] | None = None
+        self._slots: list[ObsIdResult | None] = []
+        self._done: set[int] = set()  # id() of finished ObsIdResults
+        self._next = 0  # first block not yet printed
+        self._first_start: dict[int, float] = {}
+        self._last_end: dict[int, float] = {}
+        self._owners: dict[int, int] = {}  # id(FileResult) -> id(its ObsIdResult)
+        self._silent = False
+        self.counts = {"downloaded": 0, "present": 0, "failed": 0, "skipped": 0, "queued": 0}
 
-    def obsid_listed(self, r: ObsIdResult) -> None:
-        if not r.found:
-            # A listing error (TLS, refused access...) is an error: shown even when quiet.
-            vlog(
-                0 if r.error else 1, "ObsId %s: %s", r.obsid, r.error or "not found in the archive"
-            )
-            return
-        total = sum(f.size or 0 for f in r.files)
+    # -- optional events (no-ops for the engine; called by the API) --------------------------
+    def begin(self, obsids: Sequence[int], mirror: bool | None = None) -> None:
+        """The session's ObsIds in the order given, before anything is listed."""
         with self._lock:
-            self._started[r.obsid] = time.monotonic()
-            self._bytes[r.obsid] = 0
-        vlog(1, "Downloading files for ObsId %s, total size is %d Mb.", r.obsid, round(total / MB))
+            self._order = list(obsids)
+            self._slots = [None] * len(self._order)
+            if mirror is not None:
+                self.mirror = mirror
+
+    def silence(self) -> None:
+        """Print nothing more (the session is being interrupted)."""
+        self._silent = True
+
+    # -- the engine's events ---------------------------------------------------------------------
+    def obsid_listed(self, r: ObsIdResult) -> None:
+        with self._lock:
+            self._claim(r)
+            self._owners.update((id(f), id(r)) for f in r.files)
+            self.counts["queued"] += sum(1 for f in r.files if f.status is Status.PLANNED)
+        if r.found:
+            vlog(4, "ObsId %s: %d file(s) selected at %s", r.obsid, len(r.files), r.site)
+            for f in r.files:
+                vlog(4, "  %s  %s bytes", f.relpath, "?" if f.size is None else f.size)
+        elif r.error:
+            vlog(3, "ObsId %s: could not be listed: %s", r.obsid, r.error)
 
     def file_started(self, fr: FileResult) -> None:
-        vlog(3, "%s: transfer started (%s)", fr.relpath, fr.url)
+        with self._lock:
+            self._first_start.setdefault(self._owner(fr), time.monotonic())
+        if fr.local_size:
+            vlog(3, "%s/%s: fetching %s from byte %d", fr.obsid, fr.relpath, fr.url, fr.local_size)
+        else:
+            vlog(3, "%s/%s: fetching %s", fr.obsid, fr.relpath, fr.url)
 
     def file_bytes(self, fr: FileResult, n: int) -> None:
         pass
 
     def file_retry(self, fr: FileResult, attempt: int, delay: float, reason: str) -> None:
         """A transfer failed and is retried: attempt ``attempt`` starts in ``delay`` s."""
+        vlog(3, "%s/%s: retry %d in %.0f s: %s", fr.obsid, fr.relpath, attempt, delay, reason)
+
+    def obsid_retry(self, obsid: int, attempt: int, delay: float, reason: str) -> None:
+        """Listing an ObsId failed and is retried: attempt ``attempt`` starts in ``delay`` s
+        (optional event: the engine's listing retries)."""
+        vlog(3, "ObsId %s: listing retry %d in %.0f s: %s", obsid, attempt, delay, reason)
 
     def file_done(self, fr: FileResult) -> None:
-        with self._lock:
-            self._bytes[fr.obsid] = self._bytes.get(fr.obsid, 0) + fr.bytes_transferred
-        kind = f"{fr.filetype or '-':<9} {file_format(fr.relpath):<5}"
-        name = fr.relpath.rsplit("/", 1)[-1]
-        if fr.status is Status.PRESENT:
-            vlog(
-                1, "  %5s %s %10s  already downloaded  %s", fr.obsid, kind, fmt_size(fr.size), name
-            )
-        elif fr.status in (Status.DOWNLOADED, Status.RESUMED):
-            secs = max(fr.elapsed, 1e-6)
-            rate = fr.bytes_transferred / secs / 1024
-            extra = " (resumed)" if fr.status is Status.RESUMED else ""
-            vlog(
-                1,
-                "  %5s %s %10s %7.1f s %9.1f kb/s  %s%s",
-                fr.obsid,
-                kind,
-                fmt_size(fr.size),
-                fr.elapsed,
-                rate,
-                name,
-                extra,
-            )
-        elif fr.status is Status.PLANNED:
-            vlog(
-                1,
-                "  %5s %s %10s  %-18s  %s",
-                fr.obsid,
-                kind,
-                fmt_size(fr.size),
-                fr.reason,
-                fr.relpath,
-            )
-        else:
-            vlog(0, "ObsId %s: %s %s: %s", fr.obsid, fr.relpath, fr.status, fr.reason)
-
-    def obsid_done(self, r: ObsIdResult) -> None:
-        if not r.found or all(f.status is Status.PLANNED for f in r.files):
+        if interrupted(fr):
+            self._silent = True  # Ctrl-C: the command line says it in one line
             return
         with self._lock:
-            t0 = self._started.get(r.obsid, time.monotonic())
-            got = self._bytes.get(r.obsid, 0)
-        vlog(1, "      Total download size for ObsId %s = %s", r.obsid, fmt_size(got))
-        vlog(1, "      Total download time for ObsId %s = %.1f s", r.obsid, time.monotonic() - t0)
+            self._last_end[self._owner(fr)] = time.monotonic()
+            key = {
+                Status.DOWNLOADED: "downloaded",
+                Status.RESUMED: "downloaded",
+                Status.PRESENT: "present",
+                Status.FAILED: "failed",
+                Status.SKIPPED: "skipped",
+            }.get(fr.status)
+            if key:
+                self.counts[key] += 1
+        _log_decision(fr)
 
-
-class RichReporter(Reporter):
-    """Adds live progress bars (bytes overall and per active file) on a terminal."""
-
-    def __init__(self, console=None) -> None:
-        super().__init__()
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("{task.description}", justify="left"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-            redirect_stdout=True,
-        )
-        self._overall = self.progress.add_task("total", total=0)
-        self._tasks: dict[int, int] = {}
-
-    def __enter__(self) -> RichReporter:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-    def obsid_listed(self, r: ObsIdResult) -> None:
-        super().obsid_listed(r)
-        add = sum(f.size or 0 for f in r.files if f.status is Status.PLANNED)
+    def obsid_done(self, r: ObsIdResult) -> None:
         with self._lock:
-            total = (self.progress.tasks[self._overall].total or 0) + add
-        self.progress.update(self._overall, total=total)
+            self._claim(r)
+            self._done.add(id(r))
+            self._flush()
 
-    def file_started(self, fr: FileResult) -> None:
-        super().file_started(fr)
-        with self._lock:
-            if id(fr) not in self._tasks:
-                name = fr.relpath.rsplit("/", 1)[-1]
-                self._tasks[id(fr)] = self.progress.add_task(f"{name[:40]}", total=fr.size)
+    # -- blocks in order ---------------------------------------------------------------------
+    def _claim(self, r: ObsIdResult) -> None:
+        """Give ``r`` the first free slot for its ObsId (ObsIds may repeat)."""
+        if any(s is r for s in self._slots):
+            return
+        if self._order is None:  # no begin(): blocks come out as ObsIds finish
+            self._slots.append(r)
+            return
+        for i, obsid in enumerate(self._order):
+            if self._slots[i] is None and obsid == r.obsid:
+                self._slots[i] = r
+                return
+        self._slots.append(r)
 
-    def file_bytes(self, fr: FileResult, n: int) -> None:
-        task = self._tasks.get(id(fr))
-        if task is not None:
-            self.progress.update(task, advance=n)
-        self.progress.update(self._overall, advance=n)
+    def _owner(self, fr: FileResult) -> int:
+        return self._owners.get(id(fr), id(fr))
 
-    def file_done(self, fr: FileResult) -> None:
-        super().file_done(fr)
-        with self._lock:
-            task = self._tasks.pop(id(fr), None)
-        if task is not None:
-            self.progress.remove_task(task)
-        elif fr.status is Status.PRESENT:
-            self.progress.update(self._overall, advance=fr.size or 0)
+    def _flush(self) -> None:
+        while self._next < len(self._slots):
+            r = self._slots[self._next]
+            if r is None or id(r) not in self._done:
+                return
+            self._next += 1
+            if self._silent:
+                continue
+            t0 = self._first_start.get(id(r))
+            elapsed = self._last_end.get(id(r), t0 or 0.0) - t0 if t0 is not None else 0.0
+            vlog(1, "%s", "\n".join(obsid_block(r, elapsed, self.mirror)))
+
+
+def _log_decision(fr: FileResult) -> None:
+    """Verbose 2: what was decided for each file, and why."""
+    name = f"{fr.obsid}/{fr.relpath}"
+    if fr.status is Status.PRESENT:
+        vlog(2, "%s: already complete (%s bytes); skipped", name, fr.size)
+    elif fr.status is Status.RESUMED:
+        vlog(2, "%s: resumed a partial copy; %d bytes fetched", name, fr.bytes_transferred)
+    elif fr.status is Status.DOWNLOADED:
+        vlog(2, "%s: fetched %d bytes in %.2f s", name, fr.bytes_transferred, fr.elapsed)
+    elif fr.status is Status.SKIPPED:
+        LOGGER.warning("%s: %s", name, fr.reason)  # a local file we will not touch
+    elif fr.status is Status.FAILED:
+        vlog(2, "%s: failed: %s", name, fr.reason)
+
+
+class Tally:
+    """Bytes done and to do, for live displays; safe from many threads.
+
+    Bytes already on disk count from a file's start; a file never counts more than its size
+    and the whole never more than the total; a finished file counts whole, a failed one
+    leaves the total. ``files`` maps ``id(FileResult)`` to ``[done, size]``.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.files: dict[int, list[int]] = {}
+        self.total = 0
+        self.done = 0
+
+    def listed(self, r: ObsIdResult) -> None:
+        with self.lock:
+            for f in r.files:
+                if f.status is Status.PLANNED and id(f) not in self.files:
+                    self.files[id(f)] = [0, f.size or 0]
+                    self.total += f.size or 0
+
+    def _set(self, fr: FileResult, done: int, size: int | None = None) -> None:
+        entry = self.files.setdefault(id(fr), [0, 0])
+        if size is not None and size != entry[1]:
+            self.total += size - entry[1]
+            entry[1] = size
+        done = max(0, min(done, entry[1])) if entry[1] else max(0, done)
+        self.done += done - entry[0]
+        entry[0] = done
+
+    def started(self, fr: FileResult) -> None:
+        with self.lock:
+            self._set(fr, fr.local_size, fr.size)
+
+    def advanced(self, fr: FileResult, n: int) -> int:
+        """Count ``n`` more bytes of ``fr``; returns the file's bytes done."""
+        with self.lock:
+            entry = self.files.get(id(fr))
+            self._set(fr, (entry[0] if entry else 0) + n)
+            return self.files[id(fr)][0]
+
+    def finished(self, fr: FileResult) -> None:
+        with self.lock:
+            entry = self.files.pop(id(fr), None)
+            if entry is None:
+                return
+            if fr.ok:
+                size = fr.size if fr.size is not None else entry[1]
+                self.total += size - entry[1]
+                self.done += size - entry[0]
+            else:
+                self.total -= entry[1]
+                self.done -= entry[0]
+
+    def overall(self) -> tuple[int, int]:
+        """(bytes done, total bytes), done never above total."""
+        with self.lock:
+            return min(self.done, self.total), self.total

@@ -120,6 +120,8 @@ class Results(list[ObsIdResult]):
     def __init__(self, items: list[ObsIdResult] = (), rerun: Callable[..., Any] | None = None):
         super().__init__(items)
         self._rerun = rerun
+        #: Logins the site refused while listing (``AuthError``), for CIAO's function to raise.
+        self.refused: list[Exception] = []
 
     @property
     def files(self) -> list[FileResult]:
@@ -151,15 +153,25 @@ class Results(list[ObsIdResult]):
 
     def summary(self) -> str:
         """One line saying what was not found or failed, or that all is well."""
-        missing = [str(r.obsid) for r in self if not r.found and not r.error]
-        broken = [str(r.obsid) for r in self if r.error and not r.found]
+        missing = [
+            f"{r.obsid} ({r.why_missing})" if r.why_missing else str(r.obsid)
+            for r in self
+            if not r.found and not r.error
+        ]
+        broken: dict[str, list[str]] = {}
+        for r in self:
+            if r.error and not r.found:
+                broken.setdefault(r.error, []).append(str(r.obsid))
         failed = [f for f in self.files if f.status is Status.FAILED]
         larger = [f for f in self.files if f.status is Status.SKIPPED and not _deliberate_skip(f)]
         parts = []
+        empty = [str(r.obsid) for r in self if r.found and not r.files]
         if missing:
             parts.append(f"not found: ObsId {', '.join(missing)}")
-        if broken:
-            parts.append(f"could not be listed: ObsId {', '.join(broken)}")
+        if empty:
+            parts.append(f"no files of the selected types: ObsId {', '.join(empty)}")
+        for error, ids in broken.items():
+            parts.append(f"could not be listed: ObsId {', '.join(ids)} ({error})")
         if failed:
             parts.append(f"{len(failed)} file(s) failed ({_which(failed)})")
         if larger:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -70,6 +71,7 @@ def choose_source(
     """
     config = config or SessionConfig()
     url = expand_mirror(mirror)
+    _check_form(url)
     scheme = urlsplit(url).scheme.lower() if "://" in url else ""
     if scheme in ("http", "https"):
         from .http import HTTPSource
@@ -101,5 +103,34 @@ def choose_source(
 
 
 def _require_host(clean: str, original: str) -> None:
-    if not urlsplit(clean).hostname:
+    parts = urlsplit(clean)
+    if not parts.hostname:
         raise ValueError(f"Invalid mirror URL {mask_url(original)!r}: no host name")
+    try:
+        parts.port  # noqa: B018 - raises for a port that is not a number in 0-65535
+    except ValueError:
+        raise ValueError(
+            f"Invalid mirror URL {mask_url(original)!r}: the port must be a number from 1 to 65535"
+        ) from None
+    if parts.port == 0:
+        raise ValueError(f"Invalid mirror URL {mask_url(original)!r}: port 0")
+
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
+
+
+def _check_form(url: str) -> None:
+    """Refuse, before any connection, values that are neither a URL nor a directory:
+    ``ftp:/x`` (a URL missing ``//``) and bare words that are no known site name."""
+    if "://" in url:
+        return
+    match = _SCHEME.match(url)
+    if match and not Path(url).expanduser().exists():
+        raise ValueError(
+            f"Malformed mirror URL {mask_url(url)!r}: expected {match.group(1)}://host/path/"
+        )
+    if "/" not in url and os.sep not in url and not Path(url).expanduser().exists():
+        raise ValueError(
+            f"Unknown site {url!r}: use one of {', '.join(NAMED_SITES)}, a URL "
+            "(https://, http://, ftp://, ftps://, s3://, file://) or an existing directory"
+        )

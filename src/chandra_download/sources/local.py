@@ -40,8 +40,10 @@ class LocalSource(Source):
     def __init__(self, root: Path, config: SessionConfig | None = None) -> None:
         self.root = Path(root).absolute()
         self.label = str(self.root)
+        if not self.root.exists():
+            raise SourceError(f"Mirror directory {self.root} does not exist")
         if not self.root.is_dir():
-            raise SourceError(f"Mirror directory {self.root} does not exist or is not a directory")
+            raise SourceError(f"Mirror {self.root} is not a directory")
 
     def list_obsid(self, obsid: int) -> list[RemoteFile]:
         top = self.root / obsid_dir(obsid)

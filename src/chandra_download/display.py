@@ -1,0 +1,235 @@
+"""Live progress: rich bars on a terminal, an HTML display in Jupyter. Both draw a
+:class:`~chandra_download.progress.Tally`, so both tell the same truth."""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+
+from .progress import Reporter, Tally, fmt_size, interrupted
+from .results import FileResult, ObsIdResult
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (not a plain IPython terminal)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def retry_text(fr: FileResult | None, attempt: int, delay: float, reason: str) -> str:
+    """``evt1.fits.gz: retry 2 in 3 s: connection reset`` (the reason cut to one short line)."""
+    reason = " ".join(str(reason).split())
+    if len(reason) > 40:
+        reason = reason[:39] + "…"
+    text = f"retry {attempt} in {delay:.0f} s: {reason}"
+    return text if fr is None else f"{_name(fr)}: {text}"
+
+
+def _name(fr: FileResult, width: int = 32) -> str:
+    name = fr.relpath.rsplit("/", 1)[-1]
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
+class _LiveReporter(Reporter):
+    """A reporter that keeps a :class:`Tally` and a description per active file."""
+
+    def __init__(self, mirror: bool = False) -> None:
+        super().__init__(mirror)
+        self.tally = Tally()
+        self.labels: dict[int, str] = {}  # id(FileResult) -> what the display shows
+        self.since: dict[int, float] = {}  # id(FileResult) -> when its data started
+        self.notes: dict[int, str] = {}  # ObsId -> its listing's retry, until it is listed
+
+    def obsid_listed(self, r: ObsIdResult) -> None:
+        super().obsid_listed(r)
+        self.tally.listed(r)
+        if self.notes.pop(r.obsid, None) is not None:
+            self.redraw_note(r.obsid)
+        self.redraw()
+
+    def obsid_retry(self, obsid: int, attempt: int, delay: float, reason: str) -> None:
+        super().obsid_retry(obsid, attempt, delay, reason)
+        text = retry_text(None, attempt, delay, reason)
+        self.notes[obsid] = f"ObsId {obsid} listing: {text}"
+        self.redraw_note(obsid)
+
+    def redraw_note(self, obsid: int) -> None:
+        """Show (or, once gone from ``notes``, remove) the line about an ObsId's listing."""
+
+    def file_started(self, fr: FileResult) -> None:
+        super().file_started(fr)
+        self.tally.started(fr)
+        self.since.setdefault(id(fr), time.monotonic() - fr.elapsed)
+        self.labels[id(fr)] = _name(fr)
+        self.redraw(fr)
+
+    def file_bytes(self, fr: FileResult, n: int) -> None:
+        self.tally.advanced(fr, n)
+        self.redraw(fr)
+
+    def file_retry(self, fr: FileResult, attempt: int, delay: float, reason: str) -> None:
+        super().file_retry(fr, attempt, delay, reason)
+        self.labels[id(fr)] = retry_text(fr, attempt, delay, reason)
+        self.redraw(fr)
+
+    def file_done(self, fr: FileResult) -> None:
+        super().file_done(fr)
+        if interrupted(fr):
+            return
+        self.tally.finished(fr)
+        self.labels.pop(id(fr), None)
+        self.since.pop(id(fr), None)
+        self.redraw(fr, gone=True)
+
+    def rate(self, fr: FileResult) -> str:
+        """Bytes moved per second since the file's data started (all parts together)."""
+        t0 = self.since.get(id(fr))
+        elapsed = time.monotonic() - t0 if t0 is not None else 0.0
+        return f"{fmt_size(int(fr.bytes_transferred / elapsed))}/s" if elapsed > 0.5 else ""
+
+    def redraw(self, fr: FileResult | None = None, gone: bool = False) -> None:
+        """Show the tally's new state (``fr`` changed, or left when ``gone``)."""
+
+
+class RichReporter(_LiveReporter):
+    """Bars on a terminal: the whole session, and each file in flight (a split file is one
+    bar of its parts' combined bytes). Transient: nothing is left in the scrollback."""
+
+    def __init__(self, console=None, mirror: bool = False) -> None:
+        super().__init__(mirror)
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("{task.description}", justify="left"),
+            BarColumn(),
+            TextColumn("{task.fields[sizes]}", justify="right"),
+            TextColumn("{task.fields[rate]}", justify="right"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+            redirect_stdout=True,
+            redirect_stderr=True,
+        )
+        self._overall = self.progress.add_task("total", total=None, sizes="", rate="")
+        self._tasks: dict[int, int] = {}
+        self._note_tasks: dict[int, int] = {}
+
+    def __enter__(self) -> RichReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def redraw(self, fr: FileResult | None = None, gone: bool = False) -> None:
+        if self._silent:
+            return
+        with self._lock:
+            if fr is not None:
+                self._redraw_file(fr, gone)
+            done, total = self.tally.overall()
+            self.progress.update(
+                self._overall, completed=done, total=total or None, sizes=_sizes(done, total)
+            )
+
+    def redraw_note(self, obsid: int) -> None:
+        with self._lock:
+            text, task = self.notes.get(obsid), self._note_tasks.get(obsid)
+            if text is None and task is not None:
+                self.progress.remove_task(self._note_tasks.pop(obsid))
+            elif text is not None and task is None:
+                self._note_tasks[obsid] = self.progress.add_task(
+                    text, total=None, sizes="", rate=""
+                )
+            elif text is not None:
+                self.progress.update(task, description=text)
+
+    def _redraw_file(self, fr: FileResult, gone: bool) -> None:
+        task = self._tasks.get(id(fr))
+        if gone:
+            if task is not None:
+                self.progress.remove_task(self._tasks.pop(id(fr)))
+            return
+        entry = self.tally.files.get(id(fr), [0, fr.size or 0])
+        done, size = entry
+        label = self.labels.get(id(fr), _name(fr))
+        if task is None:
+            self._tasks[id(fr)] = self.progress.add_task(
+                label, total=size or None, completed=done, sizes=_sizes(done, size), rate=""
+            )
+            return
+        self.progress.update(
+            task,
+            description=label,
+            completed=done,
+            total=size or None,
+            sizes=_sizes(done, size),
+            rate=self.rate(fr),
+        )
+
+
+def _sizes(done: int, total: int) -> str:
+    return f"{fmt_size(done)}/{fmt_size(total)}" if total else fmt_size(done)
+
+
+class NotebookReporter(_LiveReporter):
+    """A progress display in a Jupyter notebook: one HTML output updated in place (at most a
+    few times a second), the session's bar and a line per file in flight."""
+
+    INTERVAL = 0.25
+
+    def __init__(self, mirror: bool = False) -> None:
+        super().__init__(mirror)
+        self._handle = None
+        self._shown = 0.0
+        self._draw_lock = threading.Lock()
+
+    def __enter__(self) -> NotebookReporter:
+        from IPython.display import HTML, display
+
+        self._handle = display(HTML(self.render()), display_id=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._update(force=True)
+
+    def redraw(self, fr: FileResult | None = None, gone: bool = False) -> None:
+        self._update(force=gone and not self.tally.files)
+
+    def redraw_note(self, obsid: int) -> None:
+        self._update(force=True)
+
+    def _update(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self._handle is None or (not force and now - self._shown < self.INTERVAL):
+            return
+        with self._draw_lock:
+            self._shown = now
+            from IPython.display import HTML
+
+            self._handle.update(HTML(self.render()))
+
+    def render(self) -> str:
+        """The display's HTML: the overall bar, then each active file and its state."""
+        done, total = self.tally.overall()
+        rows = [_html_bar("total", done, total)]
+        with self.tally.lock:
+            active = [(k, list(v)) for k, v in self.tally.files.items() if k in self.labels]
+        for key, (fdone, size) in active:
+            rows.append(_html_bar(self.labels.get(key, ""), fdone, size))
+        for note in list(self.notes.values()):
+            rows.append(f"<div><code>{html.escape(note)}</code></div>")
+        return "<div>" + "".join(rows) + "</div>"
+
+
+def _html_bar(label: str, done: int, total: int) -> str:
+    value = f' value="{done}" max="{total}"' if total else ""
+    return (
+        f"<div><progress{value} style='width:40%'></progress> "
+        f"<code>{html.escape(label)}</code> {html.escape(_sizes(done, total))}</div>"
+    )
