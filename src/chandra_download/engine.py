@@ -170,7 +170,11 @@ class Engine:
         source = self.sources[index]
         try:
             files = with_retries(
-                lambda: source.list_obsid(obsid), self.config, self.stop, f"ObsId {obsid}"
+                lambda: source.list_obsid(obsid),
+                self.config,
+                self.stop,
+                f"ObsId {obsid}",
+                on_retry=lambda n, d, e: self.ctx.notify("obsid_retry", obsid, n, d, e),
             )
             result: Listing | None = {f.relpath: f for f in files}
         except ObsIdNotFound:
@@ -283,7 +287,7 @@ class Engine:
         following = self._next_source(run.result, fr, index)
         if following is not None:
             vlog(
-                1,
+                2,
                 "ObsId %s: %s failed at %s (%s); trying the next site",
                 fr.obsid,
                 fr.relpath,

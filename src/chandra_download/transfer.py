@@ -60,6 +60,12 @@ class Context:
     _seen: set[tuple[int | None, str]] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def notify(self, event: str, *args: object) -> None:
+        """Send an optional event (``file_retry``...): duck-typed reporters may lack it."""
+        handler = getattr(self.reporter, event, None)
+        if handler is not None:
+            handler(*args)
+
     def local_problem(self, exc: LocalError) -> None:
         """Log a local error once per cause (errno and directory)."""
         key = (exc.errno, os.path.dirname(exc.path))
@@ -200,7 +206,7 @@ class FileJob:
 
     def _repair(self, problem: VerificationError) -> Next:
         """Fetch a file that fails its check into .part; the bad copy stays until replaced."""
-        vlog(1, "%s fails its check (%s); fetching it again", self.fr.relpath, problem)
+        vlog(2, "%s fails its check (%s); fetching it again", self.fr.relpath, problem)
         fd = os.open(self.target, os.O_RDONLY | os.O_NOFOLLOW)
         try:
             self.failed_hash = sha256_of(fd)  # the same bytes again are the archive's own
@@ -278,7 +284,7 @@ class FileJob:
             return
         delay = backoff_delay(self.config, attempt, exc.retry_after)
         vlog(3, "%s: %s; retry %d in %.1f s", self.fr.relpath, exc, attempt, delay)
-        self.ctx.reporter.file_retry(self.fr, attempt + 1, delay, str(exc))
+        self.ctx.notify("file_retry", self.fr, attempt + 1, delay, str(exc))
         if self.ctx.stop.wait(delay):
             raise Interrupted()
 
@@ -301,7 +307,7 @@ class FileJob:
             if body.start != asked:
                 have = self._restart_point(body, asked)
             self.resumed = have > 0  # this attempt's bytes join ones already on disk
-            self._started_once(have)
+            self._attempt_started(have)
             t0 = time.monotonic()
             try:
                 pos = self._copy(body, have, self.size, self._whole_progress).run()
@@ -368,10 +374,18 @@ class FileJob:
             on_bytes,
         )
 
-    def _started_once(self, have: int) -> None:
+    def _attempt_started(self, have: int) -> None:
+        """Each attempt of a whole file restarts its display from the bytes on disk."""
+        self.fr.local_size = have
+        self.ctx.reporter.file_started(self.fr)
+
+    def _first_part_started(self) -> None:
+        """A split file is one display from its first part's first byte."""
         with self._lock:
             first, self._started = not self._started, True
+            have = sum(q.done for q in self.parts.parts)
         if first:
+            self._t0 = time.monotonic()
             self.fr.local_size = have
             self.ctx.reporter.file_started(self.fr)
 
@@ -385,7 +399,7 @@ class FileJob:
                     self.config,
                     self.ctx.stop,
                     f"{self.fr.relpath} part {index}",
-                    on_retry=lambda n, d, e: self.ctx.reporter.file_retry(self.fr, n, d, e),
+                    on_retry=lambda n, d, e: self.ctx.notify("file_retry", self.fr, n, d, e),
                 )
         except (Interrupted, KeyboardInterrupt):
             self._interrupted = True
@@ -423,7 +437,7 @@ class FileJob:
                 raise RangeIgnored(f"the site ignored the range (data from {body.start})")
             if body.total is not None and body.total != self.size:
                 raise SourceError(f"the file changed on the site ({body.total} bytes now)")
-            self._started_once(sum(q.done for q in self.parts.parts))
+            self._first_part_started()
             try:
                 pos = self._copy(body, p.next, p.end, self._part_progress(p)).run()
             except ResumeMismatch:
@@ -533,7 +547,7 @@ class FileJob:
             self.fr.status = Status.DOWNLOADED
             detail = str(exc).split(": ", 1)[-1]
             self.fr.warning = f"kept as served: the archive's copy fails its check ({detail})"
-            vlog(1, "%s: %s", self.fr.relpath, self.fr.warning)
+            vlog(2, "%s: %s", self.fr.relpath, self.fr.warning)
             return True
         self.failed_hash = digest
         os.ftruncate(self.fd, 0)  # bad bytes are never resumed from
