@@ -57,7 +57,8 @@ class ServiceError(ChandraDownloadError):
     """A search service failed or answered something unreadable; ``service`` is its key."""
 
     def __init__(self, service: str, url: str, problem: str) -> None:
-        super().__init__(f"{NAMES.get(service, service)} ({url}) failed: {problem}")
+        name = NAMES.get(service, service)
+        super().__init__(f"{name[:1].upper()}{name[1:]} ({url}) failed: {problem}")
         self.service = service
         self.url = url
         self.problem = problem
