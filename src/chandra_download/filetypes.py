@@ -43,6 +43,36 @@ DESCRIPTIONS: dict[str, str] = {
 
 FILETYPES: tuple[str, ...] = tuple(sorted(DESCRIPTIONS))
 
+# Named selections, accepted wherever a list of types is (filetypes and exclude lists).
+SELECTIONS: dict[str, tuple[str, ...]] = {
+    # What CIAO's chandra_repro reads, from its documentation (CIAO "ahelp chandra_repro",
+    # https://cxc.cfa.harvard.edu/ciao/ahelp/chandra_repro.html, ciao-contrib
+    # share/doc/xml/chandra_repro.xml): it reprocesses the level-1 events (evt1) with the
+    # good-time intervals of flt1, builds a new bad-pixel file from bpix1 and, for ACIS, the
+    # bias0 maps and pbk0 parameter block; its repro/ directory links the files analysis needs
+    # (asol1, bpix1, fov1, msk1, mtl1, stat1, pbk0); recreate_tg_mask=no takes the grating
+    # region from the level-2 event file (evt2); HRC dead time is recomputed from dtf1.
+    "repro": (
+        "evt1", "evt2", "flt", "bpix", "bias", "pbk", "asol", "fov", "msk", "mtl", "stat", "dtf",
+    ),
+    # A level-2 analysis: events, aspect, field of view, bad pixels, mask, dead time, orbit
+    # ephemeris, and the grating spectra and responses where the observation has them.
+    "level2": ("evt2", "asol", "fov", "bpix", "msk", "dtf", "eph1", "pha2", "arf", "rmf"),
+    # The archive's ready-made images (JPEG and FITS).
+    "images": ("cntr_img", "full_img", "src_img"),
+}  # fmt: skip
+SELECTION_DESCRIPTIONS: dict[str, str] = {
+    "repro": "What CIAO's chandra_repro reads to reprocess an observation",
+    "level2": "What a level-2 analysis needs (events, aspect, FOV, masks, spectra, responses)",
+    "images": "The archive's ready-made images",
+}
+
+
+def named_selections() -> list[tuple[str, str, tuple[str, ...]]]:
+    """The named selections as (name, description, types), for ``-t`` listings."""
+    return [(name, SELECTION_DESCRIPTIONS[name], types) for name, types in SELECTIONS.items()]
+
+
 # Order matters: the first `_T` found in a name wins, most specific first.
 _MATCH_ORDER: tuple[str, ...] = (
     "oif vv bpix fov evt2 src2 cntr_img full_img src_img asol eph0 eph1 aoff evt1a evt1 flt "
@@ -101,9 +131,13 @@ def _normalise(types: str | Iterable[str] | None, what: str) -> set[str]:
         t = str(t).strip().lower()
         if not t:
             continue
+        if t in SELECTIONS:
+            out.update(SELECTIONS[t])
+            continue
         if t not in DESCRIPTIONS:
             raise ValueError(
-                f"Unknown {what} file type {t!r}; valid types are: {', '.join(FILETYPES)}"
+                f"Unknown {what} file type {t!r}; valid types are: {', '.join(FILETYPES)} "
+                f"(or the selections {', '.join(SELECTIONS)})"
             )
         out.add(t)
     return out
@@ -116,8 +150,11 @@ class Selection:
     ----------
     filetypes : str or iterable of str, optional
         Types to fetch (a comma-separated string or a list). None or empty: everything.
+        A named selection (``repro``, ``level2``, ``images``; see ``SELECTIONS``) stands
+        for its types.
     exclude : str or iterable of str, optional
-        Types never to fetch. A type in both lists is excluded (see ``conflicts``).
+        Types never to fetch (selections allowed). A type in both lists is excluded (see
+        ``conflicts``).
     """
 
     def __init__(
@@ -136,6 +173,16 @@ class Selection:
         if self.wanted:
             return ftype in self.wanted
         return True
+
+    def bytes_saved(self, files: Iterable[tuple[str, int | None]]) -> int:
+        """Bytes of the listed files this selection leaves out (what ``--list`` saves).
+
+        Parameters
+        ----------
+        files : iterable of (str, int or None)
+            Every file of the listing: (path or name, size in bytes; None counts as 0).
+        """
+        return sum(size or 0 for name, size in files if not self.accepts(classify(name)))
 
     def describe(self) -> str:
         parts = []

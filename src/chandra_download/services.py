@@ -133,7 +133,7 @@ class ServiceClient:
             try:
                 resp = self._pool(url).request("GET", url, preload_content=True)
             except (HTTPError, OSError) as exc:
-                raise TransientError(f"{type(exc).__name__}: {exc}") from None
+                raise TransientError(_reason(exc)) from None
             if resp.status in ok:
                 return Reply(resp.status, resp.data, url)
             if resp.status >= 500 or resp.status == 429:
@@ -153,6 +153,13 @@ class ServiceClient:
             for pool in self._pools.values():
                 pool.clear()
             self._pools.clear()
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason for a connection failure (urllib3 wraps and repeats the URL)."""
+    exc = getattr(exc, "reason", None) or exc
+    text = str(exc)
+    return text.split("): ", 1)[1] if "): " in text else text or type(exc).__name__
 
 
 # ---- the footprint search (VOTable 1.1) -----------------------------------------------------
