@@ -48,8 +48,9 @@ SELECTIONS: dict[str, tuple[str, ...]] = {
     # What CIAO's chandra_repro reads, from its documentation (CIAO "ahelp chandra_repro",
     # https://cxc.cfa.harvard.edu/ciao/ahelp/chandra_repro.html, ciao-contrib
     # share/doc/xml/chandra_repro.xml): it reprocesses the level-1 events (evt1) with the
-    # good-time intervals of flt1, builds a new bad-pixel file from bpix1 and, for ACIS, the
-    # bias0 maps and pbk0 parameter block; its repro/ directory links the files analysis needs
+    # good-time intervals of flt1, builds a new bad-pixel file with acis_build_badpix (whose
+    # own ahelp names the bias0 maps and pbk0 parameter block as inputs) or hrc_run_hotpix;
+    # the documented repro/ directory links the files analysis needs
     # (asol1, bpix1, fov1, msk1, mtl1, stat1, pbk0); recreate_tg_mask=no takes the grating
     # region from the level-2 event file (evt2); HRC dead time is recomputed from dtf1.
     "repro": (
