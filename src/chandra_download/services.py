@@ -112,7 +112,9 @@ class ServiceClient:
                 kw: dict = dict(
                     num_pools=8,
                     timeout=urllib3.Timeout(connect=cfg.timeout, read=cfg.timeout),
-                    retries=urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5),
+                    retries=urllib3.Retry(
+                        total=None, connect=0, read=0, status=0, other=0, redirect=5
+                    ),
                     headers={"User-Agent": USER_AGENT},
                 )
                 if cfg.insecure:

@@ -336,7 +336,9 @@ class ArchiveServicesServer:
         self.failures.clear()
 
     def start(self) -> ArchiveServicesServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
