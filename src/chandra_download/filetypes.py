@@ -122,12 +122,14 @@ def file_format(name: str) -> str:
     return base.rsplit(".", 1)[-1]
 
 
-def _normalise(types: str | Iterable[str] | None, what: str) -> set[str]:
+def _normalise(types: str | Iterable[str] | None, what: str) -> tuple[set[str], set[str]]:
+    """(every type meant, the types named one by one rather than through a selection)."""
     if types is None:
-        return set()
+        return set(), set()
     if isinstance(types, str):
         types = types.split(",")
-    out = set()
+    out: set[str] = set()
+    named: set[str] = set()
     for t in types:
         t = str(t).strip().lower()
         if not t:
@@ -141,7 +143,8 @@ def _normalise(types: str | Iterable[str] | None, what: str) -> set[str]:
                 f"(or the selections {', '.join(SELECTIONS)})"
             )
         out.add(t)
-    return out
+        named.add(t)
+    return out, named
 
 
 class Selection:
@@ -163,9 +166,10 @@ class Selection:
         filetypes: str | Iterable[str] | None = None,
         exclude: str | Iterable[str] | None = None,
     ) -> None:
-        self.wanted = _normalise(filetypes, "requested")
-        self.excluded = _normalise(exclude, "excluded")
-        self.conflicts = sorted(self.wanted & self.excluded)
+        self.wanted, named = _normalise(filetypes, "requested")
+        self.excluded, _ = _normalise(exclude, "excluded")
+        # A selection minus some of its types (``level2`` excluding ``eph1``) is no conflict.
+        self.conflicts = sorted(named & self.excluded)
 
     def accepts(self, ftype: str | None) -> bool:
         """True when a file of this type (None: untyped) should be fetched."""
