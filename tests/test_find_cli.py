@@ -298,3 +298,11 @@ def test_services_server_needs_a_known_failure_mode(archive_root):
             server.fail("footprint", "slow")
     finally:
         server.stop()
+
+
+def test_verbose_2_shows_the_requests(services, capsys):
+    code, out, _ = run(capsys, "m87", "verbose=2", "detail=obsid")
+    assert code == 0
+    assert "Resolved 'm87' to ra=187.70593 dec=12.39112 (cadc)" in out
+    assert "Querying the footprint service: http://127.0.0.1:" in out
+    assert out.endswith("# obsid\n1843\n2749\n")

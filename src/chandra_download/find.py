@@ -264,6 +264,7 @@ def _table(rows: list[Mapping[str, object]], ra: float, dec: float, radius: floa
         names=COLUMNS,
         meta={"ra": ra, "dec": dec, "radius": radius},
     )
+    table["exposure"].format, table["separation"].format = ".1f", ".2f"  # for printing only
     return table
 
 

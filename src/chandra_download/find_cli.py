@@ -250,10 +250,8 @@ def _config(args: argparse.Namespace) -> SessionConfig:
 
 def _download(args: argparse.Namespace, obsids: list[int], config: SessionConfig) -> int:
     from .api import download
-    from .log import set_verbosity
     from .progress import Reporter
 
-    set_verbosity(args.verbose)
     mirror = [m for m in (args.mirror or []) if m.strip()]
     results = download(
         obsids,
@@ -281,6 +279,9 @@ def main(argv: Sequence[str] | None = None, ask: Callable[[str], str] = input) -
     dec = (args.dec_opt if args.dec_opt is not None else args.dec or "").strip()
     if not arg:
         parser.error("a position (RA and Dec), ObsId or target name must be given")
+    from .log import set_verbosity
+
+    set_verbosity(args.verbose)  # verbose=2..5 shows the service requests, as CIAO's does
     try:
         Selection(args.filetypes, args.exclude)
         config = _config(args)
