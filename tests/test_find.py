@@ -168,6 +168,9 @@ def test_cadc_failing_or_not_knowing_the_name_falls_back_to_sesame(services, fas
 def test_an_unknown_name_and_failing_resolvers_are_clear_errors(services, fast):
     with pytest.raises(NameNotResolved, match="'Nowhere' with CADC or CDS Sesame"):
         find_chandra_obsids("Nowhere", **fast)
+    with pytest.raises(NameNotResolved, match="ObsId 60000 is not in the observation catalogue"):
+        find_chandra_obsids("60000", **fast)
+    assert [s for s, _ in services.requests][-3:] == ["ocat", "cadc", "sesame"]
     services.fail("cadc", "garbage")
     services.fail("sesame", "error-page")
     with pytest.raises(ServiceError) as info:

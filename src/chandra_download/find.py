@@ -207,6 +207,14 @@ def locate(
         if pos is not None:
             return pos[0], pos[1], f"ObsId {int(text)}"
         vlog(2, "No ObsId %s in the catalogue; trying it as a name", text)
+        try:
+            ra_deg, dec_deg = resolve_name(text, services)
+        except NameNotResolved:
+            raise NameNotResolved(
+                f"ObsId {int(text)} is not in the observation catalogue, and no name resolver "
+                f"knows {text!r}"
+            ) from None
+        return ra_deg, dec_deg, f"name {text!r}"
     ra_deg, dec_deg = resolve_name(text, services)
     return ra_deg, dec_deg, f"name {text!r}"
 

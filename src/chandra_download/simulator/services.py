@@ -126,7 +126,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _ocat(self, cat: Catalogue, endpoint: str, query: str) -> None:
         params = {k.lower(): v[0] for k, v in parse_qs(query).items()}
         if endpoint == "ocatDetails.do":
-            obs = cat.observations.get(int(params.get("obsid", "0") or 0))
+            text = params.get("obsid", "").strip()
+            obs = cat.observations.get(int(text)) if text.isdigit() else None
             rows = [obs] if obs is not None else []
         elif endpoint == "ocatList.do":
             rows = ocat_select(cat, params)
