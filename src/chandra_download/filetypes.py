@@ -43,6 +43,37 @@ DESCRIPTIONS: dict[str, str] = {
 
 FILETYPES: tuple[str, ...] = tuple(sorted(DESCRIPTIONS))
 
+# Named selections, accepted wherever a list of types is (filetypes and exclude lists).
+SELECTIONS: dict[str, tuple[str, ...]] = {
+    # What CIAO's chandra_repro reads, from its documentation (CIAO "ahelp chandra_repro",
+    # https://cxc.cfa.harvard.edu/ciao/ahelp/chandra_repro.html, ciao-contrib
+    # share/doc/xml/chandra_repro.xml): it reprocesses the level-1 events (evt1) with the
+    # good-time intervals of flt1, builds a new bad-pixel file with acis_build_badpix (whose
+    # own ahelp names the bias0 maps and pbk0 parameter block as inputs) or hrc_run_hotpix;
+    # the documented repro/ directory links the files analysis needs
+    # (asol1, bpix1, fov1, msk1, mtl1, stat1, pbk0); recreate_tg_mask=no takes the grating
+    # region from the level-2 event file (evt2); HRC dead time is recomputed from dtf1.
+    "repro": (
+        "evt1", "evt2", "flt", "bpix", "bias", "pbk", "asol", "fov", "msk", "mtl", "stat", "dtf",
+    ),
+    # A level-2 analysis: events, aspect, field of view, bad pixels, mask, dead time, orbit
+    # ephemeris, and the grating spectra and responses where the observation has them.
+    "level2": ("evt2", "asol", "fov", "bpix", "msk", "dtf", "eph1", "pha2", "arf", "rmf"),
+    # The archive's ready-made images (JPEG and FITS).
+    "images": ("cntr_img", "full_img", "src_img"),
+}  # fmt: skip
+SELECTION_DESCRIPTIONS: dict[str, str] = {
+    "repro": "What CIAO's chandra_repro reads to reprocess an observation",
+    "level2": "What a level-2 analysis needs (events, aspect, FOV, masks, spectra, responses)",
+    "images": "The archive's ready-made images",
+}
+
+
+def named_selections() -> list[tuple[str, str, tuple[str, ...]]]:
+    """The named selections as (name, description, types), for ``-t`` listings."""
+    return [(name, SELECTION_DESCRIPTIONS[name], types) for name, types in SELECTIONS.items()]
+
+
 # Order matters: the first `_T` found in a name wins, most specific first.
 _MATCH_ORDER: tuple[str, ...] = (
     "oif vv bpix fov evt2 src2 cntr_img full_img src_img asol eph0 eph1 aoff evt1a evt1 flt "
@@ -91,22 +122,29 @@ def file_format(name: str) -> str:
     return base.rsplit(".", 1)[-1]
 
 
-def _normalise(types: str | Iterable[str] | None, what: str) -> set[str]:
+def _normalise(types: str | Iterable[str] | None, what: str) -> tuple[set[str], set[str]]:
+    """(every type meant, the types named one by one rather than through a selection)."""
     if types is None:
-        return set()
+        return set(), set()
     if isinstance(types, str):
         types = types.split(",")
-    out = set()
+    out: set[str] = set()
+    named: set[str] = set()
     for t in types:
         t = str(t).strip().lower()
         if not t:
             continue
+        if t in SELECTIONS:
+            out.update(SELECTIONS[t])
+            continue
         if t not in DESCRIPTIONS:
             raise ValueError(
-                f"Unknown {what} file type {t!r}; valid types are: {', '.join(FILETYPES)}"
+                f"Unknown {what} file type {t!r}; valid types are: {', '.join(FILETYPES)} "
+                f"(or the selections {', '.join(SELECTIONS)})"
             )
         out.add(t)
-    return out
+        named.add(t)
+    return out, named
 
 
 class Selection:
@@ -116,8 +154,11 @@ class Selection:
     ----------
     filetypes : str or iterable of str, optional
         Types to fetch (a comma-separated string or a list). None or empty: everything.
+        A named selection (``repro``, ``level2``, ``images``; see ``SELECTIONS``) stands
+        for its types.
     exclude : str or iterable of str, optional
-        Types never to fetch. A type in both lists is excluded (see ``conflicts``).
+        Types never to fetch (selections allowed). A type in both lists is excluded (see
+        ``conflicts``).
     """
 
     def __init__(
@@ -125,9 +166,10 @@ class Selection:
         filetypes: str | Iterable[str] | None = None,
         exclude: str | Iterable[str] | None = None,
     ) -> None:
-        self.wanted = _normalise(filetypes, "requested")
-        self.excluded = _normalise(exclude, "excluded")
-        self.conflicts = sorted(self.wanted & self.excluded)
+        self.wanted, named = _normalise(filetypes, "requested")
+        self.excluded, _ = _normalise(exclude, "excluded")
+        # A selection minus some of its types (``level2`` excluding ``eph1``) is no conflict.
+        self.conflicts = sorted(named & self.excluded)
 
     def accepts(self, ftype: str | None) -> bool:
         """True when a file of this type (None: untyped) should be fetched."""
@@ -136,6 +178,16 @@ class Selection:
         if self.wanted:
             return ftype in self.wanted
         return True
+
+    def bytes_saved(self, files: Iterable[tuple[str, int | None]]) -> int:
+        """Bytes of the listed files this selection leaves out (what ``--list`` saves).
+
+        Parameters
+        ----------
+        files : iterable of (str, int or None)
+            Every file of the listing: (path or name, size in bytes; None counts as 0).
+        """
+        return sum(size or 0 for name, size in files if not self.accepts(classify(name)))
 
     def describe(self) -> str:
         parts = []

@@ -1,7 +1,7 @@
 """Command line of the archive simulator: ``python -m chandra_download.simulator``.
 
-``generate ROOT`` writes a simulated archive tree; ``serve`` serves one (HTTP/HTTPS here; FTP
-and S3 through ``STARTERS``) until Ctrl-C or SIGTERM.
+``generate ROOT`` writes a simulated archive tree; ``serve`` serves one (HTTP/HTTPS here; FTP,
+S3 and the search services through ``STARTERS``) until Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -64,12 +64,22 @@ def _start_s3(args: argparse.Namespace, link: Any, faults: Any) -> Any:
     ).start()
 
 
+def _start_services(args: argparse.Namespace, link: Any, faults: Any) -> Any:
+    from .services import ArchiveServicesServer
+
+    server = ArchiveServicesServer(args.root, args.host, args.port, tls=args.tls).start()
+    for name, value in server.env().items():
+        print(f"export {name}={value}", flush=True)
+    return server
+
+
 # ---- protocol -> starter: each returns a started server with .stop(), .base_url ------------
 # (and optionally .ca_file). Add protocols here; `serve --protocol` offers these keys.
 STARTERS: dict[str, Callable[[argparse.Namespace, Any, Any], Any]] = {
     "http": _start_http,
     "ftp": _start_ftp,
     "s3": _start_s3,
+    "services": _start_services,  # footprint search, catalogue, name resolvers
 }
 
 

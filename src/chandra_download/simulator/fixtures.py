@@ -15,6 +15,10 @@ archive_https
 archive_ftp
     A started :class:`~chandra_download.simulator.ftp.ArchiveFTPServer` on ``archive_root``
     (function-scoped), for anonymous logins and the account ``FTP_USER`` / ``FTP_PASSWORD``.
+archive_services
+    A started :class:`~chandra_download.simulator.services.ArchiveServicesServer` answering
+    the search services (footprint, catalogue, CADC, Sesame) from ``archive_root``'s
+    metadata (function-scoped). Point clients at it with ``monkeypatch`` and ``.env()``.
 archive_s3
     A started :class:`~chandra_download.simulator.s3.ArchiveS3Server` holding ``archive_root``
     (function-scoped) in a bucket of its own. Use ``mirror=archive_s3.base_url`` with
@@ -34,6 +38,7 @@ if TYPE_CHECKING:
     from .ftp import ArchiveFTPServer
     from .http import ArchiveHTTPServer
     from .s3 import ArchiveS3Server
+    from .services import ArchiveServicesServer
 
 #: The non-anonymous account of ``archive_ftp``.
 FTP_USER, FTP_PASSWORD = "chandra", "x-ray"
@@ -101,4 +106,20 @@ def archive_s3(archive_root: Path) -> Iterator[ArchiveS3Server]:
     from .s3 import ArchiveS3Server
 
     with ArchiveS3Server(archive_root, bucket=f"chandra-sim-{next(_s3_buckets)}") as server:
+        yield server
+
+
+@pytest.fixture
+def archive_services(archive_root: Path) -> Iterator[ArchiveServicesServer]:
+    """The archive's search services on 127.0.0.1, stopped after the test.
+
+    Yields
+    ------
+    ArchiveServicesServer
+        ``.urls`` (per service), ``.env()`` (the ``CHANDRA_*_URL`` variables), ``.fail()`` and
+        ``.requests`` for tests.
+    """
+    from .services import ArchiveServicesServer
+
+    with ArchiveServicesServer(archive_root) as server:
         yield server

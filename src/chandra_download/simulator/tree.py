@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from ..filetypes import classify
+from .catalogue import update_catalogue
 from .content import MTIME, write_file
 
 __all__ = ["DEFAULT_OBSIDS", "DEFAULT_SIZES", "MTIME", "generate_archive", "iter_files"]
@@ -138,6 +139,7 @@ def generate_archive(
     scale: float = 1.0,
     seed: int = 0,
     sizes: Mapping[str, int] | None = None,
+    observations: Mapping[int, Mapping[str, object]] | None = None,
 ) -> Path:
     """Write a simulated archive tree ``<root>/byobsid/<obsid % 10>/<obsid>/...``.
 
@@ -155,6 +157,11 @@ def generate_archive(
     sizes : mapping of str to int, optional
         Approximate final size in bytes per file type (``classify`` name), e.g.
         ``{"evt1": 2_000_000_000}``; overrides ``scale`` for those types.
+    observations : mapping of int to mapping, optional
+        Catalogue metadata per ObsId (``instrument``, ``grating``, ``exposure``, ``ra``,
+        ``dec``, ``target``, ``pi``, ``obs_date``... of
+        :class:`~chandra_download.simulator.catalogue.Observation`), kept with the tree in
+        ``.simulator/catalogue.json`` for the search services; defaults come from the kind.
 
     Returns
     -------
@@ -166,7 +173,9 @@ def generate_archive(
     stamps = root / _STAMP_DIR
     stamps.mkdir(parents=True, exist_ok=True)
     overrides = dict(sizes or {})
-    for obsid, kind in _kind_map(obsids).items():
+    kinds = _kind_map(obsids)
+    update_catalogue(root, kinds, observations)
+    for obsid, kind in kinds.items():
         params = {"kind": kind, "scale": scale, "seed": seed, "sizes": sorted(overrides.items())}
         stamp = stamps / f"{obsid}.json"
         base = obsid_dir(root, obsid)
