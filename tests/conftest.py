@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,12 +15,26 @@ from chandra_download import log as cd_log
 from chandra_download.simulator import iter_files
 
 
+@pytest.fixture(scope="session")
+def _refusing_port() -> Iterator[int]:
+    """A loopback port bound but not listening: every connection to it is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
 @pytest.fixture(autouse=True)
-def _isolate(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No mirror from the environment, no proxy for loopback, and the package logger
-    restored after the test (``set_verbosity`` and ``cli.main`` change global state)."""
+def _isolate(monkeypatch: pytest.MonkeyPatch, _refusing_port: int) -> Iterator[None]:
+    """No mirror from the environment, no proxy for loopback, no archive service beyond
+    loopback (the catalogue asked about missing ObsIds refuses at once unless a test serves
+    it), and the package logger restored after the test (``set_verbosity`` and ``cli.main``
+    change global state)."""
     monkeypatch.delenv("CDA_MIRROR_SITE", raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    dead = f"http://127.0.0.1:{_refusing_port}"
+    monkeypatch.setenv("CHANDRA_OCAT_URL", f"{dead}/srservices/")
+    for name in ("CHANDRA_FOOTPRINT_URL", "CHANDRA_CADC_RESOLVER_URL", "CHANDRA_SESAME_URL"):
+        monkeypatch.setenv(name, f"{dead}/{name.lower()}")
     logger = logging.getLogger("chandra_download")
     saved = (list(logger.handlers), logger.level, logger.propagate, cd_log._handler)
     yield

@@ -131,3 +131,35 @@ def test_the_catalogue_url_comes_from_the_environment(archive_services, monkeypa
 )
 def test_describe_status_reads_the_release_date(row, why):
     assert why in describe_status(row, today=dt.date(2026, 11, 25))
+
+
+def test_download_says_why_a_missing_obsid_is_missing(archive_http, archive_services, fast):
+    from chandra_download import download
+
+    ocat = archive_services.urls["ocat"]
+    r = download([30001, 30002], mirror=archive_http.base_url, ocat_url=ocat, **fast)
+    assert [x.found for x in r] == [False, False]
+    assert r[0].why_missing.startswith("not public until ")
+    assert r[1].why_missing == "scheduled, not yet observed"
+    quiet = download([30001], mirror=archive_http.base_url, ocat_url=ocat, status=False, **fast)
+    assert quiet[0].why_missing is None
+    assert len(asked(archive_services)) == 2  # once per missing ObsId, not when turned off
+
+
+def test_the_command_prints_why_after_ciaos_line_and_in_json(
+    archive_http, archive_services, tmp_path, monkeypatch, capsys
+):
+    import json
+
+    from chandra_download.cli import main
+
+    monkeypatch.setenv("CHANDRA_OCAT_URL", archive_services.urls["ocat"])
+    report = tmp_path / "report.json"
+    args = ["30002", "-m", archive_http.base_url, "--outdir", str(tmp_path), "--no-progress"]
+    assert main([*args, "--json", str(report)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Skipping ObsId 30002 as it was not found on the mirror site."
+    assert "scheduled, not yet observed" in lines[1]
+    assert "scheduled, not yet observed" in json.dumps(json.loads(report.read_text()))
+    assert main([*args, "--no-status"]) == 1
+    assert "scheduled" not in capsys.readouterr().out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import fields, replace
 from pathlib import Path
@@ -94,6 +94,18 @@ def _auto_reporter(progress: bool | None, mirror: bool) -> Reporter:
     return Reporter(mirror)
 
 
+def _catalogue(
+    cfg: SessionConfig, status: bool, ocat_url: str | None
+) -> Callable[[int], str | None] | None:
+    """The observation catalogue's answer to "why is this ObsId missing", when wanted. It
+    gets one retry at most: an outage must not hold up the download's report."""
+    if not status:
+        return None
+    from .status import CatalogueStatus
+
+    return CatalogueStatus(replace(cfg, retries=min(cfg.retries, 1)), ocat_url).why_missing
+
+
 def download(
     obsids: ObsIds,
     filetypes: Types = None,
@@ -109,6 +121,7 @@ def download(
     reporter: Reporter | None = None,
     progress: bool | None = None,
     status: bool = True,
+    ocat_url: str | None = None,
     **options: object,
 ) -> Results:
     """Download ObsIds and report what happened to every file.
@@ -140,7 +153,11 @@ def download(
         A live progress display: by default only in a Jupyter notebook; False never, True
         also on a terminal. Ignored when ``reporter`` is given.
     status : bool, default True
-        Ask the observation catalogue why a missing ObsId is missing.
+        Ask the observation catalogue why a missing ObsId is missing (``why_missing``); its
+        failure never changes the outcome.
+    ocat_url : str, optional
+        The catalogue's base URL up to and including ``srservices/`` (default
+        ``$CHANDRA_OCAT_URL``, else the CDA's).
 
     Returns
     -------
@@ -168,8 +185,7 @@ def download(
         rep = reporter or _auto_reporter(progress, is_mirror)
         if hasattr(rep, "begin"):  # optional: duck-typed reporters need only the engine's events
             rep.begin(ids, is_mirror)
-        engine = Engine(sources, cfg, rep)
-        engine.lookup_status = status  # read by the engine's catalogue lookup, when wired
+        engine = Engine(sources, cfg, rep, explain=_catalogue(cfg, status, ocat_url))
         with rep if hasattr(rep, "__enter__") and reporter is None else nullcontext():
             items = engine.run(ids, selection, Path(outdir), list_only=list_only)
     finally:
@@ -190,6 +206,7 @@ def download(
             reporter=reporter,
             progress=progress,
             status=status,
+            ocat_url=ocat_url,
         )
 
     results = Results(items, rerun=rerun)
