@@ -115,3 +115,28 @@ def test_the_listing_helper_and_unknown_names():
         assert description and set(types) <= set(DESCRIPTIONS) and types == SELECTIONS[name]
     with pytest.raises(ValueError, match="'repo'.*selections repro, level2, images"):
         Selection("repo")
+
+
+def test_dash_t_lists_the_named_selections_with_their_types(capsys):
+    from chandra_download.cli import main
+
+    assert main(["-t"]) == 0
+    out = capsys.readouterr().out
+    for name, _description, types in named_selections():
+        line = next(x for x in out.splitlines() if x.split()[:1] == [name])
+        assert line.strip().startswith(name)
+        assert ",".join(types) in out.replace("\n           ", "")
+
+
+def test_list_shows_the_bytes_the_selection_leaves_out(archive_http, archive_root, capsys):
+    from chandra_download.cli import main
+
+    files = dict(iter_files(archive_root, 1843))
+    left_out = sum(p.stat().st_size for rel, p in files.items() if not rel.endswith("evt2.fits.gz"))
+    assert main(["1843", "evt2", "-m", archive_http.base_url, "--list", "--no-status"]) == 0
+    total = capsys.readouterr().out.splitlines()[-1]
+    # HTML listings round sizes: the figure is the listing's, within its rounding.
+    shown = total.split("left out by the selection: ")[1].rstrip(".")
+    number, unit = shown.split()
+    scale = {"Kb": 2**10, "Mb": 2**20, "Gb": 2**30}[unit]
+    assert abs(float(number) * scale - left_out) <= 0.1 * left_out + scale

@@ -207,6 +207,7 @@ class Engine:
         if clash:
             r.error = f"the listing has both a file and a directory named {clash}"
             return []
+        r.unselected_bytes = selection.bytes_saved((k, f.best_size) for k, f in listing.items())
         out: list[FileResult] = []
         for relpath, remote in sorted(listing.items()):
             ftype = classify(relpath)

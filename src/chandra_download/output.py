@@ -216,8 +216,10 @@ def list_table(results: Iterable[ObsIdResult], mirror: bool = False) -> list[str
             total += fr.size or 0
             fetch += to_fetch(fr)
     found = sum(1 for r in results if r.found)
+    saved = sum(r.unselected_bytes for r in results)
+    left_out = f"; left out by the selection: {ciao_size(saved)}" if saved else ""
     lines.append(
         f"Total: {nfiles} file(s) in {found} of {len(results)} ObsId(s), {total} bytes "
-        f"({ciao_size(total)}); to fetch: {fetch} bytes ({ciao_size(fetch)})."
+        f"({ciao_size(total)}); to fetch: {fetch} bytes ({ciao_size(fetch)}){left_out}."
     )
     return lines

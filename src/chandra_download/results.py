@@ -79,6 +79,8 @@ class ObsIdResult:
     #: Why a missing ObsId is missing, from the observation catalogue (``not public until
     #: 2027-03-04 (status observed)``, ``no such ObsId``...); None when not asked.
     why_missing: str | None = None
+    #: Bytes of the ObsId's files that the type selection leaves out (``--list`` shows them).
+    unselected_bytes: int = 0
 
     @property
     def total_size(self) -> int:
