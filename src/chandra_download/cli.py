@@ -20,7 +20,7 @@ from ._version import __version__
 from .config import SessionConfig
 from .credentials import mask_url
 from .errors import ChandraDownloadError
-from .filetypes import DESCRIPTIONS, FILETYPES, named_selections, Selection
+from .filetypes import DESCRIPTIONS, FILETYPES, Selection, named_selections
 from .log import command_line_output, stdout_closed, vlog
 from .obsids import parse_obsid_args
 from .output import list_table
@@ -157,15 +157,8 @@ def print_filetypes(verbose: int = 1) -> None:
     # Ours: named selections, accepted wherever a type list is.
     print("Named selections (usable wherever a list of types is):\n")
     for name, description, types in named_selections():
-        print(f"   {name:<7} {description}")
-        print(
-            textwrap.fill(
-                ",".join(types),
-                width=77,
-                initial_indent="           ",
-                subsequent_indent="           ",
-            )
-        )
+        for text, first in ((description, f"   {name:<7} "), (",".join(types), " " * 11)):
+            print(textwrap.fill(text, width=79, initial_indent=first, subsequent_indent=" " * 11))
 
 
 def error(message: str) -> None:
