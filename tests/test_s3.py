@@ -31,6 +31,7 @@ from chandra_download.errors import (
     FileMissing,
     ObsIdNotFound,
     RangeNotSatisfiable,
+    SiteUnreachable,
     SourceError,
     TransientError,
     UnsafeEntry,
@@ -194,14 +195,34 @@ def test_concurrent_opens(source: S3Source, tree: dict[str, bytes]) -> None:
         assert got == data[off:]
 
 
-def test_connection_refused_is_transient(tmp_path: Path) -> None:
+def test_refused_on_first_contact_is_unreachable(tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     cfg = SessionConfig(endpoint_url=f"http://127.0.0.1:{port}", timeout=2, retries=0)
     with S3Source("s3://nasa-heasarc/chandra/data/", cfg) as src:
+        with pytest.raises(SiteUnreachable, match="cannot reach"):
+            src.list_obsid(1843)
+
+
+def test_refused_after_the_site_answered_is_transient(fault_server: Any) -> None:
+    """Once the endpoint has answered, a refused connection keeps the retry policy."""
+    from chandra_download.simulator.proxy import FaultProxy
+
+    plan = FaultPlan()
+    proxy = FaultProxy(
+        fault_server.moto_endpoint_url, plan, fault_server.bucket, fault_server.prefix
+    ).start()
+    cfg = SessionConfig(endpoint_url=proxy.url, timeout=2, retries=0)
+    with S3Source(fault_server.base_url, cfg) as src:
+        assert src.list_obsid(1843)
+        plan.add(Fault("drop", "byobsid/3/1843/"))  # ends the pooled keep-alive connection
+        proxy.stop()
         with pytest.raises(TransientError):
             src.list_obsid(1843)
+        with pytest.raises(TransientError, match="127.0.0.1") as info:
+            src.list_obsid(1843)  # a new connection, refused
+        assert not isinstance(info.value, SiteUnreachable)
 
 
 # ---------------------------------------------------------------- error mapping, no server
@@ -336,7 +357,8 @@ def test_fault_ranges_and_traversal(faulty: tuple[S3Source, FaultPlan], tree: di
     plan.add(Fault("ignore_range", "*evt2*"))
     assert read_all(src, f, 1000) == (0, len(data), data)
     plan.add(Fault("wrong_content_range", "*evt2*"))
-    assert read_all(src, f, 1000) == (500, len(data), data[500:])
+    with pytest.raises(TransientError, match="does not start at the requested byte 1000"):
+        src.open(f, 1000)  # a 206 for other bytes than asked: none of it is used
     plan.add(Fault("traversal", "byobsid/3/1843/"))
     with pytest.raises(UnsafeEntry):
         src.list_obsid(1843)

@@ -15,6 +15,14 @@ class SourceError(ChandraDownloadError):
     """A permanent failure talking to a site (retrying will not help)."""
 
 
+class SiteUnreachable(SourceError):
+    """The site could not be reached at all on first contact (DNS failure, connection refused).
+
+    Not retried: a fallback list moves on to its next site at once. Failures after the site
+    has answered once are ``TransientError`` and keep the retry policy.
+    """
+
+
 class TransientError(SourceError):
     """A failure worth retrying: dropped connection, timeout, 5xx, throttling.
 

@@ -184,7 +184,7 @@ class FaultProxy:
                 req.wfile.flush()
                 return _reset(req) if kind == "drop" else None
             if fault is not None and kind == "corrupt" and total:
-                chunk = corrupt_bytes(chunk, pos, total, after)
+                chunk = corrupt_bytes(chunk, pos, total, after, fault.seed)
             if fault is not None and kind == "stall" and after > 0 and pos < after <= end:
                 req.wfile.write(chunk[: after - pos])
                 req.wfile.flush()
