@@ -203,7 +203,7 @@ def test_fallback_moves_on_from_a_dead_site_at_once(archive_http, tmp_path) -> N
     dead = f"http://127.0.0.1:{_closed_port()}/cdaftp/"
     started = time.monotonic()
     results = download(
-        OBSID, [README], mirror=[dead, archive_http.base_url], outdir=tmp_path, retries=5
+        OBSID, ["oif"], mirror=[dead, archive_http.base_url], outdir=tmp_path, retries=5
     )
     assert time.monotonic() - started < 3
     assert results.ok, results.summary()

@@ -34,6 +34,11 @@ class TransientError(SourceError):
         self.retry_after = retry_after
 
 
+class ContentRangeMismatch(TransientError):
+    """A 206 whose ``Content-Range`` does not answer the ranged request: none of its bytes are
+    used. Retrying the same range may meet the same server; fetching from 0 avoids ranges."""
+
+
 class AuthError(SourceError):
     """The site refused the credentials (or asked for some and got none)."""
 

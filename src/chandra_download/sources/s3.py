@@ -16,6 +16,7 @@ from ..config import SessionConfig
 from ..credentials import Credentials, mask_url, scrub, split_userinfo
 from ..errors import (
     AuthError,
+    ContentRangeMismatch,
     FileMissing,
     ObsIdNotFound,
     RangeNotSatisfiable,
@@ -208,7 +209,7 @@ class S3Source(Source):
             why = check_content_range(cr, offset, end)
             if why is not None:
                 body.close()
-                raise TransientError(f"{f.url}: {why}")
+                raise ContentRangeMismatch(f"{f.url}: {why}")
         return body
 
     def _key(self, f: RemoteFile) -> str:
