@@ -20,6 +20,7 @@ from chandra_download.errors import (
     FileMissing,
     ObsIdNotFound,
     RangeNotSatisfiable,
+    SiteUnreachable,
     SourceError,
     TransientError,
     UnsafeEntry,
@@ -28,7 +29,7 @@ from chandra_download.simulator.faults import Fault, FaultPlan
 from chandra_download.simulator.ftp import ArchiveFTPServer
 from chandra_download.sources import choose_source
 from chandra_download.sources.ftp import FTPSource
-from chandra_download.sources.ftp_listing import parse_ls, parse_mlsd
+from chandra_download.sources.ftp_parse import parse_ls, parse_mlsd
 
 PASSWORD = "s3cr3t-P4ss"
 FILES = {
@@ -302,15 +303,21 @@ def test_ftps_with_trusted_ca(archive: Path) -> None:
             assert len(src.list_obsid(1843)) == len(FILES)
 
 
-def test_connection_refused_is_transient() -> None:
+def test_refused_on_first_contact_is_unreachable_then_transient(archive: Path) -> None:
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     src = FTPSource(f"ftp://127.0.0.1:{port}/", SessionConfig(timeout=2), None)
-    with pytest.raises(TransientError):
+    with pytest.raises(SiteUnreachable, match=f"cannot reach 127.0.0.1:{port}"):
         src.list_obsid(1843)
+    with ArchiveFTPServer(archive) as srv:  # once the site has answered...
+        src = make_source(srv)
+        assert src.list_obsid(1843)
+    with src, pytest.raises(TransientError) as info:
+        src.list_obsid(1843)  # (the server is gone now)
+    assert not isinstance(info.value, SiteUnreachable)  # ...a refusal keeps the retries
 
 
 def test_server_stats_peak_connections(server: ArchiveFTPServer) -> None:

@@ -16,12 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
+from fault_support import FAST, OBSID, README, by_rel, sha256
 
 from chandra_download import download
 from chandra_download.results import Status
 from chandra_download.simulator import Fault, iter_files
-
-from fault_support import FAST, OBSID, README, by_rel, sha256
 
 SECRET = "s3cr3t"
 
