@@ -111,6 +111,7 @@ class HTTPSource(Source):
         self._answered = False  # has the site answered once? (else: SiteUnreachable)
         self._sizes: dict[str, int] = {}  # URL -> exact size a response stated
         self._ceilings: dict[str, int] = {}  # URL -> most bytes its listed size allows
+        self._base_hint: str | None = None  # see _hint()
         self._lister = ThreadPoolExecutor(max_workers=min(8, config.jobs + 1))
 
     def _make_pool(self) -> urllib3.PoolManager:
@@ -238,12 +239,30 @@ class HTTPSource(Source):
             f"archive's base, up to byobsid/? e.g. {ARCHIVE_BASE_EXAMPLE})"
         )
 
+    def _hint(self) -> str:
+        """A hint for "not found" when the site has no ``byobsid/`` at all (a wrong base);
+        asked once per source, and "" when it has one or cannot say."""
+        if self._base_hint is None:
+            url = self.base + "byobsid/"
+            try:
+                resp = self._request("HEAD", url, stream=False)
+                missing = resp.status == 404
+            except SourceError:
+                missing = False
+            self._base_hint = (
+                f" ({scrub(url, self._secrets)} does not exist: is {self.label} the archive's "
+                f"base, up to byobsid/? e.g. {ARCHIVE_BASE_EXAMPLE})"
+                if missing
+                else ""
+            )
+        return self._base_hint
+
     def list_obsid(self, obsid: int) -> list[RemoteFile]:
         top = self.base + obsid_dir(obsid) + "/"
         try:
             page = self._list_dir(top)
         except FileMissing:
-            raise ObsIdNotFound(f"ObsId {obsid} not found at {self.label}") from None
+            raise ObsIdNotFound(f"ObsId {obsid} not found at {self.label}{self._hint()}") from None
         if not page.entries and not page.unsafe:
             raise SourceError(f"{self._not_a_listing(top)}: the page lists no entries")
         files: list[RemoteFile] = []

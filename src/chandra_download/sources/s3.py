@@ -212,6 +212,17 @@ class S3Source(Source):
                 raise ContentRangeMismatch(f"{f.url}: {why}")
         return body
 
+    def size(self, f: RemoteFile) -> int:
+        """The listing's exact size (a HEAD of the object when a caller built ``f`` itself)."""
+        if f.size is not None:
+            return f.size
+        try:
+            head = self._client.head_object(Bucket=self.bucket, Key=self._key(f))
+        except (bexc.ClientError, bexc.BotoCoreError) as exc:
+            raise self._map_error(exc, f.url) from exc
+        self._answered = True
+        return int(head["ContentLength"])
+
     def _key(self, f: RemoteFile) -> str:
         prefix = f"s3://{self.bucket}/"
         if f.url.startswith(prefix):
