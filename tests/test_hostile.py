@@ -214,3 +214,130 @@ def test_page_that_is_not_a_listing_names_the_mirror_and_the_base(archive_http, 
     error = results[0].error or ""
     assert not results.ok and archive_http.base_url in error, error
     assert "byobsid/" in error and "https://cxc.cfa.harvard.edu/cdaftp/" in error
+
+
+# -- one parser for Range, Content-Range and Retry-After ------------------------------------
+def test_range_and_content_range_parsed_in_one_place() -> None:
+    from chandra_download.sources.wire import (
+        ContentRange,
+        check_content_range,
+        parse_content_range,
+        range_header,
+    )
+
+    assert range_header(0) is None and range_header(5) == "bytes=5-"
+    assert range_header(5, 10) == "bytes=5-9"
+    assert parse_content_range("bytes 5-9/10") == ContentRange(5, 10, 10)
+    assert parse_content_range("BYTES 0-9/*") == ContentRange(0, 10, None)
+    assert parse_content_range("bytes */10") == ContentRange(None, None, 10)
+    for bad in ("bytes 9-5/10", "bytes 5-10/10", "bytes=5-9/10", "5-9/10", "", None):
+        assert parse_content_range(bad) is None
+    ok = parse_content_range("bytes 5-9/10")
+    assert check_content_range(ok, 5, None) is None and check_content_range(ok, 5, 10) is None
+    assert check_content_range(ok, 5, 20) is None  # asked past the end: to the end it is
+    assert "start at the requested byte 4" in check_content_range(ok, 4, None)
+    assert "end at byte 7" in check_content_range(ok, 5, 8)
+    assert check_content_range(None, 5, None) == "no valid Content-Range"
+
+
+def test_retry_after_seconds_and_http_date() -> None:
+    from chandra_download.sources.wire import parse_retry_after
+
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after(" 3 ") == 3.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412490.0) == 0.0
+    for bad in (None, "", "soon", "nan", "Wed, 99 Foo 2015"):
+        assert parse_retry_after(bad) is None
+
+
+# -- the HTTP source's contract -------------------------------------------------------------
+def _http_source(server, **cfg):
+    from chandra_download.config import SessionConfig
+    from chandra_download.sources import choose_source
+
+    return choose_source(server.base_url, SessionConfig(timeout=5, **cfg))
+
+
+def _read(body) -> bytes:
+    out = bytearray()
+    while chunk := body.read(65536):
+        out += chunk
+    body.close()
+    return bytes(out)
+
+
+def test_http_open_answers_start_total_end_and_refuses_other_bytes(
+    archive_http, archive_root
+) -> None:
+    from chandra_download.errors import ContentRangeMismatch, RangeNotSatisfiable
+
+    rel = "oif.fits"
+    data = (archive_root / f"byobsid/3/{OBSID}" / rel).read_bytes()
+    with _http_source(archive_http) as src:
+        f = by_rel_remote(src.list_obsid(OBSID))[rel]
+        body = src.open(f, 100, 200)
+        assert (body.start, body.total, body.end) == (100, len(data), 200)
+        assert _read(body) == data[100:200]
+        archive_http.faults.add(Fault("ignore_range", rel))
+        body = src.open(f, 100)
+        assert (body.start, body.total, body.end) == (0, len(data), None)
+        assert _read(body) == data
+        archive_http.faults.add(Fault("wrong_content_range", rel))
+        with pytest.raises(ContentRangeMismatch, match="does not start at the requested byte"):
+            src.open(f, 1000)  # never reopened from 0 behind the caller's back
+        with pytest.raises(RangeNotSatisfiable) as info:
+            src.open(f, len(data))
+        assert info.value.total == len(data)
+
+
+def test_http_size_is_exact_and_free_once_a_response_stated_it(archive_http, archive_root):
+    rel = "oif.fits"
+    size = (archive_root / f"byobsid/3/{OBSID}" / rel).stat().st_size
+    with _http_source(archive_http) as src:
+        f = by_rel_remote(src.list_obsid(OBSID))[rel]
+        assert f.size is None and f.approx_size is not None
+        assert src.size(f) == size  # a HEAD
+        other = by_rel_remote(src.list_obsid(OBSID))[README]
+        src.open(other, 0).close()  # the response's Content-Length is remembered
+        before = archive_http.stats.to_dict()
+        assert src.size(other) == (archive_root / f"byobsid/3/{OBSID}" / README).stat().st_size
+        assert archive_http.stats.to_dict() == before  # no request
+
+
+def test_listing_page_size_is_bounded(archive_http, monkeypatch) -> None:
+    from chandra_download.errors import SourceError
+    from chandra_download.sources import http
+
+    monkeypatch.setattr(http, "MAX_LISTING_BYTES", 2000)
+    with _http_source(archive_http) as src, pytest.raises(SourceError, match="larger than"):
+        src.list_obsid(OBSID)
+
+
+def test_refused_after_the_site_answered_keeps_the_retries(archive_root) -> None:
+    from chandra_download.errors import SiteUnreachable, TransientError
+    from chandra_download.simulator import ArchiveHTTPServer
+
+    with ArchiveHTTPServer(archive_root) as server:
+        src = _http_source(server)
+        f = by_rel_remote(src.list_obsid(OBSID))[README]
+    with src, pytest.raises(TransientError) as info:
+        src.open(f, 0)
+    assert not isinstance(info.value, SiteUnreachable)
+
+
+def test_base_without_byobsid_is_not_found_with_a_hint(archive_http, tmp_path) -> None:
+    wrong = archive_http.base_url.replace("/cdaftp/", "/")
+    results = download(OBSID, mirror=wrong, outdir=tmp_path, **FAST)
+    assert results.found == [False]
+    from chandra_download.config import SessionConfig
+    from chandra_download.errors import ObsIdNotFound
+    from chandra_download.sources import choose_source
+
+    with choose_source(wrong, SessionConfig(timeout=5)) as src:
+        with pytest.raises(ObsIdNotFound, match="byobsid/ does not exist.*cxc.cfa.harvard"):
+            src.list_obsid(OBSID)
+
+
+def by_rel_remote(files) -> dict:
+    return {f.relpath: f for f in files}
