@@ -26,6 +26,7 @@ from ..errors import (
     TransientError,
 )
 from .base import Body, RemoteFile, Source, obsid_dir
+from .http_body import HTTPBody, read_capped
 from .listing import DirectoryPage, ListingEntry, parse_page
 from .wire import check_content_range, parse_content_range, parse_retry_after, range_header
 
@@ -34,50 +35,6 @@ MAX_REDIRECTS = 5
 #: A listing page larger than this is refused (parsing stays in bounded memory).
 MAX_LISTING_BYTES = 64 * 1024 * 1024
 ARCHIVE_BASE_EXAMPLE = "https://cxc.cfa.harvard.edu/cdaftp/"
-
-
-class _HTTPBody(Body):
-    """One response's body. ``limit`` is the most bytes it may hold: a server that sends more
-    (no Content-Length and a body that never ends) is cut off with a SourceError."""
-
-    def __init__(self, resp: urllib3.BaseHTTPResponse, start: int, total: int | None, secrets):
-        self._resp = resp
-        self.start = start
-        self.total = total
-        self._secrets = secrets
-        self._eof = False
-        self.limit: int | None = None
-        self.what = "the file"
-        self._received = 0
-
-    def read(self, n: int) -> bytes:
-        if self.limit is not None:
-            n = max(1, min(n, self.limit - self._received + 1))
-        try:
-            # read1: what has arrived, up to n. read(n) would block until n bytes came, so a
-            # broken connection lost a whole chunk and Ctrl-C waited for it on slow links.
-            data = self._resp.read1(n, decode_content=False)
-        except (HTTPError, OSError) as exc:
-            self._resp.close()
-            raise TransientError(
-                scrub(f"connection broke during transfer: {exc}", self._secrets)
-            ) from None
-        if not data:
-            self._eof = True
-        self._received += len(data)
-        if self.limit is not None and self._received > self.limit:
-            self._resp.close()
-            raise SourceError(
-                f"{self.what}: the server sent more than {self.limit} bytes, more than the "
-                "listing's size allows; the transfer was cut"
-            )
-        return data
-
-    def close(self) -> None:
-        # A half-read body cannot go back to the pool; closing drops that one connection.
-        if not self._eof:
-            self._resp.close()
-        self._resp.release_conn()
 
 
 class HTTPSource(Source):
@@ -219,7 +176,7 @@ class HTTPSource(Source):
             resp.close()  # unread: the connection cannot go back to the pool
             resp.release_conn()
             raise SourceError(f"{self._not_a_listing(url)}: not an HTML page ({ctype})")
-        raw = _read_capped(resp, MAX_LISTING_BYTES)
+        raw = read_capped(resp, MAX_LISTING_BYTES)
         if raw is None:
             raise SourceError(
                 f"listing at {scrub(url, self._secrets)} is larger than "
@@ -311,13 +268,13 @@ class HTTPSource(Source):
             body.limit = max(0, ceiling - body.start)
         return body
 
-    def _body(self, resp, f: RemoteFile, offset: int, end: int | None) -> _HTTPBody:
+    def _body(self, resp, f: RemoteFile, offset: int, end: int | None) -> HTTPBody:
         """The body of a 200 (the whole file) or a 206 that answers the request exactly."""
         length = resp.headers.get("Content-Length")
         length = int(length) if length and length.isdigit() else None
         if resp.status != 206:
             self._learn(f.url, length)
-            return _HTTPBody(resp, 0, length, self._secrets)
+            return HTTPBody(resp, 0, length, self._secrets)
         cr = parse_content_range(resp.headers.get("Content-Range"))
         why = check_content_range(cr, offset, end)
         if why is not None or cr is None or cr.end is None:
@@ -326,7 +283,7 @@ class HTTPSource(Source):
             resp.release_conn()
             raise ContentRangeMismatch(f"{f.relpath}: {why}")
         self._learn(f.url, cr.total)
-        body = _HTTPBody(resp, offset, cr.total, self._secrets)
+        body = HTTPBody(resp, offset, cr.total, self._secrets)
         body.end = cr.end
         return body
 
@@ -363,25 +320,6 @@ def _refuse_file_and_dir(obsid: int, prefix: str, entries: list[ListingEntry]) -
         raise SourceError(
             f"ObsId {obsid}: the listing has both a file and a directory named {prefix}{both[0]}"
         )
-
-
-def _read_capped(resp, cap: int) -> bytes | None:
-    """The whole body, or None (connection dropped) once it passes ``cap`` bytes."""
-    chunks, size = [], 0
-    try:
-        while chunk := resp.read(1024 * 1024, decode_content=False):
-            size += len(chunk)
-            if size > cap:
-                resp.close()
-                resp.release_conn()
-                return None
-            chunks.append(chunk)
-    except (HTTPError, OSError) as exc:
-        resp.close()
-        resp.release_conn()
-        raise TransientError(f"connection broke while reading a listing: {exc}") from None
-    resp.release_conn()
-    return b"".join(chunks)
 
 
 def _connect_reason(exc: object) -> str:
