@@ -234,6 +234,19 @@ def test_truncate_and_corrupt_faults(server: ArchiveFTPServer) -> None:
         assert len(data) == len(expected) and data != expected and data[:5] == expected[:5]
 
 
+def test_corrupt_fault_same_or_varied_damage(server: ArchiveFTPServer) -> None:
+    expected = content(Path(server.root), "oif.fits")
+    with make_source(server) as src:
+        f = next(f for f in src.list_obsid(1843) if f.relpath == "oif.fits")
+        for vary, distinct in ((False, 1), (True, 3)):
+            server.faults.add(Fault("corrupt", "oif.fits", times=3, vary=vary))
+            got = set()
+            for _ in range(3):
+                with src.open(f) as body:
+                    got.add(read_all(body))
+            assert len(got) == distinct and expected not in got
+
+
 @pytest.mark.parametrize(
     ("status", "error"), [(450, TransientError), (421, TransientError), (550, FileMissing)]
 )

@@ -367,3 +367,26 @@ def test_fault_ranges_and_traversal(faulty: tuple[S3Source, FaultPlan], tree: di
         "wrong_content_range",
         "traversal",
     ]
+
+
+@pytest.mark.parametrize("how", ["SSL_CERT_FILE", "ca_bundle", "neither"])
+def test_tls_trusts_ssl_cert_file_and_ca_bundle(
+    archive_https: Any, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """An HTTPS endpoint signed by a private CA: trusted through $SSL_CERT_FILE or ca_bundle,
+    as the HTTP and FTP sources do; refused otherwise. (The endpoint is the HTTPS archive
+    simulator, not an S3 store: past TLS, any S3 error will do.)"""
+    endpoint = archive_https.base_url.split("/cdaftp/")[0]
+    if how == "SSL_CERT_FILE":
+        monkeypatch.setenv("SSL_CERT_FILE", archive_https.ca_file)
+    cfg = SessionConfig(
+        endpoint_url=endpoint,
+        timeout=5,
+        retries=0,
+        ca_bundle=archive_https.ca_file if how == "ca_bundle" else None,
+    )
+    with S3Source("s3://bucket/chandra/data/", cfg) as src:
+        with pytest.raises(SourceError) as info:
+            src.list_obsid(1843)
+    tls_failed = "TLS" in str(info.value) or "SSL" in str(info.value)
+    assert tls_failed is (how == "neither"), info.value
