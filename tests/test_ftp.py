@@ -385,3 +385,18 @@ def test_size_command_when_listing_gave_none(server: ArchiveFTPServer) -> None:
             )
         with pytest.raises(FileMissing):
             src.size(replace(g, url=g.url + "-gone"))
+
+
+def test_huge_listing_is_refused_and_the_connection_dropped(
+    server: ArchiveFTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chandra_download.sources import ftp_walk
+
+    with make_source(server) as src:
+        monkeypatch.setattr(ftp_walk, "MAX_LISTING_BYTES", 200)
+        with pytest.raises(SourceError, match="larger than") as info:
+            src.list_obsid(1843)
+        assert not isinstance(info.value, TransientError)
+        assert src.idle_count() == 0  # mid-transfer: never pooled
+        monkeypatch.undo()
+        assert len(src.list_obsid(1843)) == len(FILES)

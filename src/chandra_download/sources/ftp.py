@@ -25,7 +25,7 @@ from ..errors import (
 )
 from .base import Body, RemoteFile, Source, obsid_dir
 from .ftp_conn import FTPTLS, Conn, abort_transfer, discard, keeps_sync, reply_code, tls_context
-from .ftp_walk import ListingMixin
+from .ftp_walk import ListingMixin, ListingTooLarge
 
 __all__ = ["FTPSource", "tls_context"]
 
@@ -181,6 +181,8 @@ class FTPSource(ListingMixin, Source):
         if isinstance(exc, ChandraDownloadError):
             return exc
         text = self._scrub(str(exc) or type(exc).__name__)
+        if isinstance(exc, ListingTooLarge):
+            return SourceError(f"FTP server at {self._host}: {text}")
         where = f"{what} at {self._host}"
         if isinstance(exc, ftplib.error_perm):
             code = reply_code(exc)

@@ -11,6 +11,30 @@ from .ftp_conn import Conn, reply_code
 from .ftp_parse import Entry, parse_ls, parse_mlsd
 
 MAX_DEPTH = 16
+#: A directory listing larger than this is refused (parsing stays in bounded memory).
+MAX_LISTING_BYTES = 64 * 1024 * 1024
+
+
+class ListingTooLarge(Exception):
+    """A listing passed ``MAX_LISTING_BYTES``. Not a ChandraDownloadError on purpose: the
+    control connection is mid-transfer, so the pool must drop it (see ``keeps_sync``)."""
+
+
+class _Lines(list):
+    """The lines of one listing, refusing more than ``MAX_LISTING_BYTES`` in all."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path, self.size = path, 0
+
+    def add(self, line: str) -> None:
+        self.size += len(line) + 2
+        if self.size > MAX_LISTING_BYTES:
+            raise ListingTooLarge(
+                f"listing of {self.path} is larger than {MAX_LISTING_BYTES >> 20} MiB; "
+                "refusing to parse it"
+            )
+        self.append(line)
 
 
 class ListingMixin:
@@ -49,10 +73,10 @@ class ListingMixin:
                 out.append(RemoteFile(rel, size, display + quote(rel)))
 
     def _entries(self, conn: Conn, path: str) -> list[Entry]:
-        lines: list[str] = []
+        lines = _Lines(path)
         if self._mlsd is not False:
             try:
-                conn.ftp.retrlines(f"MLSD {path}", lines.append)
+                conn.ftp.retrlines(f"MLSD {path}", lines.add)
                 conn.binary = False
                 self._mlsd = True
                 return [e for e in map(parse_mlsd, lines) if e is not None]
@@ -63,7 +87,7 @@ class ListingMixin:
                 if reply_code(exc) != "501" or not self._mlsd:
                     self._mlsd = False
                 lines.clear()
-        conn.ftp.retrlines(f"LIST {path}", lines.append)
+        conn.ftp.retrlines(f"LIST {path}", lines.add)
         conn.binary = False
         return [e for e in map(parse_ls, lines) if e is not None]
 

@@ -24,6 +24,7 @@ from ..errors import (
     SiteUnreachable,
     SourceError,
     TransientError,
+    UnsafeEntry,
 )
 from .base import Body, RemoteFile, Source, obsid_dir
 from .http_body import HTTPBody, read_capped
@@ -35,6 +36,10 @@ MAX_REDIRECTS = 5
 #: A listing page larger than this is refused (parsing stays in bounded memory).
 MAX_LISTING_BYTES = 64 * 1024 * 1024
 ARCHIVE_BASE_EXAMPLE = "https://cxc.cfa.harvard.edu/cdaftp/"
+#: Deepest sub-directory level and most entries of one ObsId (a hostile site could list an
+#: endless tree); far beyond the archive's 2 levels and few hundred files.
+MAX_DEPTH = 16
+MAX_ENTRIES = 1_000_000
 
 
 class HTTPSource(Source):
@@ -224,24 +229,40 @@ class HTTPSource(Source):
             raise SourceError(f"{self._not_a_listing(top)}: the page lists no entries")
         files: list[RemoteFile] = []
         pending = [("", page)]
-        while pending:
+        for depth in range(MAX_DEPTH + 1):
             subdirs = []
             for prefix, pg in pending:
-                files.extend(RemoteFile(prefix + u, None, top + quote(prefix)) for u in pg.unsafe)
-                _refuse_file_and_dir(obsid, prefix, pg.entries)
-                for e in pg.entries:
-                    rel = prefix + e.name
-                    if e.is_dir:
-                        subdirs.append(rel + "/")
-                        continue
-                    url = top + quote(rel)
-                    files.append(RemoteFile(rel, None, url, approx_size=e.approx_size))
-                    if e.max_size is not None:
-                        self._ceilings[url] = e.max_size
+                subdirs += self._take(obsid, top, prefix, pg, files)
+            if not subdirs:
+                return files
+            if depth == MAX_DEPTH or len(files) + len(subdirs) > MAX_ENTRIES:
+                raise UnsafeEntry(
+                    f"ObsId {obsid}: refusing listing entry {subdirs[0]!r}: directories nest "
+                    f"too deep or hold too many entries"
+                )
             # Sub-directories of one level are listed concurrently.
             listed = list(self._lister.map(lambda d: self._list_dir(top + quote(d)), subdirs))
             pending = list(zip(subdirs, listed, strict=True))
-        return files
+        raise AssertionError("unreachable")
+
+    def _take(
+        self, obsid: int, top: str, prefix: str, page: DirectoryPage, files: list[RemoteFile]
+    ) -> list[str]:
+        """Add a page's files (and unsafe entries, for the caller to refuse) to ``files``;
+        return its sub-directories."""
+        files.extend(RemoteFile(prefix + u, None, top + quote(prefix)) for u in page.unsafe)
+        _refuse_file_and_dir(obsid, prefix, page.entries)
+        subdirs = []
+        for e in page.entries:
+            rel = prefix + e.name
+            if e.is_dir:
+                subdirs.append(rel + "/")
+                continue
+            url = top + quote(rel)
+            files.append(RemoteFile(rel, None, url, approx_size=e.approx_size))
+            if e.max_size is not None:
+                self._ceilings[url] = e.max_size
+        return subdirs
 
     # -- transfer -------------------------------------------------------------------------
     def open(self, f: RemoteFile, offset: int = 0, end: int | None = None) -> Body:
