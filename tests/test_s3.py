@@ -106,6 +106,14 @@ def test_listing_paginates(source: S3Source) -> None:
     assert all(f.size == int(f.relpath[-9:-5]) % 7 for f in files)
 
 
+def test_listing_is_bounded(source: S3Source, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chandra_download.sources import s3
+
+    monkeypatch.setattr(s3, "MAX_KEYS", 2)
+    with pytest.raises(SourceError, match="more than 2 objects"):
+        source.list_obsid(1843)
+
+
 def test_prefix_does_not_match_longer_obsid(source: S3Source) -> None:
     assert [f.relpath for f in source.list_obsid(184)] == ["oif.fits"]
     with pytest.raises(ObsIdNotFound):

@@ -28,6 +28,8 @@ from .base import Body, RemoteFile, Source, check_relpath, obsid_dir
 from .wire import check_content_range, parse_content_range, parse_retry_after, range_header
 
 DEFAULT_REGION = "us-east-1"
+#: Most objects one ObsId may list (a hostile endpoint could page forever).
+MAX_KEYS = 1_000_000
 
 _AUTH_CODES = {
     "AccessDenied",
@@ -172,6 +174,11 @@ class S3Source(Source):
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=base):
                 self._answered = True
+                if len(files) + len(page.get("Contents", ())) > MAX_KEYS:
+                    raise SourceError(
+                        f"ObsId {obsid} at {self.label} lists more than {MAX_KEYS} objects; "
+                        "refusing the listing"
+                    )
                 for obj in page.get("Contents", ()):
                     key = obj["Key"]
                     if not key.startswith(base) or key.endswith("/"):
