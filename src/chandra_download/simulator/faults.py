@@ -112,12 +112,15 @@ class Fault:
 
     Notes
     -----
-    Corrupt files for the "kept as served" rule (issue 11), over HTTP, FTP and S3:
+    Corrupt files for the "kept as served" rule (issue 11), over HTTP, FTP and S3. A
+    ``corrupt`` fault flips the bytes at ``after_bytes``, mid-body and the last one:
 
-    - the same damage on every request (whole-file GETs):
-      ``Fault("corrupt", "oif.fits", times=None)`` (a FITS file fails its DATASUM/CHECKSUM) or
-      ``Fault("corrupt", "*evt2.fits.gz", times=None)`` (a gzip file fails its CRC/length);
-    - different damage on every request: the same with ``vary=True``.
+    - the same damage on every request (the archive's own copy fails its check):
+      ``Fault("corrupt", "oif.fits", times=None, after_bytes=5760)`` (the default ObsId 1843's
+      ``oif.fits`` then fails its FITS DATASUM/CHECKSUM in HDU 1; ``after_bytes=0`` would hit
+      ``SIMPLE`` instead) or ``Fault("corrupt", "primary/*evt2.fits.gz", times=None,
+      after_bytes=size // 2)`` (the gzip check fails: "incorrect data check", its CRC);
+    - different damage on every request (damage in transit): the same with ``vary=True``.
 
     Damage positions are counted from the first byte of each response body, so a ranged
     request is damaged at other file offsets than a whole-file one.
