@@ -194,3 +194,25 @@ def test_cli_never_prints_the_password(ftp_old, http_auth, tmp_path: Path) -> No
         if f.is_file()
     })  # fmt: skip
     assert len(list((tmp_path / "1843").rglob("*.fits*"))) == 2  # evt2 (ftp) + oif (http)
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("s3://AKID:s3cr3t@bucket/chandra/data/", "s3://AKID:***@bucket/chandra/data/"),
+        ("https://alice:p@s3cr3t@host:8443/cdaftp/", "https://alice:***@host:8443/cdaftp/"),
+        ("ftps://alice:p%40s3cr3t@host/pub/", "ftps://alice:***@host/pub/"),
+        ("ftp://alice:s3cr3t@host", "ftp://alice:***@host"),
+        ("http://alice@host/cdaftp/", "http://alice@host/cdaftp/"),  # no password: as is
+        ("https://host/a@b/c", "https://host/a@b/c"),  # '@' in the path is no userinfo
+        (
+            "see ftp://a:s3cr3t@h/x and https://b:p@s3cr3t@h/y.",
+            "see ftp://a:***@h/x and https://b:***@h/y.",
+        ),
+    ],
+)
+def test_mask_url_every_form(url: str, masked: str) -> None:
+    from chandra_download.credentials import mask_url
+
+    assert mask_url(url) == masked
+    assert "s3cr3t" not in mask_url(url)

@@ -20,6 +20,7 @@ from chandra_download.errors import (
     FileMissing,
     ObsIdNotFound,
     RangeNotSatisfiable,
+    SiteUnreachable,
     SourceError,
     TransientError,
     UnsafeEntry,
@@ -28,7 +29,7 @@ from chandra_download.simulator.faults import Fault, FaultPlan
 from chandra_download.simulator.ftp import ArchiveFTPServer
 from chandra_download.sources import choose_source
 from chandra_download.sources.ftp import FTPSource
-from chandra_download.sources.ftp_listing import parse_ls, parse_mlsd
+from chandra_download.sources.ftp_parse import parse_ls, parse_mlsd
 
 PASSWORD = "s3cr3t-P4ss"
 FILES = {
@@ -233,6 +234,19 @@ def test_truncate_and_corrupt_faults(server: ArchiveFTPServer) -> None:
         assert len(data) == len(expected) and data != expected and data[:5] == expected[:5]
 
 
+def test_corrupt_fault_same_or_varied_damage(server: ArchiveFTPServer) -> None:
+    expected = content(Path(server.root), "oif.fits")
+    with make_source(server) as src:
+        f = next(f for f in src.list_obsid(1843) if f.relpath == "oif.fits")
+        for vary, distinct in ((False, 1), (True, 3)):
+            server.faults.add(Fault("corrupt", "oif.fits", times=3, vary=vary))
+            got = set()
+            for _ in range(3):
+                with src.open(f) as body:
+                    got.add(read_all(body))
+            assert len(got) == distinct and expected not in got
+
+
 @pytest.mark.parametrize(
     ("status", "error"), [(450, TransientError), (421, TransientError), (550, FileMissing)]
 )
@@ -302,15 +316,21 @@ def test_ftps_with_trusted_ca(archive: Path) -> None:
             assert len(src.list_obsid(1843)) == len(FILES)
 
 
-def test_connection_refused_is_transient() -> None:
+def test_refused_on_first_contact_is_unreachable_then_transient(archive: Path) -> None:
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     src = FTPSource(f"ftp://127.0.0.1:{port}/", SessionConfig(timeout=2), None)
-    with pytest.raises(TransientError):
+    with pytest.raises(SiteUnreachable, match=f"cannot reach 127.0.0.1:{port}"):
         src.list_obsid(1843)
+    with ArchiveFTPServer(archive) as srv:  # once the site has answered...
+        src = make_source(srv)
+        assert src.list_obsid(1843)
+    with src, pytest.raises(TransientError) as info:
+        src.list_obsid(1843)  # (the server is gone now)
+    assert not isinstance(info.value, SiteUnreachable)  # ...a refusal keeps the retries
 
 
 def test_server_stats_peak_connections(server: ArchiveFTPServer) -> None:
@@ -365,3 +385,18 @@ def test_size_command_when_listing_gave_none(server: ArchiveFTPServer) -> None:
             )
         with pytest.raises(FileMissing):
             src.size(replace(g, url=g.url + "-gone"))
+
+
+def test_huge_listing_is_refused_and_the_connection_dropped(
+    server: ArchiveFTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chandra_download.sources import ftp_walk
+
+    with make_source(server) as src:
+        monkeypatch.setattr(ftp_walk, "MAX_LISTING_BYTES", 200)
+        with pytest.raises(SourceError, match="larger than") as info:
+            src.list_obsid(1843)
+        assert not isinstance(info.value, TransientError)
+        assert src.idle_count() == 0  # mid-transfer: never pooled
+        monkeypatch.undo()
+        assert len(src.list_obsid(1843)) == len(FILES)

@@ -8,7 +8,13 @@ import pytest
 
 from chandra_download.simulator import iter_files
 from chandra_download.simulator.http import apache_listing
-from chandra_download.sources.listing import ListingEntry, parse_listing, parse_size
+from chandra_download.sources.listing import (
+    ListingEntry,
+    parse_listing,
+    parse_page,
+    parse_size,
+    size_ceiling,
+)
 
 PAGE_URL = "https://cxc.cfa.harvard.edu/cdaftp/byobsid/3/1843/"
 
@@ -193,3 +199,38 @@ def test_simulator_pages_round_trip(archive_root):
 )
 def test_parse_size(text, want):
     assert parse_size(text) == want
+
+
+def test_a_file_and_a_directory_of_one_name_are_both_kept():
+    page = '<a href="oif.fits">oif.fits</a> 12K <a href="oif.fits/">oif.fits/</a>'
+    entries, _ = parse_listing(page, PAGE_URL)
+    assert sorted((e.name, e.is_dir) for e in entries) == [("oif.fits", False), ("oif.fits", True)]
+
+
+@pytest.mark.parametrize(
+    ("page", "is_index"),
+    [
+        (APACHE_24, True),
+        ("<html><title>Index of /x/</title><a href='a.fits'>a</a></html>", True),  # nginx
+        ('<a href="../">../</a><a href="a.fits">a.fits</a>', True),  # a parent link
+        ("<html><title>Welcome</title><a href='help.html'>help</a></html>", False),
+        ("<html><title>200 Service Unavailable</title><h1>Try later</h1></html>", False),
+    ],
+)
+def test_pages_that_are_not_directory_indexes_say_so(page, is_index):
+    assert parse_page(page, PAGE_URL).is_index is is_index
+
+
+@pytest.mark.parametrize(
+    ("text", "low", "high"),
+    [
+        ("1.0K", 1024, 2048),  # at least 1 KiB above what is shown
+        ("2.1M", int(2.15 * 1024**2), int(2.2 * 1024**2) + 1),
+        ("12K", int(12.5 * 1024), 13 * 1024 + 1024 + 1),
+        ("1.2G", int(1.25 * 1024**3), int(1.3 * 1024**3) + 1),
+    ],
+)
+def test_size_ceiling_covers_the_rounding_and_no_more(text, low, high):
+    """The most bytes a rounded size can stand for: above every size it rounds from."""
+    assert low <= size_ceiling(text) <= high
+    assert size_ceiling("-") is None

@@ -31,6 +31,7 @@ from chandra_download.errors import (
     FileMissing,
     ObsIdNotFound,
     RangeNotSatisfiable,
+    SiteUnreachable,
     SourceError,
     TransientError,
     UnsafeEntry,
@@ -103,6 +104,14 @@ def test_listing_paginates(source: S3Source) -> None:
     assert len(files) == MANY
     assert {f.relpath for f in files} == {f"secondary/f{i:04d}.fits" for i in range(MANY)}
     assert all(f.size == int(f.relpath[-9:-5]) % 7 for f in files)
+
+
+def test_listing_is_bounded(source: S3Source, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chandra_download.sources import s3
+
+    monkeypatch.setattr(s3, "MAX_KEYS", 2)
+    with pytest.raises(SourceError, match="more than 2 objects"):
+        source.list_obsid(1843)
 
 
 def test_prefix_does_not_match_longer_obsid(source: S3Source) -> None:
@@ -194,14 +203,34 @@ def test_concurrent_opens(source: S3Source, tree: dict[str, bytes]) -> None:
         assert got == data[off:]
 
 
-def test_connection_refused_is_transient(tmp_path: Path) -> None:
+def test_refused_on_first_contact_is_unreachable(tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     cfg = SessionConfig(endpoint_url=f"http://127.0.0.1:{port}", timeout=2, retries=0)
     with S3Source("s3://nasa-heasarc/chandra/data/", cfg) as src:
+        with pytest.raises(SiteUnreachable, match="cannot reach"):
+            src.list_obsid(1843)
+
+
+def test_refused_after_the_site_answered_is_transient(fault_server: Any) -> None:
+    """Once the endpoint has answered, a refused connection keeps the retry policy."""
+    from chandra_download.simulator.proxy import FaultProxy
+
+    plan = FaultPlan()
+    proxy = FaultProxy(
+        fault_server.moto_endpoint_url, plan, fault_server.bucket, fault_server.prefix
+    ).start()
+    cfg = SessionConfig(endpoint_url=proxy.url, timeout=2, retries=0)
+    with S3Source(fault_server.base_url, cfg) as src:
+        assert src.list_obsid(1843)
+        plan.add(Fault("drop", "byobsid/3/1843/"))  # ends the pooled keep-alive connection
+        proxy.stop()
         with pytest.raises(TransientError):
             src.list_obsid(1843)
+        with pytest.raises(TransientError, match="127.0.0.1") as info:
+            src.list_obsid(1843)  # a new connection, refused
+        assert not isinstance(info.value, SiteUnreachable)
 
 
 # ---------------------------------------------------------------- error mapping, no server
@@ -336,7 +365,8 @@ def test_fault_ranges_and_traversal(faulty: tuple[S3Source, FaultPlan], tree: di
     plan.add(Fault("ignore_range", "*evt2*"))
     assert read_all(src, f, 1000) == (0, len(data), data)
     plan.add(Fault("wrong_content_range", "*evt2*"))
-    assert read_all(src, f, 1000) == (500, len(data), data[500:])
+    with pytest.raises(TransientError, match="does not start at the requested byte 1000"):
+        src.open(f, 1000)  # a 206 for other bytes than asked: none of it is used
     plan.add(Fault("traversal", "byobsid/3/1843/"))
     with pytest.raises(UnsafeEntry):
         src.list_obsid(1843)
@@ -345,3 +375,26 @@ def test_fault_ranges_and_traversal(faulty: tuple[S3Source, FaultPlan], tree: di
         "wrong_content_range",
         "traversal",
     ]
+
+
+@pytest.mark.parametrize("how", ["SSL_CERT_FILE", "ca_bundle", "neither"])
+def test_tls_trusts_ssl_cert_file_and_ca_bundle(
+    archive_https: Any, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """An HTTPS endpoint signed by a private CA: trusted through $SSL_CERT_FILE or ca_bundle,
+    as the HTTP and FTP sources do; refused otherwise. (The endpoint is the HTTPS archive
+    simulator, not an S3 store: past TLS, any S3 error will do.)"""
+    endpoint = archive_https.base_url.split("/cdaftp/")[0]
+    if how == "SSL_CERT_FILE":
+        monkeypatch.setenv("SSL_CERT_FILE", archive_https.ca_file)
+    cfg = SessionConfig(
+        endpoint_url=endpoint,
+        timeout=5,
+        retries=0,
+        ca_bundle=archive_https.ca_file if how == "ca_bundle" else None,
+    )
+    with S3Source("s3://bucket/chandra/data/", cfg) as src:
+        with pytest.raises(SourceError) as info:
+            src.list_obsid(1843)
+    tls_failed = "TLS" in str(info.value) or "SSL" in str(info.value)
+    assert tls_failed is (how == "neither"), info.value

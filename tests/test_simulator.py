@@ -425,3 +425,49 @@ def test_serve_command(archive_root):
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
+
+
+def test_corrupt_same_damage_every_time_or_varied(archive_http, archive_root):
+    """Issue 11's faults: the archive's own bad copy (same bytes each time) and damage in
+    transit (other bytes each time)."""
+    data = local(archive_root, EVT1)
+    plan = archive_http.faults
+    plan.add(Fault("corrupt", "*evt1*", times=2))
+    first, second = request(archive_http, EVT1)[1], request(archive_http, EVT1)[1]
+    assert first == second != data and len(first) == len(data)
+    plan.add(Fault("corrupt", "*evt1*", times=3, vary=True))
+    bodies = [request(archive_http, EVT1)[1] for _ in range(3)]
+    assert len(set(bodies)) == 3 and data not in bodies
+    assert all(len(b) == len(data) for b in bodies)
+    assert len(plan) == 0  # a vary fault's uses are counted on the fault itself
+
+
+def test_hostile_http_faults(archive_http, archive_root):
+    data = local(archive_root, EVT1)
+    plan = archive_http.faults
+    plan.add(Fault("redirect_loop", "*evt1*"))
+    resp, body = request(archive_http, EVT1)
+    assert resp.status == 302 and resp.getheader("Location").endswith(EVT1)
+    plan.add(Fault("endless", "*evt1*", after_bytes=len(data) + 5000))
+    resp, body = request(archive_http, EVT1)
+    assert resp.status == 200 and resp.getheader("Content-Length") is None
+    assert len(body) == len(data) + 5000 and body.startswith(data)
+    plan.add(Fault("lying_range", "*evt1*"))
+    resp, body = request(archive_http, EVT1, {"Range": "bytes=1000-1999"})
+    assert resp.status == 206 and resp.getheader("Content-Range") == f"bytes 1000-1999/{len(data)}"
+    assert body == data[:1000]
+    plan.add(Fault("trickle", "*evt1*", seconds=0.2))
+    t0 = time.monotonic()
+    resp, body = request(archive_http, EVT1, {"Range": "bytes=0-2"})
+    assert body == data[:3] and time.monotonic() - t0 >= 0.55
+    assert [k for _, _, k in plan.fired] == ["redirect_loop", "endless", "lying_range", "trickle"]
+
+
+def test_dup_dir_fault_in_listing(archive_http):
+    archive_http.faults.add(Fault("dup_dir", "byobsid/3/1843/", entries=("oif.fits",)))
+    page = request(archive_http, "byobsid/3/1843/")[1].decode()
+    assert 'href="oif.fits"' in page and 'href="oif.fits/"' in page
+    assert 'href="00README/"' not in page
+    archive_http.faults.add(Fault("dup_dir", "byobsid/3/1843/"))  # default: every file
+    page = request(archive_http, "byobsid/3/1843/")[1].decode()
+    assert 'href="oif.fits/"' in page and 'href="00README/"' in page

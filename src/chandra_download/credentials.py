@@ -74,13 +74,20 @@ def netrc_credentials(host: str) -> Credentials | None:
     return Credentials(login or "anonymous", password or "")
 
 
+# The userinfo of a URL in any text: up to the LAST "@" before the authority ends, so that a
+# raw "@" in a password is masked too ("https://u:p@ss@host/" -> "https://u:***@host/").
 _USERINFO = re.compile(
-    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@"
+    r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/?#@\s]*):(?P<pw>[^/?#\s]*)@"
 )
 
 
 def mask_url(url: str) -> str:
-    """Replace any password in a URL with ``***`` (user names are kept; they help debugging)."""
+    """Replace any password in a URL (or in URLs inside a text) with ``***``.
+
+    Works for every scheme (``https``, ``ftp``, ``ftps``, ``s3``...), percent-encoded or raw
+    ``@`` in the password, and userinfo without a password (left as is: a user name alone is
+    not a secret, and it helps debugging).
+    """
     return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url)
 
 

@@ -15,6 +15,14 @@ class SourceError(ChandraDownloadError):
     """A permanent failure talking to a site (retrying will not help)."""
 
 
+class SiteUnreachable(SourceError):
+    """The site could not be reached at all on first contact (DNS failure, connection refused).
+
+    Not retried: a fallback list moves on to its next site at once. Failures after the site
+    has answered once are ``TransientError`` and keep the retry policy.
+    """
+
+
 class TransientError(SourceError):
     """A failure worth retrying: dropped connection, timeout, 5xx, throttling.
 
@@ -24,6 +32,11 @@ class TransientError(SourceError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ContentRangeMismatch(TransientError):
+    """A 206 whose ``Content-Range`` does not answer the ranged request: none of its bytes are
+    used. Retrying the same range may meet the same server; fetching from 0 avoids ranges."""
 
 
 class AuthError(SourceError):

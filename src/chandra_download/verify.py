@@ -25,6 +25,9 @@ _END_CARD = b"END" + b" " * 77
 _MAX_HEADER = 16 * 1024 * 1024
 _SIZE_KEYS = {"BITPIX", "NAXIS", "PCOUNT", "GCOUNT", "GROUPS"}
 _SUM_KEYS = {"CHECKSUM", "DATASUM"}
+# Inflated bytes still checked by the gzip pass after the FITS check failed: enough to reach
+# the CRC of a small damaged file, bounded so that a gzip bomb costs milliseconds.
+_LOOKAHEAD = 16 * 1024 * 1024
 
 
 def is_fits_name(name: str) -> bool:
@@ -252,8 +255,10 @@ def _data_size(cards: dict[str, object], *, first: bool, error) -> int:
 def check_file(path: Path, name: str, *, checksums: bool = True) -> list[str]:
     """Run every check that applies to a file in one pass; return the names of the checks.
 
-    ``name`` is the archive name (the path may be a temporary ``.part``). A damaged gzip
-    stream is reported as such even when the FITS sums inside it fail first.
+    ``name`` is the archive name (the path may be a temporary ``.part``). Checks stop at the
+    first failure, so a gzip bomb whose FITS stream fails early is not inflated to its end;
+    only a short look-ahead (``_LOOKAHEAD`` inflated bytes) lets damage to the gzip stream
+    near that point be reported as such, its root cause.
     """
     if not checksums:
         return []
@@ -263,18 +268,23 @@ def check_file(path: Path, name: str, *, checksums: bool = True) -> list[str]:
     base = Path(name).name
     reader = FitsStream(base) if fits else None
     fits_error: VerificationError | None = None
+    ahead = 0
     with open(path, "rb") as fh:
         chunks = _gunzip(_read(fh), base) if gz else _read(fh)
         for chunk in chunks:
-            if reader and not fits_error:
+            if fits_error is not None:
+                ahead += len(chunk)
+                if ahead > _LOOKAHEAD:
+                    break
+            elif reader is not None:
                 try:
                     reader.feed(chunk)
                 except VerificationError as exc:
                     if not gz:
                         raise
-                    fits_error = exc  # finish the gzip pass: its verdict is the root cause
-    if reader and not fits_error:
-        reader.close()
+                    fits_error = exc
     if fits_error:
         raise fits_error
+    if reader:
+        reader.close()
     return [c for c, on in (("gzip", gz), ("fits", fits)) if on]

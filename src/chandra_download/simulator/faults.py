@@ -13,8 +13,8 @@ from __future__ import annotations
 import fnmatch
 import re
 import threading
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 __all__ = [
@@ -22,8 +22,10 @@ __all__ = [
     "TRAVERSAL_ENTRIES",
     "Fault",
     "FaultPlan",
+    "ENDLESS_CAP",
     "corrupt_bytes",
     "cut_length",
+    "endless_body",
     "split_obsid_path",
 ]
 
@@ -35,9 +37,17 @@ FAULT_KINDS: tuple[str, ...] = (
     "wrong_content_range",  # 206 with data from another offset and a mismatching range
     "truncate",  # announce the full length, send `after_bytes` (0: half), close cleanly
     "html",  # 200 text/html error page instead of the file
-    "corrupt",  # flip a few body bytes, same length
+    "corrupt",  # flip a few body bytes, same length (`vary`: other bytes on each request)
     "traversal",  # listings gain malicious entries (`entries`)
+    "endless",  # 200 with no Content-Length and a body that never ends (capped: `after_bytes`)
+    "trickle",  # honest headers, then one body byte every `seconds` (slowloris)
+    "dup_dir",  # listings also show files (`entries`, default all) as directories of that name
+    "lying_range",  # 206 whose Content-Range claims the requested range; bytes from offset 0
+    "redirect_loop",  # 302 back to the same URL, with a body ("moved elsewhere")
 )
+
+#: Bytes an ``endless`` body sends when the fault's ``after_bytes`` is 0, so tests end.
+ENDLESS_CAP = 64 * 1024 * 1024
 
 # Names a hostile server could list; a client must never write outside its output directory.
 TRAVERSAL_ENTRIES: tuple[str, ...] = (
@@ -80,17 +90,40 @@ class Fault:
     times : int or None
         How many requests it affects; None for every matching request.
     after_bytes : int
-        For drop/stall/truncate/corrupt: body bytes sent before the fault acts.
+        For drop/stall/truncate/corrupt: body bytes sent before the fault acts. For
+        ``endless``: the body bytes sent before the server gives up (0: ``ENDLESS_CAP``).
     status : int
         Status code of a ``status`` fault.
     retry_after : int or None
         ``Retry-After`` seconds of a ``status`` fault.
     seconds : float
-        Duration of a ``stall``.
+        Duration of a ``stall``; for ``trickle`` the pause before each byte (0: 1 s).
     entries : tuple of str
-        Entries a ``traversal`` fault adds to listings.
+        Entries a ``traversal`` fault adds to listings. For ``dup_dir``: the file names also
+        listed as directories (left at the default: every file of the listed directory).
     protocols : tuple of str or None
         Restrict to these protocols (``"http"``, ``"ftp"``, ``"s3"``); None for all.
+    vary : bool
+        For ``corrupt``: damage other bytes on each request (damage in transit), instead of
+        the same bytes every time (an archive copy that fails its check). Each use of the fault
+        gets its own ``seed``.
+    seed : int
+        Set by :meth:`FaultPlan.match` on each use of a ``vary`` fault; moves the damage.
+
+    Notes
+    -----
+    Corrupt files for the "kept as served" rule (issue 11), over HTTP, FTP and S3. A
+    ``corrupt`` fault flips the bytes at ``after_bytes``, mid-body and the last one:
+
+    - the same damage on every request (the archive's own copy fails its check):
+      ``Fault("corrupt", "oif.fits", times=None, after_bytes=5760)`` (the default ObsId 1843's
+      ``oif.fits`` then fails its FITS DATASUM/CHECKSUM in HDU 1; ``after_bytes=0`` would hit
+      ``SIMPLE`` instead) or ``Fault("corrupt", "primary/*evt2.fits.gz", times=None,
+      after_bytes=size // 2)`` (the gzip check fails: "incorrect data check", its CRC);
+    - different damage on every request (damage in transit): the same with ``vary=True``.
+
+    Damage positions are counted from the first byte of each response body, so a ranged
+    request is damaged at other file offsets than a whole-file one.
     """
 
     kind: str
@@ -102,6 +135,8 @@ class Fault:
     seconds: float = 0.0
     entries: tuple[str, ...] = field(default=TRAVERSAL_ENTRIES)
     protocols: tuple[str, ...] | None = None
+    vary: bool = False
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -151,6 +186,7 @@ class FaultPlan:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
         self._fired: list[tuple[str, str, str]] = []
+        self._uses = 0  # seeds of ``vary`` faults: one per use
         for f in faults:
             self.add(f)
 
@@ -208,6 +244,9 @@ class FaultPlan:
                     if fault.times == 0:
                         del self._faults[i]
                 self._fired.append((protocol, path, fault.kind))
+                if fault.vary:
+                    self._uses += 1
+                    return replace(fault, seed=self._uses, times=1)
                 return fault
         return None
 
@@ -216,8 +255,11 @@ class FaultPlan:
             return len(self._faults)
 
 
-def corrupt_bytes(data: bytes, offset: int, total: int, after_bytes: int) -> bytes:
+def corrupt_bytes(data: bytes, offset: int, total: int, after_bytes: int, seed: int = 0) -> bytes:
     """Flip bytes of a body chunk: one at ``after_bytes``, one mid-body, the last one.
+
+    With a ``seed`` (a ``vary`` fault) the mid-body byte moves by ``seed``, so each request's
+    damage differs; with the same seed the damage is the same.
 
     Parameters
     ----------
@@ -229,8 +271,10 @@ def corrupt_bytes(data: bytes, offset: int, total: int, after_bytes: int) -> byt
         Length of the whole body.
     after_bytes : int
         The fault's ``after_bytes``.
+    seed : int
+        The fault's ``seed``.
     """
-    targets = {min(after_bytes, total - 1), total // 2, total - 1}
+    targets = {min(after_bytes, total - 1), (total // 2 + seed) % max(total, 1), total - 1}
     hits = [t - offset for t in targets if offset <= t < offset + len(data)]
     if not hits:
         return data
@@ -238,6 +282,18 @@ def corrupt_bytes(data: bytes, offset: int, total: int, after_bytes: int) -> byt
     for h in hits:
         buf[h] ^= 0xFF
     return bytes(buf)
+
+
+def endless_body(head: bytes, cap: int) -> Iterator[bytes]:
+    """The body of an ``endless`` fault: ``head`` (the file), then filler, ``cap`` bytes in all."""
+    sent = 0
+    filler = b"endless " * 8192
+    for piece in (head, *([filler] * (cap // len(filler) + 1))):
+        piece = piece[: cap - sent]
+        if not piece:
+            return
+        sent += len(piece)
+        yield piece
 
 
 def cut_length(fault: Fault | None, total: int) -> int:

@@ -98,7 +98,7 @@ class _ShapedFile:
                 n = min(n, fault.after_bytes - self._sent)
         data = self._fd.read(n)
         if kind == "corrupt" and fault is not None and data:
-            data = corrupt_bytes(data, self._sent, self._total, fault.after_bytes)
+            data = corrupt_bytes(data, self._sent, self._total, fault.after_bytes, fault.seed)
         if link is not None and data:
             link.pace(self._h.link_state, len(data))
         self._sent += len(data)

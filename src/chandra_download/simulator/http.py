@@ -23,7 +23,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .faults import FaultPlan
+from .faults import TRAVERSAL_ENTRIES, Fault, FaultPlan
 from .http_response import (
     FILE_FAULTS,
     RANGE_FAULTS,
@@ -141,10 +141,12 @@ class _Handler(ResponseHandler):
         self._error(301, text, {"Location": location})
 
     def _listing(self, decoded: str, below: str, target: Path, query: str) -> None:
-        fault = self.sim.faults.match("http", below, FILE_FAULTS | {"traversal"})
+        fault = self.sim.faults.match("http", below, FILE_FAULTS | {"traversal", "dup_dir"})
         if fault is not None and fault.kind in ("status", "html"):
             return self._fault_status(fault)
         extra = fault.entries if fault is not None and fault.kind == "traversal" else ()
+        if fault is not None and fault.kind == "dup_dir":
+            extra = _dup_dirs(target, fault)
         body = apache_listing(decoded, target, query, extra).encode("utf-8")
         self.send_response(200)
         self.send_header("Content-Type", "text/html;charset=UTF-8")
@@ -163,6 +165,10 @@ class _Handler(ResponseHandler):
         fault = self.sim.faults.match("http", below, kinds)
         if fault is not None and fault.kind in ("status", "html"):
             return self._fault_status(fault)
+        if fault is not None and fault.kind == "redirect_loop":
+            return self._redirect_loop()
+        if fault is not None and fault.kind == "endless":
+            return self._endless(target.read_bytes(), fault)
         rng = wanted_range(range_hdr, total, fault)
         if rng == "unsatisfiable":
             unsat = {"Content-Range": f"bytes */{total}"}
@@ -178,8 +184,19 @@ class _Handler(ResponseHandler):
             self.send_header("Content-Range", f"bytes {start}-{start + length - 1}/{total}")
         self.end_headers()
         if self.command != "HEAD":
+            lying = fault is not None and fault.kind == "lying_range"
             with open(target, "rb") as f:
-                self._send(f, start, length, fault)
+                # lying_range: the header above names the requested bytes; these are others.
+                self._send(f, 0 if lying else start, length, fault)
+
+
+def _dup_dirs(directory: Path, fault: Fault) -> tuple[str, ...]:
+    """Listing entries of a ``dup_dir`` fault: files of ``directory`` shown again as
+    directories (``oif.fits/``); only those named in ``fault.entries`` unless it is the default."""
+    files = sorted(p.name for p in directory.iterdir() if p.is_file() and p.name[0] != ".")
+    if fault.entries != TRAVERSAL_ENTRIES:
+        files = [name for name in files if name in fault.entries]
+    return tuple(f"{name}/" for name in files)
 
 
 class _Server(ThreadingHTTPServer):

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .faults import Fault, corrupt_bytes, cut_length
+from .faults import ENDLESS_CAP, Fault, corrupt_bytes, cut_length, endless_body
 from .listing_html import error_page
 
 if TYPE_CHECKING:
@@ -36,9 +36,21 @@ __all__ = [
 ]
 
 #: Fault kinds that apply to any GET of a file (listings also take ``traversal``).
-FILE_FAULTS = frozenset({"status", "html", "drop", "stall", "truncate", "corrupt"})
+FILE_FAULTS = frozenset(
+    {
+        "status",
+        "html",
+        "drop",
+        "stall",
+        "truncate",
+        "corrupt",
+        "endless",
+        "trickle",
+        "redirect_loop",
+    }
+)
 #: Fault kinds that only apply to a Range request: they wait for one.
-RANGE_FAULTS = frozenset({"ignore_range", "wrong_content_range"})
+RANGE_FAULTS = frozenset({"ignore_range", "wrong_content_range", "lying_range"})
 
 Range = tuple[int, int] | str | None
 
@@ -157,9 +169,42 @@ class ResponseHandler(BaseHTTPRequestHandler):
         extra = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
         self._error(fault.status, "", extra)
 
+    def _redirect_loop(self) -> None:
+        """A ``redirect_loop`` fault: 302 to this very URL, with a body a client must not keep."""
+        body = b"moved elsewhere\n"
+        self._reply(302, body, "text/plain", {"Location": self.path})
+
+    def _endless(self, head: bytes, fault: Fault) -> None:
+        """An ``endless`` fault: 200, no Content-Length, ``head`` then filler until the cap."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        if self.command == "HEAD":
+            return
+        for piece in endless_body(head, fault.after_bytes or ENDLESS_CAP):
+            if self.sim._stopping.is_set():
+                return
+            self.wfile.write(piece)
+            self.sim.stats.add_bytes(len(piece))
+
+    def _trickle(self, src: Any, start: int, length: int, fault: Fault) -> None:
+        """A ``trickle`` fault: one body byte every ``fault.seconds`` (1 s when 0)."""
+        src.seek(start)
+        for _ in range(length):
+            if self.sim._stopping.wait(fault.seconds or 1.0):
+                self.close_connection = True
+                return
+            self.wfile.write(src.read(1))
+            self.wfile.flush()
+            self.sim.stats.add_bytes(1)
+
     def _send(self, src: Any, start: int, length: int, fault: Fault | None) -> None:
         """Send a body (bytes or an open file), applying link pacing and body faults."""
         sim, sock = self.sim, self.connection
+        if fault is not None and fault.kind == "trickle" and not isinstance(src, bytes):
+            return self._trickle(src, start, length, fault)
         if fault is None and not sim.tls and not sim.link.throttled and not isinstance(src, bytes):
             sent = sock.sendfile(src, start, length) if length else 0
             sim.stats.add_bytes(sent)
@@ -181,7 +226,7 @@ class ResponseHandler(BaseHTTPRequestHandler):
             if not data:
                 break
             if fault is not None and fault.kind == "corrupt":
-                data = corrupt_bytes(data, pos, length, fault.after_bytes)
+                data = corrupt_bytes(data, pos, length, fault.after_bytes, fault.seed)
             sim.link.pace(self.conn_link, len(data))
             self.wfile.write(data)
             sim.stats.add_bytes(len(data))

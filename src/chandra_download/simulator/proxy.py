@@ -9,7 +9,7 @@ faults. Kinds, as in ``faults.py``:
 ``drop``          real headers, ``after_bytes`` of the body, then a TCP reset (0: no response)
 ``truncate``      announce the full length, send part of the body, close cleanly
 ``stall``         wait ``seconds`` after ``after_bytes`` body bytes, then go on
-``corrupt``       flip a few body bytes, same length
+``corrupt``       flip a few body bytes, same length (``vary``: other bytes on each request)
 ``ignore_range``  forward without ``Range``: 200 and the whole object
 ``wrong_content_range``  a ranged GET answered from half the requested offset (truthful
                   ``Content-Range``, so the data does not start where the client asked)
@@ -184,7 +184,7 @@ class FaultProxy:
                 req.wfile.flush()
                 return _reset(req) if kind == "drop" else None
             if fault is not None and kind == "corrupt" and total:
-                chunk = corrupt_bytes(chunk, pos, total, after)
+                chunk = corrupt_bytes(chunk, pos, total, after, fault.seed)
             if fault is not None and kind == "stall" and after > 0 and pos < after <= end:
                 req.wfile.write(chunk[: after - pos])
                 req.wfile.flush()

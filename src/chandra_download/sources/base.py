@@ -7,7 +7,7 @@ import unicodedata
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from ..errors import UnsafeEntry
+from ..errors import SourceError, UnsafeEntry
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,8 @@ class RemoteFile:
         POSIX path relative to the ObsId directory, e.g. ``primary/acisf01843N003_evt2.fits.gz``.
         Always checked by :func:`check_relpath`.
     size : int or None
-        Exact size in bytes when the listing gives it (FTP, S3, local); None for HTTP listings.
+        Exact size in bytes when the listing gives it (FTP, S3, local), else None (HTTP
+        listings): never a rounded value. ``Source.size`` gives the exact size in every case.
     approx_size : int or None
         A rounded size from an HTML listing (``2.1M``), for ordering and estimates only.
     url : str
@@ -44,8 +45,12 @@ class Body(ABC):
     """An open stream of one file's bytes, from ``start`` on.
 
     ``start`` is where the data really begins: the requested offset, or 0 when the server
-    ignored it. ``total`` is the whole file's size when the site told it. ``end`` is where the
-    data stops when the site honoured a bounded range, else None (it runs to the end).
+    ignored the range and sent the whole file (an HTTP 200); never any other value. ``total``
+    is the whole file's exact size when the site stated it (else None). ``end`` (exclusive) is
+    where the data stops when the site honoured a bounded range, else None (it runs to the end
+    of the file). A body never yields more bytes than the site announced (its
+    ``Content-Length`` or ``SIZE``) or, with no announced length, than the listing's rounded
+    size allows: past that, ``read`` raises SourceError.
     """
 
     start: int = 0
@@ -70,13 +75,15 @@ class Source(ABC):
     """A site holding ``byobsid/<digit>/<obsid>/`` trees. Must be safe to use from many threads.
 
     Implementations raise ``ObsIdNotFound`` for a missing ObsId, ``AuthError`` for refused
-    credentials, ``TransientError`` for retryable failures and ``SourceError`` otherwise; no
-    message may contain a password.
+    credentials, ``SiteUnreachable`` when the site cannot be reached on first contact in this
+    session (DNS failure, connection refused), ``TransientError`` for retryable failures
+    (``ContentRangeMismatch`` for a ranged answer that does not match the request) and
+    ``SourceError`` otherwise; no message, label, URL or ``repr`` may contain a password.
     """
 
     #: Display form of the site (password masked).
     label: str = ""
-    #: True when list_obsid gives exact sizes (so no request is needed to plan a file).
+    #: True when list_obsid gives exact sizes, so ``size()`` never makes a request.
     exact_sizes: bool = True
 
     @abstractmethod
@@ -89,13 +96,20 @@ class Source(ABC):
 
         ``end`` (exclusive) is a hint for ranged parts: a site may stop there (and say so in
         ``Body.end``) or send on to the end of the file; the reader stops at ``end`` anyway.
-        Raises ``RangeNotSatisfiable`` when offset is at or past the end of the file.
+        A site may also ignore the offset and send the whole file (``Body.start`` 0). Raises
+        ``RangeNotSatisfiable`` (with the file's size in ``total`` when known) when offset is
+        at or past the end of the file, and ``ContentRangeMismatch`` when the site answered
+        with other bytes than those asked for.
         """
 
     def size(self, f: RemoteFile) -> int:
-        """Exact size of a file (only called when ``f.size`` is None, e.g. for ``--list``)."""
+        """The exact size of a file, for every source: the listing's when exact (FTP, S3,
+        local), else one the site stated in an earlier response, else asked for (HTTP HEAD).
+
+        Raises ``SourceError`` (or a subclass) when the site cannot tell it.
+        """
         if f.size is None:
-            raise NotImplementedError
+            raise SourceError(f"{f.relpath}: the site did not give an exact size")
         return f.size
 
     def close(self) -> None:  # noqa: B027 - optional for sources with nothing to release

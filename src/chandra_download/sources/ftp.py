@@ -19,20 +19,13 @@ from ..errors import (
     FileMissing,
     ObsIdNotFound,
     RangeNotSatisfiable,
+    SiteUnreachable,
     SourceError,
     TransientError,
 )
 from .base import Body, RemoteFile, Source, obsid_dir
-from .ftp_listing import (
-    FTPTLS,
-    Conn,
-    ListingMixin,
-    abort_transfer,
-    discard,
-    keeps_sync,
-    reply_code,
-    tls_context,
-)
+from .ftp_conn import FTPTLS, Conn, abort_transfer, discard, keeps_sync, reply_code, tls_context
+from .ftp_walk import ListingMixin, ListingTooLarge
 
 __all__ = ["FTPSource", "tls_context"]
 
@@ -82,6 +75,7 @@ class FTPSource(ListingMixin, Source):
         self._closed = False
         self._home: str | None = None
         self._mlsd: bool | None = None  # None: not tried yet
+        self._answered = False  # has the server greeted us once? (else: SiteUnreachable)
         self.logins = 0
 
     # -- connections ---------------------------------------------------------------------------
@@ -92,7 +86,7 @@ class FTPSource(ListingMixin, Source):
         t = self._config.timeout
         ftp = FTPTLS(context=self._ctx, timeout=t) if self._ctx else ftplib.FTP(timeout=t)
         try:
-            ftp.connect(self._host, self._port)
+            self._greet(ftp)
             try:
                 ftp.login(self._user, self._password)
             except ftplib.error_perm as exc:
@@ -115,6 +109,18 @@ class FTPSource(ListingMixin, Source):
         with self._lock:
             self.logins += 1
         return Conn(ftp)
+
+    def _greet(self, ftp: ftplib.FTP) -> None:
+        """Connect and read the greeting. A site that never answered in this session and
+        cannot be reached (DNS failure, refused, connect timeout) is SiteUnreachable."""
+        try:
+            ftp.connect(self._host, self._port)
+        except (OSError, EOFError) as exc:
+            if self._answered:
+                raise
+            why = self._scrub(str(exc) or type(exc).__name__)
+            raise SiteUnreachable(f"cannot reach {self._host}:{self._port}: {why}") from None
+        self._answered = True
 
     def _acquire(self) -> Conn:
         with self._lock:
@@ -175,6 +181,8 @@ class FTPSource(ListingMixin, Source):
         if isinstance(exc, ChandraDownloadError):
             return exc
         text = self._scrub(str(exc) or type(exc).__name__)
+        if isinstance(exc, ListingTooLarge):
+            return SourceError(f"FTP server at {self._host}: {text}")
         where = f"{what} at {self._host}"
         if isinstance(exc, ftplib.error_perm):
             code = reply_code(exc)
@@ -292,6 +300,12 @@ class _FTPBody(Body):
             ) from None
         if data:
             self._received += len(data)
+            if self.start + self._received > self.total:
+                self._state = "broken"
+                raise SourceError(
+                    f"FTP transfer of {self._url}: the server sent more than the "
+                    f"{self.total} bytes its SIZE stated; the transfer was cut"
+                )
             return data
         self._finish()
         return b""

@@ -10,54 +10,36 @@ from urllib.parse import quote, urlsplit
 
 import certifi
 import urllib3
-from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError, SSLError
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, MaxRetryError, SSLError
 
 from .._version import __version__
 from ..config import SessionConfig
 from ..credentials import Credentials, scrub
 from ..errors import (
     AuthError,
+    ContentRangeMismatch,
     FileMissing,
     ObsIdNotFound,
     RangeNotSatisfiable,
+    SiteUnreachable,
     SourceError,
     TransientError,
+    UnsafeEntry,
 )
 from .base import Body, RemoteFile, Source, obsid_dir
-from .listing import parse_listing
+from .http_body import HTTPBody, read_capped
+from .listing import DirectoryPage, ListingEntry, parse_page
+from .wire import check_content_range, parse_content_range, parse_retry_after, range_header
 
-_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
-_UNSATISFIED = re.compile(r"bytes\s+\*/(\d+)")
 USER_AGENT = f"chandra-download/{__version__}"
-
-
-class _HTTPBody(Body):
-    def __init__(self, resp: urllib3.BaseHTTPResponse, start: int, total: int | None, secrets):
-        self._resp = resp
-        self.start = start
-        self.total = total
-        self._secrets = secrets
-        self._eof = False
-
-    def read(self, n: int) -> bytes:
-        try:
-            # read1: what has arrived, up to n. read(n) would block until n bytes came, so a
-            # broken connection lost a whole chunk and Ctrl-C waited for it on slow links.
-            data = self._resp.read1(n, decode_content=False)
-        except (HTTPError, OSError) as exc:
-            self._resp.close()
-            raise TransientError(
-                scrub(f"connection broke during transfer: {exc}", self._secrets)
-            ) from None
-        if not data:
-            self._eof = True
-        return data
-
-    def close(self) -> None:
-        # A half-read body cannot go back to the pool; closing drops that one connection.
-        if not self._eof:
-            self._resp.close()
-        self._resp.release_conn()
+MAX_REDIRECTS = 5
+#: A listing page larger than this is refused (parsing stays in bounded memory).
+MAX_LISTING_BYTES = 64 * 1024 * 1024
+ARCHIVE_BASE_EXAMPLE = "https://cxc.cfa.harvard.edu/cdaftp/"
+#: Deepest sub-directory level and most entries of one ObsId (a hostile site could list an
+#: endless tree); far beyond the archive's 2 levels and few hundred files.
+MAX_DEPTH = 16
+MAX_ENTRIES = 1_000_000
 
 
 class HTTPSource(Source):
@@ -88,6 +70,10 @@ class HTTPSource(Source):
                 urllib3.make_headers(basic_auth=f"{credentials.username}:{credentials.password}")
             )
         self._pool = self._make_pool()
+        self._answered = False  # has the site answered once? (else: SiteUnreachable)
+        self._sizes: dict[str, int] = {}  # URL -> exact size a response stated
+        self._ceilings: dict[str, int] = {}  # URL -> most bytes its listed size allows
+        self._base_hint: str | None = None  # see _hint()
         self._lister = ThreadPoolExecutor(max_workers=min(8, config.jobs + 1))
 
     def _make_pool(self) -> urllib3.PoolManager:
@@ -104,7 +90,7 @@ class HTTPSource(Source):
                 read=0,
                 status=0,
                 other=0,
-                redirect=5,
+                redirect=MAX_REDIRECTS,
                 raise_on_redirect=False,
                 raise_on_status=False,
             ),
@@ -125,7 +111,7 @@ class HTTPSource(Source):
     # -- requests -------------------------------------------------------------------------
     def _request(self, method: str, url: str, headers: dict | None = None, stream: bool = True):
         try:
-            return self._pool.request(
+            resp = self._pool.request(
                 method,
                 url,
                 # urllib3 replaces (not merges) the pool's headers when a request has its own:
@@ -139,6 +125,8 @@ class HTTPSource(Source):
             raise self._connection_error(url, exc.reason) from None
         except (HTTPError, OSError) as exc:
             raise self._connection_error(url, exc) from None
+        self._answered = True
+        return resp
 
     def _connection_error(self, url: str, exc: object) -> SourceError:
         host = urlsplit(url).netloc
@@ -150,17 +138,29 @@ class HTTPSource(Source):
                     self._secrets,
                 )
             )
-        if isinstance(exc, NewConnectionError):
-            return TransientError(scrub(f"cannot connect to {host}: {exc}", self._secrets))
+        if isinstance(exc, ConnectTimeoutError):  # (NewConnectionError is one too)
+            why = _connect_reason(exc)
+            if not self._answered:
+                # Never answered in this session: DNS failure, refused, no route. Retrying
+                # will not help; a fallback list moves on at once.
+                return SiteUnreachable(scrub(f"cannot reach {host}: {why}", self._secrets))
+            return TransientError(scrub(f"cannot connect to {host}: {why}", self._secrets))
         return TransientError(scrub(f"request to {host} failed: {exc}", self._secrets))
 
     def _check_status(self, resp, url: str, what: str) -> None:
         status = resp.status
-        if status < 400:
+        if status < 300:
             return
         resp.drain_conn()
         resp.release_conn()
         shown = scrub(url, self._secrets)
+        if status < 400:
+            # urllib3 followed MAX_REDIRECTS and gave back the last 3xx: its body is not data.
+            if resp.headers.get("Location"):
+                raise SourceError(
+                    f"{what}: too many redirects (more than {MAX_REDIRECTS}) from {shown}"
+                )
+            raise SourceError(f"{what}: HTTP {status} without a Location at {shown}")
         if status in (401, 403):
             raise AuthError(f"{what}: access refused by the server (HTTP {status}) at {shown}")
         if status == 404:
@@ -168,63 +168,113 @@ class HTTPSource(Source):
         if status == 429 or status >= 500 or status == 408:
             raise TransientError(
                 f"{what}: server answered HTTP {status} at {shown}",
-                retry_after=_retry_after(resp.headers.get("Retry-After")),
+                retry_after=parse_retry_after(resp.headers.get("Retry-After")),
             )
         raise SourceError(f"{what}: server answered HTTP {status} at {shown}")
 
     # -- listing --------------------------------------------------------------------------
-    def _list_dir(self, url: str) -> tuple[list, list[str]]:
-        resp = self._request("GET", url, stream=False)
+    def _list_dir(self, url: str) -> DirectoryPage:
+        resp = self._request("GET", url)
         self._check_status(resp, url, "listing")
         ctype = resp.headers.get("Content-Type", "")
         if "html" not in ctype:
+            resp.close()  # unread: the connection cannot go back to the pool
+            resp.release_conn()
+            raise SourceError(f"{self._not_a_listing(url)}: not an HTML page ({ctype})")
+        raw = read_capped(resp, MAX_LISTING_BYTES)
+        if raw is None:
             raise SourceError(
-                f"listing at {scrub(url, self._secrets)} is not an HTML page ({ctype})"
+                f"listing at {scrub(url, self._secrets)} is larger than "
+                f"{MAX_LISTING_BYTES >> 20} MiB; refusing to parse it"
             )
-        text = resp.data.decode(_charset(ctype), errors="replace")
         final_url = resp.geturl() or url
         if not final_url.startswith(("http://", "https://")):
             final_url = url
-        return parse_listing(text, final_url)
+        page = parse_page(raw.decode(_charset(ctype), errors="replace"), final_url)
+        if not page.is_index:
+            raise SourceError(f"{self._not_a_listing(url)}: the page is not a directory index")
+        return page
+
+    def _not_a_listing(self, url: str) -> str:
+        return (
+            f"{scrub(url, self._secrets)} is not an archive listing (is {self.label} the "
+            f"archive's base, up to byobsid/? e.g. {ARCHIVE_BASE_EXAMPLE})"
+        )
+
+    def _hint(self) -> str:
+        """A hint for "not found" when the site has no ``byobsid/`` at all (a wrong base);
+        asked once per source, and "" when it has one or cannot say."""
+        if self._base_hint is None:
+            url = self.base + "byobsid/"
+            try:
+                resp = self._request("HEAD", url, stream=False)
+                missing = resp.status == 404
+            except SourceError:
+                missing = False
+            self._base_hint = (
+                f" ({scrub(url, self._secrets)} does not exist: is {self.label} the archive's "
+                f"base, up to byobsid/? e.g. {ARCHIVE_BASE_EXAMPLE})"
+                if missing
+                else ""
+            )
+        return self._base_hint
 
     def list_obsid(self, obsid: int) -> list[RemoteFile]:
         top = self.base + obsid_dir(obsid) + "/"
         try:
-            entries, unsafe = self._list_dir(top)
+            page = self._list_dir(top)
         except FileMissing:
-            raise ObsIdNotFound(f"ObsId {obsid} not found at {self.label}") from None
-        files: list[RemoteFile] = [RemoteFile(u, None, top) for u in unsafe]
-        pending = [("", entries)]
-        while pending:
+            raise ObsIdNotFound(f"ObsId {obsid} not found at {self.label}{self._hint()}") from None
+        if not page.entries and not page.unsafe:
+            raise SourceError(f"{self._not_a_listing(top)}: the page lists no entries")
+        files: list[RemoteFile] = []
+        pending = [("", page)]
+        for depth in range(MAX_DEPTH + 1):
             subdirs = []
-            for prefix, ents in pending:
-                for e in ents:
-                    rel = prefix + e.name
-                    if e.is_dir:
-                        subdirs.append(rel + "/")
-                    else:
-                        url = top + quote(rel)
-                        files.append(RemoteFile(rel, None, url, approx_size=e.approx_size))
+            for prefix, pg in pending:
+                subdirs += self._take(obsid, top, prefix, pg, files)
+            if not subdirs:
+                return files
+            if depth == MAX_DEPTH or len(files) + len(subdirs) > MAX_ENTRIES:
+                raise UnsafeEntry(
+                    f"ObsId {obsid}: refusing listing entry {subdirs[0]!r}: directories nest "
+                    f"too deep or hold too many entries"
+                )
             # Sub-directories of one level are listed concurrently.
             listed = list(self._lister.map(lambda d: self._list_dir(top + quote(d)), subdirs))
-            pending = []
-            for d, (ents, bad) in zip(subdirs, listed, strict=True):
-                files.extend(RemoteFile(d + u, None, top + quote(d)) for u in bad)
-                pending.append((d, ents))
-        return files
+            pending = list(zip(subdirs, listed, strict=True))
+        raise AssertionError("unreachable")
+
+    def _take(
+        self, obsid: int, top: str, prefix: str, page: DirectoryPage, files: list[RemoteFile]
+    ) -> list[str]:
+        """Add a page's files (and unsafe entries, for the caller to refuse) to ``files``;
+        return its sub-directories."""
+        files.extend(RemoteFile(prefix + u, None, top + quote(prefix)) for u in page.unsafe)
+        _refuse_file_and_dir(obsid, prefix, page.entries)
+        subdirs = []
+        for e in page.entries:
+            rel = prefix + e.name
+            if e.is_dir:
+                subdirs.append(rel + "/")
+                continue
+            url = top + quote(rel)
+            files.append(RemoteFile(rel, None, url, approx_size=e.approx_size))
+            if e.max_size is not None:
+                self._ceilings[url] = e.max_size
+        return subdirs
 
     # -- transfer -------------------------------------------------------------------------
     def open(self, f: RemoteFile, offset: int = 0, end: int | None = None) -> Body:
-        span = f"{offset}-{end - 1}" if end is not None else f"{offset}-"
-        headers = {"Range": f"bytes={span}"} if offset or end is not None else None
-        resp = self._request("GET", f.url, headers)
+        wanted = range_header(offset, end)
+        resp = self._request("GET", f.url, {"Range": wanted} if wanted else None)
         if resp.status == 416:
-            m = _UNSATISFIED.search(resp.headers.get("Content-Range", ""))
+            cr = parse_content_range(resp.headers.get("Content-Range"))
             resp.drain_conn()
             resp.release_conn()
-            raise RangeNotSatisfiable(
-                f"{f.relpath}: offset {offset} is past the end", int(m[1]) if m else None
-            )
+            total = cr.total if cr is not None else None
+            self._learn(f.url, total)
+            raise RangeNotSatisfiable(f"{f.relpath}: offset {offset} is past the end", total)
         self._check_status(resp, f.url, f.relpath)
         if "text/html" in resp.headers.get("Content-Type", "") and not f.relpath.endswith(
             (".html", ".htm")
@@ -232,40 +282,71 @@ class HTTPSource(Source):
             resp.drain_conn()
             resp.release_conn()
             raise TransientError(f"{f.relpath}: the server sent an HTML page instead of the file")
+        body = self._body(resp, f, offset, end)
+        body.what = f.relpath
+        ceiling = self._sizes.get(f.url, self._ceilings.get(f.url))
+        if body.total is None and ceiling is not None:
+            body.limit = max(0, ceiling - body.start)
+        return body
+
+    def _body(self, resp, f: RemoteFile, offset: int, end: int | None) -> HTTPBody:
+        """The body of a 200 (the whole file) or a 206 that answers the request exactly."""
         length = resp.headers.get("Content-Length")
-        if resp.status == 206:
-            m = _CONTENT_RANGE.search(resp.headers.get("Content-Range", ""))
-            total = int(m[3]) if m and m[3] != "*" else None
-            last = total - 1 if total is not None else None
-            if end is not None and total is not None:
-                last = min(end, total) - 1
-            if not m or int(m[1]) != offset or (last is not None and int(m[2]) != last):
-                # Appending bytes from the wrong place would corrupt the file: start over.
-                resp.close()
-                resp.release_conn()
-                if end is not None:
-                    raise TransientError(f"{f.relpath}: wrong Content-Range for bytes {span}")
-                body = self.open(f, 0)
-                return body
-            body = _HTTPBody(resp, offset, total, self._secrets)
-            body.end = int(m[2]) + 1
-            return body
-        total = int(length) if length and length.isdigit() else None
-        return _HTTPBody(resp, 0, total, self._secrets)
+        length = int(length) if length and length.isdigit() else None
+        if resp.status != 206:
+            self._learn(f.url, length)
+            return HTTPBody(resp, 0, length, self._secrets)
+        cr = parse_content_range(resp.headers.get("Content-Range"))
+        why = check_content_range(cr, offset, end)
+        if why is not None or cr is None or cr.end is None:
+            # Never appended from the wrong place, nor silently fetched again from 0.
+            resp.close()
+            resp.release_conn()
+            raise ContentRangeMismatch(f"{f.relpath}: {why}")
+        self._learn(f.url, cr.total)
+        body = HTTPBody(resp, offset, cr.total, self._secrets)
+        body.end = cr.end
+        return body
+
+    def _learn(self, url: str, total: int | None) -> None:
+        """Remember an exact size a response stated, so that size() costs nothing later."""
+        if total is not None:
+            self._sizes[url] = total
 
     def size(self, f: RemoteFile) -> int:
+        """The exact size: from the listing, from an earlier response, or from a HEAD."""
         if f.size is not None:
             return f.size
+        known = self._sizes.get(f.url)
+        if known is not None:
+            return known
         resp = self._request("HEAD", f.url, stream=False)
         self._check_status(resp, f.url, f.relpath)
         length = resp.headers.get("Content-Length")
         if not length or not length.isdigit():
             raise SourceError(f"{f.relpath}: the server did not give a size")
+        self._learn(f.url, int(length))
         return int(length)
 
     def close(self) -> None:
         self._lister.shutdown(wait=False)
         self._pool.clear()
+
+
+def _refuse_file_and_dir(obsid: int, prefix: str, entries: list[ListingEntry]) -> None:
+    """A file and a directory of the same name: which one the archive means is unknowable."""
+    files = {e.name for e in entries if not e.is_dir}
+    both = sorted(e.name for e in entries if e.is_dir and e.name in files)
+    if both:
+        raise SourceError(
+            f"ObsId {obsid}: the listing has both a file and a directory named {prefix}{both[0]}"
+        )
+
+
+def _connect_reason(exc: object) -> str:
+    """The useful end of urllib3's connection error text ("[Errno 111] Connection refused")."""
+    text = str(exc)
+    return text.rpartition("): ")[2] or text
 
 
 def _proxy_for(url: str) -> str | None:
@@ -276,21 +357,6 @@ def _proxy_for(url: str) -> str | None:
     if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
         return None
     return proxy
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        import time
-        from email.utils import parsedate_to_datetime
-
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
 
 
 def _charset(ctype: str) -> str:

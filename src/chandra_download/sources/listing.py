@@ -1,4 +1,8 @@
-"""Parse Apache ``mod_autoindex`` directory pages into entries."""
+"""Parse Apache ``mod_autoindex`` (and nginx ``autoindex``) directory pages into entries.
+
+Every entry is kept (a file and a directory of the same name are two entries: the caller
+decides what that means); a page that does not look like a directory index says so.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +15,31 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
+#: Titles of directory index pages (Apache, nginx, lighttpd; Python's http.server).
+_INDEX_TITLE = re.compile(r"<(title|h1)>\s*(index of|directory listing for)\b", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class ListingEntry:
-    """One child of a listed directory: its decoded name, whether it is a directory, and
-    the rounded size shown in the page (None when the page shows none)."""
+    """One child of a listed directory: its decoded name, whether it is a directory, the
+    rounded size shown in the page (None when the page shows none), and the most bytes that
+    rounded size can stand for (``max_size``; see :func:`size_ceiling`)."""
 
     name: str
     is_dir: bool
     approx_size: int | None
+    max_size: int | None = None
+
+
+@dataclass(frozen=True)
+class DirectoryPage:
+    """A parsed listing page: its entries in page order, the hrefs that leave the directory
+    (``unsafe``), and whether the page looks like a directory index at all (``is_index``:
+    an index title, or a link to the parent directory)."""
+
+    entries: list[ListingEntry]
+    unsafe: list[str]
+    is_index: bool
 
 
 class _Parser(HTMLParser):
@@ -54,21 +75,42 @@ def parse_size(text: str) -> int | None:
     return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
 
 
+def size_ceiling(text: str) -> int | None:
+    """The most bytes a listing's rounded size can stand for: the shown value plus one step of
+    its precision (``1.0K`` -> 1.1 KiB, ``12K`` -> 13 KiB, ``2.1M`` -> 2.2 MiB), and at least
+    1 KiB more than shown; None when the text is not a size."""
+    m = _SIZE.match(text)
+    if not m:
+        return None
+    number, unit = m.group(1), _UNITS[m.group(2).upper()]
+    decimals = len(number.partition(".")[2])
+    upper = (float(number) + 10.0**-decimals) * unit
+    return max(int(upper) + 1, int(float(number) * unit) + 1024)
+
+
 def parse_listing(html: str, page_url: str) -> tuple[list[ListingEntry], list[str]]:
+    """The entries and the unsafe hrefs of :func:`parse_page`."""
+    page = parse_page(html, page_url)
+    return page.entries, page.unsafe
+
+
+def parse_page(html: str, page_url: str) -> DirectoryPage:
     """Return the direct children of the directory listed at ``page_url``, and the hrefs that
     point outside it.
 
     Parent-directory links, column-sorting links (``?C=N;O=D``) and links to other hosts are
     ignored; hrefs are percent-decoded and may be relative or absolute. Any other link that
     leaves the directory is returned as unsafe so the caller can refuse it loudly. Names are
-    checked further by the caller (``check_relpath``).
+    checked further by the caller (``check_relpath``). The same href twice (an icon link and a
+    name link) is one entry; a file and a directory of the same name are two.
     """
     parser = _Parser()
     parser.feed(html)
     base = urlsplit(page_url)
     base_path = base.path if base.path.endswith("/") else base.path + "/"
-    entries: dict[str, ListingEntry] = {}
+    entries: dict[tuple[str, bool], ListingEntry] = {}
     unsafe: list[str] = []
+    parent = False
     for href, texts in parser.rows:
         if not href or href.startswith(("?", "#", "mailto:", "javascript:")):
             continue
@@ -81,6 +123,8 @@ def parse_listing(html: str, page_url: str) -> tuple[list[ListingEntry], list[st
             # An ancestor directory is the "Parent Directory" link; anything else escapes.
             if not (target.path.endswith("/") and base_path.startswith(target.path)):
                 unsafe.append(unquote(href))
+            else:
+                parent = True
             continue
         rest = target.path[len(base_path) :]
         if not rest:
@@ -90,8 +134,13 @@ def parse_listing(html: str, page_url: str) -> tuple[list[ListingEntry], list[st
         if "/" in name or name in ("", ".", ".."):
             unsafe.append(unquote(href))
             continue
-        size = None
+        size = ceiling = None
         if not is_dir:
-            size = next((s for s in (parse_size(t) for t in texts) if s is not None), None)
-        entries[name] = ListingEntry(name, is_dir, size)
-    return list(entries.values()), unsafe
+            shown = next((t for t in texts if parse_size(t) is not None), None)
+            if shown is not None:
+                size, ceiling = parse_size(shown), size_ceiling(shown)
+        old = entries.get((name, is_dir))
+        if old is None or size is not None:
+            entries[(name, is_dir)] = ListingEntry(name, is_dir, size, ceiling)
+    is_index = parent or _INDEX_TITLE.search(html) is not None
+    return DirectoryPage(list(entries.values()), unsafe, is_index)

@@ -67,6 +67,17 @@ class LocalSource(Source):
     def _path(self, f: RemoteFile) -> Path:
         return Path(unquote(urlsplit(f.url).path))
 
+    def size(self, f: RemoteFile) -> int:
+        """The file's size now (the listing's when given)."""
+        if f.size is not None:
+            return f.size
+        try:
+            return self._path(f).stat().st_size
+        except FileNotFoundError:
+            raise FileMissing(f"{self._path(f)} has disappeared") from None
+        except OSError as exc:
+            raise SourceError(f"Cannot read {self._path(f)}: {exc.strerror}") from None
+
     def open(self, f: RemoteFile, offset: int = 0, end: int | None = None) -> Body:
         path = self._path(f)
         try:

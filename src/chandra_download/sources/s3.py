@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,17 +13,23 @@ import urllib3.exceptions
 from botocore.config import Config
 
 from ..config import SessionConfig
+from ..credentials import Credentials, mask_url, scrub, split_userinfo
 from ..errors import (
     AuthError,
+    ContentRangeMismatch,
     FileMissing,
     ObsIdNotFound,
     RangeNotSatisfiable,
+    SiteUnreachable,
     SourceError,
     TransientError,
 )
 from .base import Body, RemoteFile, Source, check_relpath, obsid_dir
+from .wire import check_content_range, parse_content_range, parse_retry_after, range_header
 
 DEFAULT_REGION = "us-east-1"
+#: Most objects one ObsId may list (a hostile endpoint could page forever).
+MAX_KEYS = 1_000_000
 
 _AUTH_CODES = {
     "AccessDenied",
@@ -55,7 +60,6 @@ _TRANSIENT_CODES = {
     "504",
 }
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
-_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
 #: Errors raised while reading a response body: the connection broke, retry with resume.
 _STREAM_ERRORS: tuple[type[BaseException], ...] = (
@@ -73,14 +77,16 @@ _STREAM_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
-    """Split ``s3://bucket/prefix`` into the bucket and a prefix that is empty or ends in ``/``."""
+    """Split ``s3://[key:secret@]bucket/prefix`` into the bucket and a prefix that is empty or
+    ends in ``/`` (credentials in the URL are left out: see :class:`S3Source`)."""
     parts = urlsplit(url)
-    if parts.scheme.lower() != "s3" or not parts.netloc:
-        raise ValueError(f"Not an S3 URL with a bucket name: {url!r}")
+    bucket = parts.netloc.rpartition("@")[2]
+    if parts.scheme.lower() != "s3" or not bucket:
+        raise ValueError(f"Not an S3 URL with a bucket name: {mask_url(url)!r}")
     prefix = parts.path.lstrip("/")
     if prefix and not prefix.endswith("/"):
         prefix += "/"
-    return parts.netloc, prefix
+    return bucket, prefix
 
 
 class S3Source(Source):
@@ -90,13 +96,15 @@ class S3Source(Source):
     ----------
     url : str
         ``s3://bucket/prefix/``: the location up to, not including, ``byobsid/`` (the prefix may
-        be empty).
+        be empty). ``s3://KEY:SECRET@bucket/prefix/`` signs requests with that access key
+        (percent-encode ``/`` or ``@`` in the secret); it is never shown.
     config : SessionConfig
-        ``profile`` selects an AWS profile (the standard credential chain); without one, requests
-        are anonymous and unsigned, as the AWS open-data bucket expects. ``endpoint_url`` points
-        at an S3-compatible store; ``timeout``, ``jobs``, ``ca_bundle`` and ``insecure`` set up
-        the connection pool. The region is ``$AWS_REGION``/``$AWS_DEFAULT_REGION``, else
-        us-east-1.
+        ``profile`` selects an AWS profile (the standard credential chain); without one (and
+        without a key in the URL), requests are anonymous and unsigned, as the AWS open-data
+        bucket expects. ``endpoint_url`` points at an S3-compatible store; ``timeout``,
+        ``jobs``, ``ca_bundle`` (else ``$SSL_CERT_FILE``, else botocore's bundle) and
+        ``insecure`` set up the connection pool. The region is
+        ``$AWS_REGION``/``$AWS_DEFAULT_REGION``, else us-east-1.
 
     Notes
     -----
@@ -108,14 +116,29 @@ class S3Source(Source):
 
     def __init__(self, url: str, config: SessionConfig) -> None:
         self.config = config
+        url, creds = split_userinfo(url)
+        if creds is not None and not creds.password:
+            raise ValueError(f"S3 mirror {mask_url(url)!r}: an access key needs its secret")
+        self._secrets = [creds.password] if creds else []
         self.bucket, self.prefix = parse_s3_url(url)
         self.url = f"s3://{self.bucket}/{self.prefix}"
         self.label = self.url + (
             f" (endpoint {config.endpoint_url})" if config.endpoint_url else ""
         )
-        self.unsigned = config.profile is None
+        self.unsigned = config.profile is None and creds is None
+        self._answered = False  # has the endpoint answered once? (else: SiteUnreachable)
+        try:
+            self._client = self._make_client(creds)
+        except bexc.ProfileNotFound:
+            raise AuthError(f"AWS profile {config.profile!r} not found in the AWS config") from None
+        except bexc.BotoCoreError as exc:
+            raise SourceError(
+                self._scrub(f"Cannot set up S3 access to {self.label}: {exc}")
+            ) from None
+
+    def _make_client(self, creds: Credentials | None) -> Any:
+        config = self.config
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        region = region or DEFAULT_REGION
         options: dict[str, Any] = {
             "connect_timeout": config.timeout,
             "read_timeout": config.timeout,
@@ -126,24 +149,21 @@ class S3Source(Source):
         }
         if self.unsigned:
             options["signature_version"] = botocore.UNSIGNED
-        verify: bool | str | None = None
-        if config.ca_bundle:
-            verify = config.ca_bundle
-        elif config.insecure:
-            verify = False
-        try:
-            session = boto3.session.Session(profile_name=config.profile)
-            self._client = session.client(
-                "s3",
-                region_name=region,
-                endpoint_url=config.endpoint_url,
-                verify=verify,
-                config=Config(**options),
-            )
-        except bexc.ProfileNotFound as exc:
-            raise AuthError(f"AWS profile {config.profile!r} not found in the AWS config") from exc
-        except bexc.BotoCoreError as exc:
-            raise SourceError(f"Cannot set up S3 access to {self.label}: {exc}") from exc
+        keys: dict[str, str] = {}
+        if creds is not None:
+            keys = {"aws_access_key_id": creds.username, "aws_secret_access_key": creds.password}
+        session = boto3.session.Session(profile_name=config.profile if not keys else None)
+        return session.client(
+            "s3",
+            region_name=region or DEFAULT_REGION,
+            endpoint_url=config.endpoint_url,
+            verify=_verify(config),
+            config=Config(**options),
+            **keys,
+        )
+
+    def _scrub(self, text: str) -> str:
+        return scrub(text, self._secrets)
 
     # ------------------------------------------------------------------ listing
     def list_obsid(self, obsid: int) -> list[RemoteFile]:
@@ -153,6 +173,12 @@ class S3Source(Source):
         paginator = self._client.get_paginator("list_objects_v2")
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=base):
+                self._answered = True
+                if len(files) + len(page.get("Contents", ())) > MAX_KEYS:
+                    raise SourceError(
+                        f"ObsId {obsid} at {self.label} lists more than {MAX_KEYS} objects; "
+                        "refusing the listing"
+                    )
                 for obj in page.get("Contents", ()):
                     key = obj["Key"]
                     if not key.startswith(base) or key.endswith("/"):
@@ -175,15 +201,34 @@ class S3Source(Source):
                 f"Offset {offset} is at or past the end of {f.url} ({f.size} bytes)", f.size
             )
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
-        if end is not None:
-            kwargs["Range"] = f"bytes={offset}-{end - 1}"
-        elif offset > 0:
-            kwargs["Range"] = f"bytes={offset}-"
+        wanted = range_header(offset, end)
+        if wanted is not None:
+            kwargs["Range"] = wanted
         try:
             resp = self._client.get_object(**kwargs)
         except (bexc.ClientError, bexc.BotoCoreError) as exc:
             raise self._map_error(exc, f.url, size=f.size) from exc
-        return S3Body(resp, offset, f.url)
+        self._answered = True
+        body = S3Body(resp, offset, f.url)
+        if body.start != 0 or resp.get("ContentRange"):
+            # A 206: its Content-Range must answer the request, else no byte of it is used.
+            cr = parse_content_range(resp.get("ContentRange"))
+            why = check_content_range(cr, offset, end)
+            if why is not None:
+                body.close()
+                raise ContentRangeMismatch(f"{f.url}: {why}")
+        return body
+
+    def size(self, f: RemoteFile) -> int:
+        """The listing's exact size (a HEAD of the object when a caller built ``f`` itself)."""
+        if f.size is not None:
+            return f.size
+        try:
+            head = self._client.head_object(Bucket=self.bucket, Key=self._key(f))
+        except (bexc.ClientError, bexc.BotoCoreError) as exc:
+            raise self._map_error(exc, f.url) from exc
+        self._answered = True
+        return int(head["ContentLength"])
 
     def _key(self, f: RemoteFile) -> str:
         prefix = f"s3://{self.bucket}/"
@@ -199,8 +244,15 @@ class S3Source(Source):
 
     # ------------------------------------------------------------------ errors
     def _map_error(self, exc: Exception, where: str, size: int | None = None) -> SourceError:
+        err = self._classify(exc, where, size)
+        return type(err)(self._scrub(str(err)), *_extra(err))
+
+    def _classify(self, exc: Exception, where: str, size: int | None) -> SourceError:
         if isinstance(exc, bexc.ClientError):
+            self._answered = True
             return self._map_client_error(exc, where, size)
+        if isinstance(exc, bexc.EndpointConnectionError) and not self._answered:
+            return SiteUnreachable(f"cannot reach {self.label}: {exc}")
         if isinstance(exc, bexc.NoCredentialsError | bexc.PartialCredentialsError):
             return AuthError(
                 f"No AWS credentials found for profile {self.config.profile!r} reading {where}"
@@ -237,7 +289,7 @@ class S3Source(Source):
             )
             return AuthError(f"S3 refused access to {where} ({code or status}: {message}) {how}")
         if code in _TRANSIENT_CODES or status >= 500 or status == 429:
-            retry_after = _retry_after(meta.get("HTTPHeaders", {}))
+            retry_after = parse_retry_after(meta.get("HTTPHeaders", {}).get("retry-after"))
             return TransientError(
                 f"S3 temporary failure for {where} ({code or status}: {message})", retry_after
             )
@@ -246,22 +298,27 @@ class S3Source(Source):
         return SourceError(f"S3 error for {where} ({code or status}: {message})")
 
 
-def _retry_after(headers: dict[str, str]) -> float | None:
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
+def _verify(config: SessionConfig) -> bool | str | None:
+    """botocore's ``verify``: off when insecure, else the CA bundle, else ``$SSL_CERT_FILE``
+    (as the HTTP and FTP sources use it), else botocore's default."""
+    if config.insecure:
+        return False
+    return config.ca_bundle or os.environ.get("SSL_CERT_FILE") or None
+
+
+def _extra(err: SourceError) -> tuple:
+    """Constructor arguments after the message, to rebuild ``err`` with a scrubbed message."""
+    if isinstance(err, RangeNotSatisfiable):
+        return (err.total,)
+    if isinstance(err, TransientError):
+        return (err.retry_after,)
+    return ()
 
 
 def _total_from_content_range(value: str | None) -> int | None:
     """The total from ``bytes */1234`` or ``bytes 0-9/1234``; None when absent or unknown."""
-    if not value:
-        return None
-    m = re.search(r"/(\d+)\s*$", value)
-    return int(m.group(1)) if m else None
+    cr = parse_content_range(value)
+    return cr.total if cr is not None else None
 
 
 class S3Body(Body):
@@ -271,11 +328,9 @@ class S3Body(Body):
         self._stream = resp["Body"]
         self.url = url
         length = int(resp.get("ContentLength") or 0)
-        m = _CONTENT_RANGE.match(resp.get("ContentRange") or "")
-        if m:
-            self.start = int(m.group(1))
-            self.end = int(m.group(2)) + 1
-            self.total = int(m.group(3)) if m.group(3) != "*" else None
+        cr = parse_content_range(resp.get("ContentRange"))
+        if cr is not None and cr.start is not None:
+            self.start, self.end, self.total = cr.start, cr.end, cr.total
         else:
             # No Content-Range: the whole object came back (the server ignored the range).
             self.start = 0

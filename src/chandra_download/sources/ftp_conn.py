@@ -1,0 +1,92 @@
+"""FTP control connections: TLS (FTPS) setup, reply codes, aborting and closing politely."""
+
+from __future__ import annotations
+
+import ftplib
+import os
+import socket
+import ssl
+
+import certifi
+
+from ..config import SessionConfig
+from ..errors import ChandraDownloadError
+
+ABORT_TIMEOUT = 5.0
+
+
+class FTPTLS(ftplib.FTP_TLS):
+    """FTP_TLS whose data connections resume the control connection's TLS session."""
+
+    def wrap_data(self, sock: socket.socket) -> socket.socket:
+        assert self.context is not None
+        return self.context.wrap_socket(
+            sock, server_hostname=self.host, session=getattr(self.sock, "session", None)
+        )
+
+    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int]:
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:  # type: ignore[attr-defined]
+            conn = self.wrap_data(conn)
+        return conn, size
+
+
+class Conn:
+    """One logged-in control connection and what we know of its state."""
+
+    def __init__(self, ftp: ftplib.FTP) -> None:
+        self.ftp = ftp
+        self.binary = False
+        self.reused = False
+
+
+def reply_code(exc: BaseException) -> str:
+    """The three-digit FTP reply code an ftplib error starts with."""
+    return str(exc)[:3]
+
+
+def keeps_sync(exc: BaseException) -> bool:
+    """True when the control connection is still usable after ``exc`` (its reply was read)."""
+    if isinstance(exc, ftplib.error_temp):
+        return reply_code(exc) != "421"
+    return isinstance(exc, (ftplib.error_perm, ChandraDownloadError))
+
+
+def tls_context(config: SessionConfig) -> ssl.SSLContext:
+    """A client TLS context: verified against ca_bundle/SSL_CERT_FILE/certifi unless insecure."""
+    if config.insecure:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    cafile = config.ca_bundle or os.environ.get("SSL_CERT_FILE") or certifi.where()
+    return ssl.create_default_context(cafile=cafile)
+
+
+def abort_transfer(ftp: ftplib.FTP) -> bool:
+    """ABOR a transfer closed early; True when the control connection is back in sync.
+
+    ABOR and NOOP go out together; the replies before NOOP's 200 (the RETR's final one and
+    ABOR's, one or two of them) are skipped.
+    """
+    try:
+        ftp.sock.settimeout(min(ftp.timeout or ABORT_TIMEOUT, ABORT_TIMEOUT))
+        ftp.sock.sendall(b"ABOR\r\nNOOP\r\n")
+        for _ in range(4):
+            if ftp.getmultiline()[:3] == "200":
+                ftp.sock.settimeout(ftp.timeout)
+                return True
+    except Exception:
+        pass
+    return False
+
+
+def discard(conn: Conn, polite: bool) -> None:
+    """Close a control connection (saying QUIT first when it is still in sync)."""
+    if polite:
+        try:
+            conn.ftp.sock.settimeout(ABORT_TIMEOUT)
+            conn.ftp.quit()
+        except Exception:
+            pass
+    conn.ftp.close()

@@ -1,0 +1,101 @@
+"""The recursive walk of an ObsId directory over one FTP control connection."""
+
+from __future__ import annotations
+
+import ftplib
+from urllib.parse import quote
+
+from ..errors import SourceError, UnsafeEntry
+from .base import RemoteFile, check_relpath
+from .ftp_conn import Conn, reply_code
+from .ftp_parse import Entry, parse_ls, parse_mlsd
+
+MAX_DEPTH = 16
+#: A directory listing larger than this is refused (parsing stays in bounded memory).
+MAX_LISTING_BYTES = 64 * 1024 * 1024
+
+
+class ListingTooLarge(Exception):
+    """A listing passed ``MAX_LISTING_BYTES``. Not a ChandraDownloadError on purpose: the
+    control connection is mid-transfer, so the pool must drop it (see ``keeps_sync``)."""
+
+
+class _Lines(list):
+    """The lines of one listing, refusing more than ``MAX_LISTING_BYTES`` in all."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path, self.size = path, 0
+
+    def add(self, line: str) -> None:
+        self.size += len(line) + 2
+        if self.size > MAX_LISTING_BYTES:
+            raise ListingTooLarge(
+                f"listing of {self.path} is larger than {MAX_LISTING_BYTES >> 20} MiB; "
+                "refusing to parse it"
+            )
+        self.append(line)
+
+
+class ListingMixin:
+    """Recursive listing of a directory on one control connection (for ``FTPSource``).
+
+    Uses ``MLSD`` (exact sizes) until the server refuses it, then parses Unix ``LIST`` output;
+    ``_mlsd`` remembers the outcome for the whole source (None: not tried yet).
+    """
+
+    _host: str
+    _mlsd: bool | None
+
+    def _walk(
+        self, conn: Conn, path: str, prefix: str, display: str, out: list[RemoteFile], depth: int
+    ) -> None:
+        for name, kind, size in self._entries(conn, path):
+            if kind in ("cdir", "pdir") or (kind == "dir" and name in (".", "..")):
+                continue
+            if "/" in name:
+                shown = name.encode("unicode_escape").decode("ascii")
+                raise UnsafeEntry(f"Refusing listing entry {shown!r}: slash in a name")
+            rel = check_relpath(prefix + name)
+            if kind == "link":
+                try:
+                    size = self._size_cmd(conn, f"{path}/{name}")
+                    kind = "file"
+                except ftplib.error_perm:
+                    kind = "dir"
+            if kind == "dir":
+                if depth >= MAX_DEPTH:
+                    raise UnsafeEntry(f"Refusing listing entry {rel!r}: directories nest too deep")
+                self._walk(conn, f"{path}/{name}", rel + "/", display, out, depth + 1)
+            elif kind == "file":
+                if size is None:
+                    size = self._size_cmd(conn, f"{path}/{name}")
+                out.append(RemoteFile(rel, size, display + quote(rel)))
+
+    def _entries(self, conn: Conn, path: str) -> list[Entry]:
+        lines = _Lines(path)
+        if self._mlsd is not False:
+            try:
+                conn.ftp.retrlines(f"MLSD {path}", lines.add)
+                conn.binary = False
+                self._mlsd = True
+                return [e for e in map(parse_mlsd, lines) if e is not None]
+            except ftplib.error_perm as exc:
+                conn.binary = False
+                if reply_code(exc) not in ("500", "501", "502", "504"):
+                    raise
+                if reply_code(exc) != "501" or not self._mlsd:
+                    self._mlsd = False
+                lines.clear()
+        conn.ftp.retrlines(f"LIST {path}", lines.add)
+        conn.binary = False
+        return [e for e in map(parse_ls, lines) if e is not None]
+
+    def _size_cmd(self, conn: Conn, path: str) -> int:
+        if not conn.binary:
+            conn.ftp.voidcmd("TYPE I")
+            conn.binary = True
+        size = conn.ftp.size(path)
+        if size is None:
+            raise SourceError(f"FTP server at {self._host} gave no size for {path}")
+        return size

@@ -1,0 +1,74 @@
+"""Reading HTTP response bodies: a file's body, cut where the site's stated size ends, and a
+listing page read whole up to a cap."""
+
+from __future__ import annotations
+
+import urllib3
+from urllib3.exceptions import HTTPError
+
+from ..credentials import scrub
+from ..errors import SourceError, TransientError
+from .base import Body
+
+
+class HTTPBody(Body):
+    """One response's body. ``limit`` is the most bytes it may hold: a server that sends more
+    (no Content-Length and a body that never ends) is cut off with a SourceError."""
+
+    def __init__(self, resp: urllib3.BaseHTTPResponse, start: int, total: int | None, secrets):
+        self._resp = resp
+        self.start = start
+        self.total = total
+        self._secrets = secrets
+        self._eof = False
+        self.limit: int | None = None
+        self.what = "the file"
+        self._received = 0
+
+    def read(self, n: int) -> bytes:
+        if self.limit is not None:
+            n = max(1, min(n, self.limit - self._received + 1))
+        try:
+            # read1: what has arrived, up to n. read(n) would block until n bytes came, so a
+            # broken connection lost a whole chunk and Ctrl-C waited for it on slow links.
+            data = self._resp.read1(n, decode_content=False)
+        except (HTTPError, OSError) as exc:
+            self._resp.close()
+            raise TransientError(
+                scrub(f"connection broke during transfer: {exc}", self._secrets)
+            ) from None
+        if not data:
+            self._eof = True
+        self._received += len(data)
+        if self.limit is not None and self._received > self.limit:
+            self._resp.close()
+            raise SourceError(
+                f"{self.what}: the server sent more than {self.limit} bytes, more than the "
+                "listing's size allows; the transfer was cut"
+            )
+        return data
+
+    def close(self) -> None:
+        # A half-read body cannot go back to the pool; closing drops that one connection.
+        if not self._eof:
+            self._resp.close()
+        self._resp.release_conn()
+
+
+def read_capped(resp, cap: int) -> bytes | None:
+    """The whole body, or None (connection dropped) once it passes ``cap`` bytes."""
+    chunks, size = [], 0
+    try:
+        while chunk := resp.read(1024 * 1024, decode_content=False):
+            size += len(chunk)
+            if size > cap:
+                resp.close()
+                resp.release_conn()
+                return None
+            chunks.append(chunk)
+    except (HTTPError, OSError) as exc:
+        resp.close()
+        resp.release_conn()
+        raise TransientError(f"connection broke while reading a listing: {exc}") from None
+    resp.release_conn()
+    return b"".join(chunks)

@@ -1,0 +1,106 @@
+"""HTTP range and retry headers, parsed in one place for every source (HTTP, S3, FTP REST).
+
+``Range`` is what a client asks (:func:`range_header`), ``Content-Range`` what a server says
+it sent (:func:`parse_content_range`), and :func:`check_content_range` decides whether the two
+agree; ``Retry-After`` (seconds or an HTTP-date) is read by :func:`parse_retry_after`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+__all__ = [
+    "ContentRange",
+    "check_content_range",
+    "parse_content_range",
+    "parse_retry_after",
+    "range_header",
+]
+
+_SATISFIED = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
+_UNSATISFIED = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ContentRange:
+    """A parsed ``Content-Range``: bytes ``start`` to ``end`` (exclusive) of ``total``.
+
+    ``start`` and ``end`` are None for an unsatisfied range (``bytes */1234``); ``total`` is
+    None when the server does not know it (``bytes 0-9/*``).
+    """
+
+    start: int | None
+    end: int | None
+    total: int | None
+
+
+def range_header(offset: int, end: int | None = None) -> str | None:
+    """The ``Range`` value for bytes ``offset`` to ``end`` (exclusive, None: to the end of the
+    file), or None when the whole file is wanted (offset 0, no end)."""
+    if end is not None:
+        return f"bytes={offset}-{end - 1}"
+    return f"bytes={offset}-" if offset else None
+
+
+def parse_content_range(value: str | None) -> ContentRange | None:
+    """``bytes 5-9/10`` -> (5, 10, 10); ``bytes */10`` -> (None, None, 10); None if malformed.
+
+    A range whose last byte is before its first, or past the stated total, is malformed.
+    """
+    if not value:
+        return None
+    m = _SATISFIED.match(value)
+    if m:
+        first, last = int(m[1]), int(m[2])
+        total = None if m[3] == "*" else int(m[3])
+        if last < first or (total is not None and last >= total):
+            return None
+        return ContentRange(first, last + 1, total)
+    m = _UNSATISFIED.match(value)
+    return ContentRange(None, None, int(m[1])) if m else None
+
+
+def check_content_range(cr: ContentRange | None, offset: int, end: int | None) -> str | None:
+    """Why a 206's ``Content-Range`` does not answer a request for ``offset``..``end``
+    (exclusive, None: to the end of the file); None when it does.
+
+    The data must start exactly at ``offset``; it must run to ``end`` (or to the end of the
+    file when that comes first), or to the end of the file when no ``end`` was asked.
+    """
+    if cr is None or cr.start is None or cr.end is None:
+        return "no valid Content-Range"
+    shown = f"bytes {cr.start}-{cr.end - 1}/{'*' if cr.total is None else cr.total}"
+    if cr.start != offset:
+        return f"Content-Range {shown} does not start at the requested byte {offset}"
+    want = end if cr.total is None else (cr.total if end is None else min(end, cr.total))
+    if want is not None and cr.end != want:
+        return f"Content-Range {shown} does not end at byte {want - 1} as requested"
+    return None
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: delta-seconds or an HTTP-date (a date in
+    the past gives 0); None when absent or malformed."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if seconds == seconds else None  # NaN is malformed
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
