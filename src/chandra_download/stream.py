@@ -50,8 +50,8 @@ class RateGuard:
         if self.min_rate > 0 and self._bytes < self.min_rate * (now - self._start):
             rate = self._bytes / (now - self._start)
             raise TransientError(
-                f"transfer too slow ({rate:.0f} B/s for {now - self._start:.0f} s, "
-                f"below the minimum of {self.min_rate:.0f} B/s)"
+                f"transfer too slow: {rate:.0f} B/s for {now - self._start:.0f} s, "
+                f"below the minimum rate of {self.min_rate:.0f} B/s"
             )
         self._start, self._bytes = now, 0
 

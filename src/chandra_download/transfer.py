@@ -24,7 +24,14 @@ from pathlib import Path
 from . import _crashpoint
 from .config import SessionConfig
 from .disk import acquire, flush, fsync_dir, make_dirs, unlink_quietly
-from .errors import LocalError, RangeNotSatisfiable, SourceError, TransientError, VerificationError
+from .errors import (
+    ContentRangeMismatch,
+    LocalError,
+    RangeNotSatisfiable,
+    SourceError,
+    TransientError,
+    VerificationError,
+)
 from .log import vlog
 from .plan import Action, Decision, OnDisk, decide, look, needs_size, part_path
 from .progress import Reporter
@@ -270,8 +277,8 @@ class FileJob:
                     return
             except TransientError as exc:
                 last = exc
-                if isinstance(exc, ResumeMismatch):
-                    os.ftruncate(self.fd, 0)
+                if isinstance(exc, (ResumeMismatch, ContentRangeMismatch)):
+                    os.ftruncate(self.fd, 0)  # a site wrong about ranges: start over from 0
                 self._wait_retry(attempt, exc)
             except SourceError as exc:
                 return self._fail(str(exc))
