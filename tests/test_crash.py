@@ -35,6 +35,7 @@ from crash_support import (
 
 from chandra_download import download
 from chandra_download.simulator.http import ArchiveHTTPServer
+from chandra_download.simulator.http_response import ResponseHandler
 from chandra_download.simulator.link import LinkModel
 from chandra_download.split import state_path
 
@@ -185,6 +186,23 @@ def test_full_size_part_without_final_file_is_finished(
     target.rename(target.with_name(target.name + ".part"))
     with serve(protocol, root) as site:
         finish_and_check(root, site, out, "--split-size", split, "--retries", "1")
+
+
+def test_full_size_part_with_a_server_that_hides_the_size_on_416(
+    http: ArchiveHTTPServer, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Failure 2 as seen: ``Range: bytes=<size>-`` answered 416 with no ``Content-Range``
+    (the size is then learnt otherwise, or the file fetched again), never a loop of 416s."""
+    original = ResponseHandler._error
+
+    def no_total(self, code: int, text: str = "", headers=None) -> None:
+        original(self, code, text, None if code == 416 else headers)
+
+    monkeypatch.setattr(ResponseHandler, "_error", no_total)
+    out = _downloaded(http, tmp_path)
+    target = out / str(OBSID) / OIF
+    target.rename(target.with_name(target.name + ".part"))
+    finish_and_check(root, http.base_url, out, "--split-size", "0", "--retries", "1")
 
 
 def _state_cases(n: int) -> dict[str, tuple[str, int]]:
