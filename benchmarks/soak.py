@@ -5,8 +5,14 @@ random fault for ``--fault-rate`` of the files (drop, stall, 503, 429, truncate,
 files with a partial ``.part`` already on disk: ignore_range / wrong_content_range), runs
 ``download()`` with retries, then checks every file by sha256 against the simulator's tree.
 
+With ``--kill-rate R`` the download first runs as the command in child processes, each
+SIGKILLed at a random moment (R kills per second of running, on average), restarted until a run
+ends by itself (at most ``--max-kills`` kills per protocol); a final ``download()`` then finishes
+whatever is left, and the same checks follow: the crashes must cost nothing but time.
+
     python benchmarks/soak.py [--seed N] [--transfers 300] [--fault-rate 0.15]
                               [--protocols http,ftp,s3] [--split-size BYTES]
+                              [--kill-rate R] [--max-kills N]
 
 Exit status 0 only when every file is complete and identical and nothing is left over.
 """
@@ -17,6 +23,7 @@ import argparse
 import hashlib
 import math
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,6 +59,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--split-size", type=int, default=20_000,
                    help="bytes from which files go in ranged parts (default 20000, so the "
                    "larger files of the small archive are split; 0: never)")  # fmt: skip
+    p.add_argument(
+        "--kill-rate",
+        type=float,
+        default=0.0,
+        help="SIGKILLs per second of running: the download runs as child processes "
+        "killed at random moments, then is finished (default 0: no kills)",
+    )
+    p.add_argument(
+        "--max-kills",
+        type=int,
+        default=50,
+        help="most kills per protocol before letting a run finish (default 50)",
+    )
     args = p.parse_args(argv)
     args.protocols = [x.strip() for x in args.protocols.split(",") if x.strip()]
     bad = set(args.protocols) - {"http", "ftp", "s3"}
@@ -59,6 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"unknown protocol(s): {', '.join(sorted(bad)) or '(none)'}")
     if not 0 <= args.fault_rate <= 1:
         p.error("--fault-rate must be between 0 and 1")
+    if args.kill_rate < 0 or args.max_kills < 0:
+        p.error("--kill-rate and --max-kills must not be negative")
     return args
 
 
@@ -133,6 +155,36 @@ def serve(protocol: str, root: Path, plan: FaultPlan) -> Iterator[dict[str, Any]
             yield {"mirror": s.base_url, "endpoint_url": s.endpoint_url}
 
 
+def child_command(
+    obsids: list[int], outdir: Path, args: argparse.Namespace, where: dict[str, Any]
+) -> list[str]:
+    """The download as the command (``python -m chandra_download``) with the soak's options."""
+    cmd = [sys.executable, "-m", "chandra_download", ",".join(map(str, obsids)),
+           "--mirror", where["mirror"], "--outdir", str(outdir), "--jobs", str(args.jobs),
+           "--retries", str(args.retries), "--timeout", str(TIMEOUT),
+           "--split-size", str(args.split_size), "--no-progress", "-q"]  # fmt: skip
+    if "endpoint_url" in where:
+        cmd += ["--endpoint-url", where["endpoint_url"]]
+    return cmd
+
+
+def killed_runs(cmd: list[str], rate: float, most: int, rng: random.Random) -> tuple[int, int]:
+    """Run ``cmd`` until one run ends by itself, SIGKILLing each run after a random delay
+    (exponential, ``rate`` kills per second on average) while fewer than ``most`` runs were
+    killed. Returns (kills, runs)."""
+    kills = runs = 0
+    while True:
+        runs += 1
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            proc.wait(timeout=rng.expovariate(rate) if kills < most else None)
+            return kills, runs
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            kills += 1
+
+
 def verify(root: Path, outdir: Path, obsids: list[int], results: Results) -> tuple[int, int, list]:
     """(files checked, files correct, problems) comparing the output with the archive."""
     checked = correct = 0
@@ -163,6 +215,7 @@ def verify(root: Path, outdir: Path, obsids: list[int], results: Results) -> tup
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     rng = random.Random(args.seed)
+    kill_rng = random.Random(f"kills {args.seed}")  # the faults stay those of --seed alone
     n_obsids = args.obsids or max(len(args.protocols), math.ceil(args.transfers / FILES_PER_OBSID))
     obsids = sorted(rng.sample(range(100, 30000), n_obsids))
     t_start = time.monotonic()
@@ -180,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
             totals[f"faults planned ({protocol})"] = len(plan)
             t0 = time.monotonic()
             with serve(protocol, root, plan) as where:
+                if args.kill_rate > 0:
+                    cmd = child_command(mine, outdir, args, where)
+                    kills, runs = killed_runs(cmd, args.kill_rate, args.max_kills, kill_rng)
+                    totals["kills"] += kills
+                    totals["child runs"] += runs
+                    print(f"{protocol}: {kills} SIGKILLs in {runs} runs; finishing")
                 results = download(
                     mine, outdir=outdir, jobs=args.jobs, retries=args.retries,
                     timeout=TIMEOUT, backoff=0.02, backoff_max=0.2,
@@ -209,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         + (", ".join(f"{k}={n}" for k, n in sorted(fired.items())) or "none")
     )
     print(f"retries (extra attempts): {totals['retries']}")
+    if args.kill_rate > 0:
+        print(f"SIGKILLs: {totals['kills']} (kill rate {args.kill_rate:g}/s, "
+              f"{totals['child runs']} child runs, then one final run per protocol)")  # fmt: skip
     print("statuses: " + ", ".join(f"{k}={n}" for k, n in sorted(statuses.items())))
     print(f"final correct: {totals['correct']}/{totals['transfers']} ({pct:.1f}%)")
     print(f"total time: {time.monotonic() - t_start:.1f} s")

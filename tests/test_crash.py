@@ -1,0 +1,257 @@
+"""Crash consistency: a download SIGKILLed at any moment is completed by the next run.
+
+Seeded kills at random moments of real runs (child processes), and kills at the exact moments
+between the last byte written and the rename (the ``CHANDRA_DOWNLOAD_TEST_KILL`` hook of
+``chandra_download._crashpoint``); then state files in every condition a crash, a disk or a
+person can leave. After each, one run without a kill must exit 0 and leave exactly the
+archive's files, byte for byte, with no ``.part``, state, temporary or lock file anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from crash_support import (
+    EVT1,
+    EVT2,
+    OBSID,
+    OIF,
+    SPLIT,
+    archive_files,
+    command,
+    kill_after,
+    make_archive,
+    mismatches,
+    outside_obsid,
+    run,
+    serve,
+    spawn,
+)
+
+from chandra_download import download
+from chandra_download.simulator.http import ArchiveHTTPServer
+from chandra_download.simulator.http_response import ResponseHandler
+from chandra_download.simulator.link import LinkModel
+from chandra_download.split import state_path
+
+KILLS = 12  # at least this many real SIGKILLs per random-kill run
+# Every request waits this long, so a run lasts ~1.5 s while its transfers stay fast: much of a
+# file's life is then spent between its last byte and its rename (checks, fsync), where the
+# kills must land too.
+LATENCY = 0.05
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_archive(tmp_path_factory.mktemp("crash-archive"))
+
+
+@pytest.fixture
+def http(root: Path) -> Iterator[ArchiveHTTPServer]:
+    with ArchiveHTTPServer(root) as server:
+        yield server
+
+
+def finish_and_check(root: Path, site: str | list[str], out: Path, *args: str) -> None:
+    """One run without a kill: exit 0, the archive's bytes exactly, nothing left over."""
+    done = run(command(site, out, "-j", "4", *args))
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "internal error" not in output and "Traceback" not in output, output
+    assert mismatches(root, out) == []
+    assert outside_obsid(out) == []
+
+
+def kill_repeatedly(cmds: list[list[str]], seed: int, kills: int) -> int:
+    """Start the commands in turn, again and again, SIGKILLing each run after a seeded random
+    delay, until ``kills`` runs were really killed (at most 4 * kills starts); the kills."""
+    rng = random.Random(seed)
+    killed = 0
+    for i in range(4 * kills):
+        if killed >= kills:
+            break
+        killed += kill_after(spawn(cmds[i % len(cmds)]), rng.uniform(0.15, 0.9))
+    return killed
+
+
+# -- seeded SIGKILLs at random moments --------------------------------------------------------
+@pytest.mark.parametrize(
+    ("protocol", "splits", "seed"),
+    [
+        pytest.param("http", ["16K"], 1, id="http-split"),
+        pytest.param("http", ["0"], 2, id="http-whole"),
+        # Killed while splitting, resumed by a run that does not split, and back: the state
+        # of one mode is understood (or discarded) by the other, never trusted blindly.
+        pytest.param("http", [SPLIT, "0"], 3, id="http-alternating"),
+        pytest.param("ftp", [SPLIT], 4, id="ftp-split"),
+    ],
+)
+def test_random_kills_then_one_clean_run(
+    root: Path, tmp_path: Path, protocol: str, splits: list[str], seed: int
+) -> None:
+    out = tmp_path / "out"
+    with serve(protocol, root, LinkModel(latency=LATENCY)) as site:
+        cmds = [command(site, out, "-j", "4", "--split-size", s, "--retries", "1") for s in splits]
+        assert kill_repeatedly(cmds, seed, KILLS) >= KILLS
+        assert (out / str(OBSID)).is_dir()  # the kills landed while files were being written
+        finish_and_check(root, site, out, "--split-size", splits[0])
+
+
+# -- the window between the last byte and the rename, hit deterministically -------------------
+WINDOWS = [
+    ("http", "part-written", OIF, "0", (".part",)),
+    ("http", "part-written", EVT1, "0", (".part",)),
+    ("http", "parts-done", EVT1, SPLIT, (".part", ".part.parts")),
+    ("http", "renamed", EVT1, SPLIT, ("", ".part.parts")),
+    ("http", "renamed", OIF, "0", ("",)),
+    ("ftp", "part-written", OIF, "0", (".part",)),
+    ("ftp", "parts-done", EVT1, SPLIT, (".part", ".part.parts")),
+    ("s3", "part-written", OIF, "0", (".part",)),
+    ("s3", "parts-done", EVT1, SPLIT, (".part", ".part.parts")),
+]
+
+
+@pytest.mark.parametrize(
+    ("protocol", "point", "name", "split", "left"),
+    [pytest.param(*w, id=f"{w[0]}-{w[1]}-{Path(w[2]).name[:8]}") for w in WINDOWS],
+)
+def test_kill_between_last_byte_and_rename(
+    root: Path,
+    tmp_path: Path,
+    protocol: str,
+    point: str,
+    name: str,
+    split: str,
+    left: tuple[str, ...],
+) -> None:
+    out = tmp_path / "out"
+    target = out / str(OBSID) / name
+    hook = {"CHANDRA_DOWNLOAD_TEST_KILL": f"{point}:*{Path(name).name}"}
+    with serve(protocol, root) as site:
+        killed = run(command(site, out, "-j", "4", "--split-size", split), env=hook)
+        assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+        size = archive_files(root)[name].stat().st_size
+        for suffix in left:  # the crash left the file exactly in the window named by the point
+            assert target.with_name(target.name + suffix).exists(), suffix
+        if point != "renamed":
+            assert not target.exists()
+            assert target.with_name(target.name + ".part").stat().st_size == size
+        finish_and_check(root, site, out, "--split-size", split)
+
+
+# -- the issue's repros and state files in any condition ----------------------------------------
+def _downloaded(http: ArchiveHTTPServer, tmp_path: Path) -> Path:
+    out = tmp_path / "out"
+    results = download(OBSID, mirror=http.base_url, outdir=out, jobs=4, split_threshold=0)
+    assert results.ok, results.summary()
+    return out
+
+
+def test_split_file_with_every_part_done_is_finished(
+    http: ArchiveHTTPServer, root: Path, tmp_path: Path
+) -> None:
+    """Issue 12, failure 1: ``mv F F.part`` + a state with every part done, then a re-run."""
+    out = _downloaded(http, tmp_path)
+    target = out / str(OBSID) / EVT1
+    n = target.stat().st_size
+    h = n // 2
+    target.rename(target.with_name(target.name + ".part"))
+    state_path(target).write_text(json.dumps({"size": n, "parts": [[0, h, h], [h, n, n - h]]}))
+    finish_and_check(root, http.base_url, out, "--split-size", SPLIT)
+
+
+@pytest.mark.parametrize(
+    ("protocol", "name", "split"),
+    [
+        pytest.param("http", OIF, "0", id="http-small-whole"),
+        pytest.param("http", EVT1, "0", id="http-big-whole"),
+        pytest.param("http", EVT1, SPLIT, id="http-big-split"),
+        pytest.param("ftp", OIF, "0", id="ftp-small-whole"),
+        pytest.param("s3", OIF, "0", id="s3-small-whole"),
+        pytest.param("s3", EVT1, SPLIT, id="s3-big-split"),
+    ],
+)
+def test_full_size_part_without_final_file_is_finished(
+    http: ArchiveHTTPServer, root: Path, tmp_path: Path, protocol: str, name: str, split: str
+) -> None:
+    """Issue 12, failure 2: a complete ``.part`` (killed before its rename) and no final file
+    must not turn into an endless ``Range: bytes=<size>-`` / 416 loop."""
+    out = _downloaded(http, tmp_path)
+    target = out / str(OBSID) / name
+    target.rename(target.with_name(target.name + ".part"))
+    with serve(protocol, root) as site:
+        finish_and_check(root, site, out, "--split-size", split, "--retries", "1")
+
+
+def test_full_size_part_with_a_server_that_hides_the_size_on_416(
+    http: ArchiveHTTPServer, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Failure 2 as seen: ``Range: bytes=<size>-`` answered 416 with no ``Content-Range``
+    (the size is then learnt otherwise, or the file fetched again), never a loop of 416s."""
+    original = ResponseHandler._error
+
+    def no_total(self, code: int, text: str = "", headers=None) -> None:
+        original(self, code, text, None if code == 416 else headers)
+
+    monkeypatch.setattr(ResponseHandler, "_error", no_total)
+    out = _downloaded(http, tmp_path)
+    target = out / str(OBSID) / OIF
+    target.rename(target.with_name(target.name + ".part"))
+    finish_and_check(root, http.base_url, out, "--split-size", "0", "--retries", "1")
+
+
+def _state_cases(n: int) -> dict[str, tuple[str, int]]:
+    """{case: (state file text, bytes of the correct .part beside it)} for a file of n bytes."""
+    h = n // 2
+    good = {"size": n, "parts": [[0, h, h], [h, n, 0]]}
+    return {
+        "all-done": (json.dumps({"size": n, "parts": [[0, h, h], [h, n, n - h]]}), n),
+        "half-done": (json.dumps(good), h),
+        "stale-size": (json.dumps({"size": n + 5000, "parts": [[0, h, h], [h, n + 5000, 0]]}), h),
+        "truncated": (json.dumps(good)[:17], h),
+        "invalid": ("this is not JSON {", h),
+        "empty": ("", h),
+        "wrong-types": (json.dumps({"size": "big", "parts": "all of them"}), h),
+        "wrong-item-types": (json.dumps({"size": n, "parts": [[0, "h", None], {"a": 1}]}), h),
+        "not-an-object": (json.dumps([n, [[0, h, h]]]), h),
+        "parts-beyond-size": (json.dumps({"size": n, "parts": [[0, h, h], [h, n + 9, n]]}), n),
+        "negative": (json.dumps({"size": n, "parts": [[-10, h, h + 10], [h, n, 0]]}), h),
+        "overlapping": (json.dumps({"size": n, "parts": [[0, h, h], [10, n, n - 10]]}), n),
+        "claims-more-than-on-disk": (json.dumps({"size": n, "parts": [[0, h, h], [h, n, 9]]}), h),
+        "nan-and-huge": ('{"size": NaN, "parts": [[0, 1e308, 1e308]]}', h),
+    }
+
+
+@pytest.mark.parametrize("case", list(_state_cases(100)))
+def test_state_file_in_any_condition(
+    http: ArchiveHTTPServer, root: Path, tmp_path: Path, case: str
+) -> None:
+    """Issue 12, rule 2: finished, resumed or discarded; never an internal error."""
+    out = tmp_path / "out"
+    source = archive_files(root)[EVT1]
+    data = source.read_bytes()
+    text, have = _state_cases(len(data))[case]
+    target = out / str(OBSID) / EVT1
+    target.parent.mkdir(parents=True)
+    target.with_name(target.name + ".part").write_bytes(data[:have])
+    state_path(target).write_text(text)
+    finish_and_check(root, http.base_url, out, "--split-size", SPLIT, "--retries", "1")
+
+
+def test_interrupted_whole_then_killed_split(http: ArchiveHTTPServer, root: Path, tmp_path: Path):
+    """Partial ``.part`` files of a whole-file run (no state file) taken on by a split run,
+    killed with every part done, then finished by a run that does not split."""
+    out = tmp_path / "out"
+    files = archive_files(root)
+    for name in (EVT1, EVT2):
+        target = out / str(OBSID) / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.with_name(target.name + ".part").write_bytes(files[name].read_bytes()[:300_000])
+    hook = {"CHANDRA_DOWNLOAD_TEST_KILL": "parts-done:*evt2*"}
+    run(command(http.base_url, out, "-j", "4", "--split-size", SPLIT), env=hook)
+    finish_and_check(root, http.base_url, out, "--split-size", "0")
