@@ -42,8 +42,8 @@ def test_check_reports_missing_partial_corrupt_extra(archive_http, tmp_path: Pat
     assert not report.ok
     assert audit.partial == [evt2.relative_to(top).as_posix()]
     assert audit.missing == [fov.relative_to(top).as_posix()]
-    assert [rel for rel, _ in audit.corrupt] == ["oif.fits"]
-    assert "CHECKSUM" in audit.corrupt[0][1] or "DATASUM" in audit.corrupt[0][1]
+    assert [rel for rel, _ in audit.failing] == ["oif.fits"]
+    assert "CHECKSUM" in audit.failing[0][1] or "DATASUM" in audit.failing[0][1]
     assert audit.extra == ["notes.txt"]
     assert _snapshot(tmp_path) == before  # nothing written or touched
     # Only listings and HEAD requests: no file body was fetched.

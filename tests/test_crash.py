@@ -107,7 +107,9 @@ WINDOWS = [
     ("http", "part-written", OIF, "0", (".part",)),
     ("http", "part-written", EVT1, "0", (".part",)),
     ("http", "parts-done", EVT1, SPLIT, (".part", ".part.parts")),
-    ("http", "renamed", EVT1, SPLIT, ("", ".part.parts")),
+    # The state file goes before the rename (a lone full .part is contiguous): after it, the
+    # final file alone is there, its directory not yet flushed.
+    ("http", "renamed", EVT1, SPLIT, ("",)),
     ("http", "renamed", OIF, "0", ("",)),
     ("ftp", "part-written", OIF, "0", (".part",)),
     ("ftp", "parts-done", EVT1, SPLIT, (".part", ".part.parts")),

@@ -27,13 +27,20 @@ class ObsIdAudit:
     complete: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     partial: list[str] = field(default_factory=list)
+    #: Complete files whose bytes fail a content check: local damage, or the archive's own
+    #: copy (kept as served); ``--repair`` tells them apart by fetching again.
+    failing: list[tuple[str, str]] = field(default_factory=list)
+    #: Anything else wrong: refused listing entries, local files larger than the archive's.
     corrupt: list[tuple[str, str]] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """Found, and nothing missing, partial or corrupt (extra files are only reported)."""
-        return self.found and not (self.error or self.missing or self.partial or self.corrupt)
+        """Found, and nothing missing, partial, failing or corrupt (extra files are only
+        reported)."""
+        return self.found and not (
+            self.error or self.missing or self.partial or self.failing or self.corrupt
+        )
 
 
 @dataclass
@@ -60,7 +67,7 @@ class AuditReport:
             else:
                 parts.append(
                     f"ObsId {a.obsid}: {len(a.missing)} missing, {len(a.partial)} partial, "
-                    f"{len(a.corrupt)} corrupt"
+                    f"{len(a.failing)} failing a check, {len(a.corrupt)} other"
                 )
         return "incomplete: " + "; ".join(parts) + "."
 
@@ -132,7 +139,7 @@ def check(
                         check_file(f.path, f.relpath)
                     audit.complete.append(f.relpath)
                 except VerificationError as exc:
-                    audit.corrupt.append((f.relpath, str(exc)))
+                    audit.failing.append((f.relpath, str(exc).split(": ", 1)[-1]))
             else:
                 audit.corrupt.append((f.relpath, f.reason or "larger than the archive's copy"))
         if top.is_dir():
@@ -173,17 +180,39 @@ def print_report(report: AuditReport, verbose: int = 1) -> None:
         state = "OK" if a.ok else "INCOMPLETE"
         print(
             f"ObsId {a.obsid}: {state}: {len(a.complete)} complete, {len(a.missing)} missing, "
-            f"{len(a.partial)} partial, {len(a.corrupt)} corrupt, {len(a.extra)} extra"
+            f"{len(a.partial)} partial, {len(a.failing)} failing a check, "
+            f"{len(a.corrupt)} other, {len(a.extra)} extra"
         )
         if verbose >= 1:
             for rel in a.missing:
                 print(f"  missing  {rel}")
             for rel in a.partial:
                 print(f"  partial  {rel}")
+            for rel, why in a.failing:
+                print(f"  fails    {rel}: {why}")
             for rel, why in a.corrupt:
-                print(f"  corrupt  {rel}: {why}")
+                print(f"  bad      {rel}: {why}")
             for rel in a.extra:
                 print(f"  extra    {rel}")
         if verbose >= 2:
             for rel in a.complete:
                 print(f"  ok       {rel}")
+    hint = what_to_run(report)
+    if hint:
+        print(hint)
+
+
+def what_to_run(report: AuditReport) -> str | None:
+    """The line ``--check`` ends with: what to run to make the local copy whole."""
+    audits = [a for a in report.obsids if a.found]
+    fetch = any(a.missing or a.partial for a in audits)
+    failing = any(a.failing for a in audits)
+    if failing:
+        return (
+            "To fix: run the same command without --check, adding --repair: it fetches what is "
+            "missing, and fetches files failing their check again (one is kept, with a "
+            "warning, when the archive's own copy is the same)."
+        )
+    if fetch:
+        return "To fix: run the same command without --check; it fetches what is missing."
+    return None

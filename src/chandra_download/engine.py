@@ -221,7 +221,10 @@ class Engine:
                 continue
             if not selection.accepts(ftype):
                 continue
-            problem = _unsafe_target(top, fr.path)
+            try:
+                problem = _unsafe_target(top, fr.path)
+            except OSError as exc:
+                problem = self.ctx.local_problem(LocalError.from_os(exc, exc.filename or fr.path))
             if problem:
                 fr.status, fr.reason = Status.FAILED, problem
             out.append(fr)
@@ -254,7 +257,7 @@ class Engine:
             elif self._list_only:
                 self._describe(run.result, fr, index)
             elif self.ctx.disk_full.is_set():
-                fr.status, fr.reason = Status.FAILED, "not started: no space left on device"
+                fr.status, fr.reason = Status.FAILED, "not started: the output disk is full"
             elif not self._fetch(run, fr, index):
                 return  # it goes on as parts; the part that ends it settles it
         except Interrupted:
@@ -356,7 +359,8 @@ def _free_space(outdir: Path) -> int | None:
 
 
 def _unsafe_target(top: Path, path: Path) -> str | None:
-    """Refuse to write through symlinks: in the directories, or at any name we write."""
+    """Refuse to write through symlinks: in the directories, or at any name we write.
+    OSError (a name too long, a directory we may not read) is the caller's to report."""
     try:
         real_top = top.resolve()
         parent = path.parent
@@ -368,6 +372,6 @@ def _unsafe_target(top: Path, path: Path) -> str | None:
         for p in (path, part_path(path), state, state.with_name(state.name + ".tmp")):
             if p.is_symlink():
                 return f"refusing to write {p}: it is a symlink"
-    except OSError as exc:
-        return f"cannot check {path}: {exc.strerror}"
+    except RuntimeError:  # a symlink loop
+        return f"refusing to write {path}: a symlink loop in the output tree"
     return None

@@ -83,6 +83,7 @@ def audit_report(audit: Any) -> dict[str, Any]:
             *((rel, "complete", None) for rel in a.complete),
             *((rel, "missing", None) for rel in a.missing),
             *((rel, "partial", None) for rel in a.partial),
+            *((rel, "failing check", why) for rel, why in a.failing),
             *((rel, "corrupt", why) for rel, why in a.corrupt),
         ]
         for rel, state, why in sorted(states):

@@ -64,7 +64,7 @@ class Context:
     stop: threading.Event
     reporter: Reporter = field(default_factory=Reporter)
     disk_full: threading.Event = field(default_factory=threading.Event)
-    _seen: set[tuple[int | None, str]] = field(default_factory=set)
+    _seen: dict[int | None, str] = field(default_factory=dict)  # errno -> first path
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def notify(self, event: str, *args: object) -> None:
@@ -73,16 +73,19 @@ class Context:
         if handler is not None:
             handler(*args)
 
-    def local_problem(self, exc: LocalError) -> None:
-        """Log a local error once per cause (errno and directory)."""
-        key = (exc.errno, os.path.dirname(exc.path))
+    def local_problem(self, exc: LocalError) -> str:
+        """Log a local error once per cause; the reason a file that met it gives: the
+        whole message for the first file, a pointer to it for the others."""
         with self._lock:
-            if key in self._seen:
-                return
-            self._seen.add(key)
+            first = self._seen.get(exc.errno)
+            if first is None:
+                self._seen[exc.errno] = exc.path
         if exc.no_space:
             self.disk_full.set()
+        if first is not None:
+            return f"not written: the same local problem as {first}"
         vlog(0, "%s", exc)
+        return str(exc)
 
 
 def sha256_of(fd: int) -> str:
@@ -413,8 +416,7 @@ class FileJob:
         except RangeIgnored:
             self._fallback = True
         except LocalError as exc:
-            self.ctx.local_problem(exc)
-            self._note_error(str(exc))
+            self._note_error(self.ctx.local_problem(exc))
         except SourceError as exc:
             self._note_error(f"bytes {self.parts.parts[index].start}-: {exc}")
         except OSError as exc:
@@ -566,8 +568,7 @@ class FileJob:
         self.fr.status, self.fr.reason = Status.FAILED, reason
 
     def _fail_local(self, exc: LocalError) -> None:
-        self.ctx.local_problem(exc)
-        reason = str(exc)
+        reason = self.ctx.local_problem(exc)
         if exc.no_space and self.fd >= 0:
             kept = os.fstat(self.fd).st_size
             reason += f"; {kept} bytes kept in {self.part.name} for resume"
