@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
+import nbclient
+import nbformat
 
 
 def _run(code: str) -> list[dict]:
