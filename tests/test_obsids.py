@@ -93,3 +93,16 @@ def test_at_file_errors(tmp_path):
     empty.write_text("# nothing\n")
     with pytest.raises(ValueError, match="No ObsIds"):
         parse_obsid_args(f"@{empty}")
+
+
+def test_numpy_integers_and_table_columns_are_obsids() -> None:
+    import numpy as np
+    from astropy.table import Table
+
+    assert validate_obsid(np.int64(1843)) == 1843 and type(validate_obsid(np.int32(7))) is int
+    assert validate_obsids(np.int64(5)) == [5]
+    assert validate_obsids(Table({"obsid": [1843, 2749]})["obsid"]) == [1843, 2749]
+    with pytest.raises(ValueError):
+        validate_obsid(np.bool_(True))
+    with pytest.raises(ValueError):
+        validate_obsid(np.int64(0))

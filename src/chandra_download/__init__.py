@@ -17,6 +17,7 @@ from .errors import (
     VerificationError,
 )
 from .filetypes import DESCRIPTIONS, FILETYPES, classify
+from .find import find_chandra_obsids
 from .log import set_verbosity
 from .results import FileResult, ObsIdResult, Results, Status
 from .sources import NAMED_SITES
@@ -40,5 +41,6 @@ __all__ = [
     "classify",
     "download",
     "download_chandra_obsids",
+    "find_chandra_obsids",
     "set_verbosity",
 ]

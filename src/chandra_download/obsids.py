@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,14 +15,15 @@ MAX_RANGE = 100_000
 def validate_obsid(value: object) -> int:
     """Return an ObsId as an int, or raise ValueError naming the bad value.
 
-    Accepts non-negative ints and strings of digits (surrounding blanks ignored).
+    Accepts positive integers of any integer type (Python's, numpy's: a column of an
+    astropy Table works) and strings of digits (surrounding blanks ignored).
     """
-    if isinstance(value, bool):
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
         raise ValueError(f"Invalid ObsId {value!r}: expected a positive integer")
-    if isinstance(value, int):
+    if isinstance(value, numbers.Integral):
         if value <= 0:
             raise ValueError(f"Invalid ObsId {value!r}: must be a positive integer")
-        return value
+        return int(value)
     if isinstance(value, str):
         text = value.strip()
         if not _DIGITS.match(text):
@@ -35,7 +37,7 @@ def validate_obsid(value: object) -> int:
 
 def validate_obsids(values: Iterable[object] | int | str) -> list[int]:
     """Validate a list of ObsIds (order kept, duplicates kept as given)."""
-    if isinstance(values, (int, str)):
+    if isinstance(values, (numbers.Integral, str)):
         values = [values]
     return [validate_obsid(v) for v in values]
 
