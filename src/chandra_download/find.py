@@ -318,7 +318,7 @@ def find_chandra_obsids(
         One row per ObsId (the service's first row for it): ``obsid``, ``instrument``,
         ``grating``, ``exposure`` (ks), ``ra``, ``dec`` (deg, aim point), ``separation``
         (arcmin from the search position), ``target``, ``obsdate``, ``pi``; ``meta`` holds
-        the search ``ra``, ``dec`` and ``radius``. ``table["obsid"].tolist()`` goes straight
+        the search ``ra``, ``dec`` and ``radius``. ``table["obsid"]`` goes straight
         into :func:`chandra_download.download`.
 
     Raises
