@@ -16,7 +16,8 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -123,18 +124,25 @@ class FileJob:
         """Decide from the disk, lock, decide again; settle the file when nothing is to do."""
         self.fr.site = self.source.label
         try:
-            return self._start()
+            with self._local_errors():
+                return self._start()
         except (Interrupted, KeyboardInterrupt):
             self._fail("interrupted")
             raise
-        except LocalError as exc:
-            self._fail_local(exc)
-        except OSError as exc:
-            self._fail_local(LocalError.from_os(exc, exc.filename or self.part))
         except SourceError as exc:
             self._fail(str(exc))
         self.release()
         return Next.DONE
+
+    @contextmanager
+    def _local_errors(self) -> Iterator[None]:
+        """A local error (ours, or one the OS raised) fails the file with one clear line."""
+        try:
+            yield
+        except LocalError as exc:
+            self._fail_local(exc)
+        except OSError as exc:
+            self._fail_local(LocalError.from_os(exc, exc.filename or self.part))
 
     def _start(self) -> Next:
         disk = look(self.target)
@@ -251,14 +259,11 @@ class FileJob:
     def run_whole(self) -> None:
         """Fetch on one connection with retries and resume, then verify and move into place."""
         try:
-            self._attempts()
+            with self._local_errors():
+                self._attempts()
         except (Interrupted, KeyboardInterrupt):
             self._fail("interrupted; partial data kept for resume")
             raise
-        except LocalError as exc:
-            self._fail_local(exc)
-        except OSError as exc:
-            self._fail_local(LocalError.from_os(exc, exc.filename or self.part))
         finally:
             self.release()
 
@@ -485,23 +490,27 @@ class FileJob:
         """Runs once, in the worker that ended the last part."""
         self.fr.elapsed = time.monotonic() - self._t0
         try:
-            if self._interrupted:
-                self._save()
-                self._fail("interrupted; partial data kept for resume")
-            elif self._errors:
-                self._save()
-                self._fail("; ".join(self._errors[:3]))
-            elif self._fallback:
-                vlog(2, "%s: the site ignores ranges; fetching it whole", self.fr.relpath)
-                self._restart_whole()
-            else:
-                self._finish_parts()
-        except LocalError as exc:
-            self._fail_local(exc)
-        except OSError as exc:
-            self._fail_local(LocalError.from_os(exc, exc.filename or self.part))
+            with self._local_errors():
+                self._settle_parts()
+        except (Interrupted, KeyboardInterrupt):
+            pass  # run_whole said so in the file's status; the session is stopping
+        except Exception as exc:  # a bug must still settle the file, once
+            self._fail(f"internal error: {exc!r}")
         finally:
             self.release()  # (run_whole, when it ran, released already: this is a no-op)
+
+    def _settle_parts(self) -> None:
+        if self._interrupted:
+            self._save()
+            self._fail("interrupted; partial data kept for resume")
+        elif self._errors:
+            self._save()
+            self._fail("; ".join(self._errors[:3]))
+        elif self._fallback:
+            vlog(2, "%s: the site ignores ranges; fetching it whole", self.fr.relpath)
+            self._restart_whole()
+        else:
+            self._finish_parts()
 
     def _finish_parts(self) -> None:
         _crashpoint.crashpoint("parts-done", self.target.name)
