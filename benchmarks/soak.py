@@ -102,6 +102,10 @@ def make_fault(kind: str, rel: str, size: int, rng: random.Random) -> Fault:
         return Fault("status", rel, times=times, status=int(kind), retry_after=retry_after)
     if kind == "stall":
         return Fault("stall", rel, times=1, after_bytes=after, seconds=TIMEOUT + 0.5)
+    if kind == "corrupt":
+        # Damage in transit differs on every fetch; the same damage twice would be the
+        # archive's own copy, which the client rightly keeps (with a warning).
+        return Fault("corrupt", rel, times=times, after_bytes=after, vary=True)
     return Fault(kind, rel, times=times, after_bytes=after)
 
 

@@ -167,6 +167,20 @@ def test_split_file_with_every_part_done_is_finished(
     finish_and_check(root, http.base_url, out, "--split-size", SPLIT)
 
 
+def test_a_state_temporary_left_by_a_kill_during_a_save_is_removed(
+    http: ArchiveHTTPServer, root: Path, tmp_path: Path
+) -> None:
+    """Killed between writing ``<name>.part.parts.tmp`` and renaming it: seen in the soak."""
+    out = _downloaded(http, tmp_path)
+    target = out / str(OBSID) / EVT1
+    n = target.stat().st_size
+    target.rename(target.with_name(target.name + ".part"))
+    state = state_path(target)
+    state.write_text(json.dumps({"size": n, "parts": [[0, n // 2, 0], [n // 2, n, 0]]}))
+    state.with_name(state.name + ".tmp").write_text('{"size": ')
+    finish_and_check(root, http.base_url, out, "--split-size", SPLIT)
+
+
 @pytest.mark.parametrize(
     ("protocol", "name", "split"),
     [

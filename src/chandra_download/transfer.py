@@ -173,6 +173,9 @@ class FileJob:
     def _act(self, d: Decision, disk: OnDisk) -> Next:
         if d.note:
             vlog(2, "%s: %s; starting over", self.fr.relpath, d.note)
+        # A state file's temporary is only ever written by the lock holder, which we are now:
+        # one left by a process killed while saving is stale.
+        unlink_quietly(self.state_file.with_name(self.state_file.name + ".tmp"))
         if d.action in (Action.PRESENT, Action.LARGER):
             return self._present(d)
         self.fr.local_size = d.offset
