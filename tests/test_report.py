@@ -82,3 +82,15 @@ def test_unwritable_report_is_an_error_before_anything_is_fetched(archive_http, 
     assert cli.main([*args, "--json", str(tmp_path / "no" / "dir" / "r.json")]) == 2
     assert "JSON report" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_download_report_on_stdout_stays_json_at_any_verbosity(archive_http, tmp_path):
+    p = subprocess.run(
+        [sys.executable, "-m", "chandra_download", "1843", "oif", "--json", "-", "--verbose", "3",
+         "-m", archive_http.base_url, "--outdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, env={**os.environ},
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    data = json.loads(p.stdout)  # the log lines went to standard error
+    assert data["obsids"][0]["files"][0]["path"] == "oif.fits"
+    assert "oif.fits" in p.stderr

@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json and args.json != "-" and not _writable(args.json):
         error(f"cannot write the JSON report to {args.json}: no such directory or no permission")
         return 2
-    command_line_output(verbose, PREFIX)
+    command_line_output(verbose, PREFIX, stdout_taken=args.json == "-")
     vlog(3, "%s: %s", PROG, __version__)
     for m in args.mirror or [os.environ.get("CDA_MIRROR_SITE") or "cda (the default)"]:
         vlog(3, "Using site: %s", mask_url(m))

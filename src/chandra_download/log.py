@@ -94,11 +94,12 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def command_line_output(verbose: int, prefix: str) -> None:
-    """The command line's logging: messages on standard output, warnings and errors on
-    standard error as ``{prefix} WARNING message`` (CIAO's form), each exactly once."""
+def command_line_output(verbose: int, prefix: str, stdout_taken: bool = False) -> None:
+    """The command line's logging: messages on standard output (standard error when a report
+    takes standard output), warnings and errors on standard error as ``{prefix} WARNING
+    message`` (CIAO's form), each exactly once."""
     global _handler
-    set_verbosity(verbose)
+    set_verbosity(verbose, sys.stderr if stdout_taken else None)
     assert _handler is not None
     _handler.addFilter(lambda record: record.levelno < logging.WARNING)
     err = _StderrHandler()
