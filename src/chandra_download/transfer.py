@@ -12,6 +12,7 @@ are kept, with a warning; different bytes each time are damage in transit and ar
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import threading
@@ -56,6 +57,20 @@ class Next(Enum):
     PARTS = "parts"  # run_part(i) for each pending part, on any workers
 
 
+#: Local errors that stop every file alike (a full, read-only or forbidden disk, a bad output
+#: path): told once. Others (a symlink in one file's way) are told for each file they touch.
+_SHARED_CAUSES = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOTDIR,
+    errno.ENAMETOOLONG,
+    errno.EIO,
+}
+
+
 @dataclass
 class Context:
     """What every file of a session shares: settings, the stop signal, the reporter and
@@ -78,8 +93,8 @@ class Context:
         """Log a local error once per cause; the reason a file that met it gives: the
         whole message for the first file, a pointer to it for the others."""
         with self._lock:
-            first = self._seen.get(exc.errno)
-            if first is None:
+            first = self._seen.get(exc.errno) if exc.errno in _SHARED_CAUSES else None
+            if first is None and exc.errno in _SHARED_CAUSES:
                 self._seen[exc.errno] = exc.path
         if exc.no_space:
             self.disk_full.set()
