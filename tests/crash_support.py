@@ -9,9 +9,11 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 from chandra_download.simulator import generate_archive, iter_files
 from chandra_download.simulator.ftp import ArchiveFTPServer
@@ -33,6 +35,29 @@ _buckets = itertools.count(1)  # moto keeps buckets per process: one name per se
 def make_archive(root: Path) -> Path:
     """One ACIS ObsId of about 4 MB: two files large enough to split, 35 small ones."""
     return generate_archive(root, {OBSID: "acis"}, scale=1.0, sizes=SIZES)
+
+
+def archive_fixture(name: str) -> Callable[..., Path]:
+    """A module-scoped ``root`` fixture: :func:`make_archive` in a temporary directory named
+    after ``name``, made once per test module. Use as ``root = archive_fixture("x-archive")``."""
+
+    @pytest.fixture(scope="module")
+    def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+        return make_archive(tmp_path_factory.mktemp(name))
+
+    return root
+
+
+def http_fixture() -> Callable[..., Iterator[ArchiveHTTPServer]]:
+    """An ``http`` fixture: an HTTP server on the module's ``root`` archive, one per test
+    (fresh faults and stats), stopped after. Use as ``http = http_fixture()``."""
+
+    @pytest.fixture
+    def http(root: Path) -> Iterator[ArchiveHTTPServer]:
+        with ArchiveHTTPServer(root) as server:
+            yield server
+
+    return http
 
 
 def archive_files(root: Path, obsid: int = OBSID) -> dict[str, Path]:

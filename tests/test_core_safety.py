@@ -18,9 +18,10 @@ from crash_support import (
     OIF,
     SPLIT,
     archive_files,
+    archive_fixture,
     child_env,
     command,
-    make_archive,
+    http_fixture,
     run,
     tree,
     wait_for,
@@ -36,15 +37,8 @@ PRECIOUS = b"precious data outside the output tree\n"
 SPLIT_BYTES = 256 * 1024
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_archive(tmp_path_factory.mktemp("safety-archive"))
-
-
-@pytest.fixture
-def http(root: Path) -> Iterator[ArchiveHTTPServer]:
-    with ArchiveHTTPServer(root) as server:
-        yield server
+root = archive_fixture("safety-archive")
+http = http_fixture()
 
 
 def lines_with(text: str, *words: str) -> list[str]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import random
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,9 +22,10 @@ from crash_support import (
     OIF,
     SPLIT,
     archive_files,
+    archive_fixture,
     command,
+    http_fixture,
     kill_after,
-    make_archive,
     mismatches,
     outside_obsid,
     run,
@@ -46,15 +46,8 @@ KILLS = 12  # at least this many real SIGKILLs per random-kill run
 LATENCY = 0.05
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_archive(tmp_path_factory.mktemp("crash-archive"))
-
-
-@pytest.fixture
-def http(root: Path) -> Iterator[ArchiveHTTPServer]:
-    with ArchiveHTTPServer(root) as server:
-        yield server
+root = archive_fixture("crash-archive")
+http = http_fixture()
 
 
 def finish_and_check(root: Path, site: str | list[str], out: Path, *args: str) -> None:

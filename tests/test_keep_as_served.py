@@ -4,11 +4,10 @@ fetch is damage in transit: retried, then failed, as before."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from crash_support import OBSID, OIF, archive_files, make_archive
+from crash_support import OBSID, OIF, archive_files, archive_fixture, http_fixture
 
 from chandra_download import cli, download
 from chandra_download.results import Status
@@ -22,15 +21,8 @@ CASES = [(OIF, 6000, "FITS"), (FITS_GZ, 3000, "gzip")]
 FAST = {"retries": 3, "backoff": 0.01, "backoff_max": 0.02, "timeout": 5.0, "split_threshold": 0}
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_archive(tmp_path_factory.mktemp("served-archive"))
-
-
-@pytest.fixture
-def http(root: Path) -> Iterator[ArchiveHTTPServer]:
-    with ArchiveHTTPServer(root) as server:
-        yield server
+root = archive_fixture("served-archive")
+http = http_fixture()
 
 
 def as_served(root: Path, rel: str, after: int) -> bytes:

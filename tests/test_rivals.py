@@ -16,8 +16,8 @@ from crash_support import (
     SPLIT,
     archive_bytes,
     archive_files,
+    archive_fixture,
     command,
-    make_archive,
     mismatches,
     outside_obsid,
     spawn,
@@ -31,9 +31,7 @@ RIVALS = 3
 LIMIT = 1.05  # bytes served, at most this many times the archive's (listings aside)
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_archive(tmp_path_factory.mktemp("rivals-archive"))
+root = archive_fixture("rivals-archive")
 
 
 def listing_bytes(root: Path, tmp_path: Path) -> int:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import fields, replace
+from functools import partial
 from pathlib import Path
 
 from .config import SessionConfig
@@ -165,9 +166,7 @@ def download(
         One :class:`ObsIdResult` per ObsId, in order, each listing its files' outcomes.
     """
     ids = validate_obsids(obsids)
-    if excludes is not None and exclude is not None:
-        raise TypeError("give excludes= or exclude=, not both")
-    selection = Selection(filetypes, excludes if excludes is not None else exclude)
+    selection = _selection(filetypes, excludes, exclude)
     if selection.conflicts:
         _warn_once(
             f"File type(s) {', '.join(selection.conflicts)} both requested and excluded: excluded"
@@ -177,41 +176,69 @@ def download(
         _warn_once("TLS certificate verification is OFF (insecure): data could be tampered with")
     mirrors = _mirrors(mirror)
     refused: list[AuthError] = []
+    with _watched_sources(mirrors, cfg, username, userpass, refused) as sources:
+        is_mirror = expand_mirror(mirrors[0]).rstrip("/") != DEFAULT_SITE.rstrip("/")
+        rep = _start_reporter(reporter, progress, ids, is_mirror)
+        engine = Engine(sources, cfg, rep, explain=_catalogue(cfg, status, ocat_url))
+        with rep if hasattr(rep, "__enter__") and reporter is None else nullcontext():
+            items = engine.run(ids, selection, Path(outdir), list_only=list_only)
+    # The same download again, with the settings this one resolved (config, not options).
+    rerun = partial(
+        download,
+        ids,
+        filetypes,
+        mirror,
+        username,
+        userpass,
+        excludes=selection.excluded or None,
+        outdir=outdir,
+        list_only=list_only,
+        config=cfg,
+        reporter=reporter,
+        progress=progress,
+        status=status,
+        ocat_url=ocat_url,
+    )
+    results = Results(items, rerun=rerun)
+    results.refused = list(refused)
+    return results
+
+
+def _selection(filetypes: Types, excludes: Types, exclude: Types) -> Selection:
+    """The file selection; ``exclude`` is an alias of CIAO's ``excludes``, not a second list."""
+    if excludes is not None and exclude is not None:
+        raise TypeError("give excludes= or exclude=, not both")
+    return Selection(filetypes, excludes if excludes is not None else exclude)
+
+
+@contextmanager
+def _watched_sources(
+    mirrors: list[str | None],
+    cfg: SessionConfig,
+    username: str | None,
+    userpass: str | None,
+    refused: list[AuthError],
+) -> Iterator[list[Source]]:
+    """One source per mirror, its refused logins added to ``refused``; every source made is
+    closed after, also when a later mirror cannot be used."""
     sources: list[Source] = []
     try:
         for m in mirrors:
             sources.append(_Watched(choose_source(m, cfg, username, userpass), refused))
-        is_mirror = expand_mirror(mirrors[0]).rstrip("/") != DEFAULT_SITE.rstrip("/")
-        rep = reporter or _auto_reporter(progress, is_mirror)
-        if hasattr(rep, "begin"):  # optional: duck-typed reporters need only the engine's events
-            rep.begin(ids, is_mirror)
-        engine = Engine(sources, cfg, rep, explain=_catalogue(cfg, status, ocat_url))
-        with rep if hasattr(rep, "__enter__") and reporter is None else nullcontext():
-            items = engine.run(ids, selection, Path(outdir), list_only=list_only)
+        yield sources
     finally:
         for s in sources:
             s.close()
 
-    def rerun() -> Results:
-        return download(
-            ids,
-            filetypes,
-            mirror,
-            username,
-            userpass,
-            excludes=selection.excluded or None,
-            outdir=outdir,
-            list_only=list_only,
-            config=cfg,
-            reporter=reporter,
-            progress=progress,
-            status=status,
-            ocat_url=ocat_url,
-        )
 
-    results = Results(items, rerun=rerun)
-    results.refused = list(refused)
-    return results
+def _start_reporter(
+    reporter: Reporter | None, progress: bool | None, ids: list[int], is_mirror: bool
+) -> Reporter:
+    """The caller's reporter, else the automatic one, told the session is beginning."""
+    rep = reporter or _auto_reporter(progress, is_mirror)
+    if hasattr(rep, "begin"):  # optional: duck-typed reporters need only the engine's events
+        rep.begin(ids, is_mirror)
+    return rep
 
 
 def download_chandra_obsids(

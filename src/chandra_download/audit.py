@@ -12,7 +12,7 @@ from .filetypes import Selection
 from .output import local_state
 from .plan import PART_SUFFIX
 from .progress import Reporter
-from .results import LocalState, Results
+from .results import FileResult, LocalState, ObsIdResult, Results
 from .split import STATE_SUFFIX
 from .verify import check_file
 
@@ -114,47 +114,60 @@ def check(
         reporter=_Quiet(),
         **options,
     )
-    out = []
-    for r in listing:
-        audit = ObsIdAudit(r.obsid, r.found, r.error)
-        out.append(audit)
-        if not r.found:
-            continue
-        top = Path(outdir) / str(r.obsid)
-        known = {f.relpath for f in r.files}
-        for f in r.files:
-            if f.status.value == "failed":  # unsafe listing entries
-                audit.corrupt.append((f.relpath, f.reason or "refused"))
-                continue
-            if not selection.accepts(f.filetype):
-                continue
-            state = local_state(f)
-            if state is LocalState.MISSING:
-                (audit.partial if _has_part(f.path) else audit.missing).append(f.relpath)
-            elif state is LocalState.PARTIAL:
-                audit.partial.append(f.relpath)
-            elif state is LocalState.COMPLETE:
-                try:
-                    if checksums:
-                        check_file(f.path, f.relpath)
-                    audit.complete.append(f.relpath)
-                except VerificationError as exc:
-                    audit.failing.append((f.relpath, str(exc).split(": ", 1)[-1]))
-            else:
-                audit.corrupt.append((f.relpath, f.reason or "larger than the archive's copy"))
-        if top.is_dir():
-            for dirpath, _dirs, names in os.walk(top):
-                for name in names:
-                    rel = (Path(dirpath) / name).relative_to(top).as_posix()
-                    base = rel
-                    for suffix in (PART_SUFFIX + STATE_SUFFIX, PART_SUFFIX):  # ours, in progress
-                        if rel.endswith(suffix):
-                            base = rel[: -len(suffix)]
-                            break
-                    if base not in known:
-                        audit.extra.append(rel)
-        audit.extra.sort()
-    return AuditReport(out, listing)
+    return AuditReport([_audit(r, selection, Path(outdir), checksums) for r in listing], listing)
+
+
+def _audit(r: ObsIdResult, selection: Selection, outdir: Path, checksums: bool) -> ObsIdAudit:
+    """One ObsId's audit: each listed file's local state, then the files not listed."""
+    audit = ObsIdAudit(r.obsid, r.found, r.error)
+    if not r.found:
+        return audit
+    for f in r.files:
+        _classify(audit, f, selection, checksums)
+    audit.extra = _extra_files(outdir / str(r.obsid), {f.relpath for f in r.files})
+    return audit
+
+
+def _classify(audit: ObsIdAudit, f: FileResult, selection: Selection, checksums: bool) -> None:
+    """Add one listed file to the audit list its local copy belongs in (if selected)."""
+    if f.status.value == "failed":  # unsafe listing entries
+        audit.corrupt.append((f.relpath, f.reason or "refused"))
+        return
+    if not selection.accepts(f.filetype):
+        return
+    state = local_state(f)
+    if state is LocalState.MISSING:
+        (audit.partial if _has_part(f.path) else audit.missing).append(f.relpath)
+    elif state is LocalState.PARTIAL:
+        audit.partial.append(f.relpath)
+    elif state is LocalState.COMPLETE:
+        try:
+            if checksums:
+                check_file(f.path, f.relpath)
+            audit.complete.append(f.relpath)
+        except VerificationError as exc:
+            audit.failing.append((f.relpath, str(exc).split(": ", 1)[-1]))
+    else:
+        audit.corrupt.append((f.relpath, f.reason or "larger than the archive's copy"))
+
+
+def _extra_files(top: Path, known: set[str]) -> list[str]:
+    """Files below ``top`` the listing does not have (our own in-progress files of listed
+    ones aside), sorted."""
+    extra: list[str] = []
+    if top.is_dir():
+        for dirpath, _dirs, names in os.walk(top):
+            for name in names:
+                rel = (Path(dirpath) / name).relative_to(top).as_posix()
+                base = rel
+                for suffix in (PART_SUFFIX + STATE_SUFFIX, PART_SUFFIX):  # ours, in progress
+                    if rel.endswith(suffix):
+                        base = rel[: -len(suffix)]
+                        break
+                if base not in known:
+                    extra.append(rel)
+    extra.sort()
+    return extra
 
 
 class _Quiet(Reporter):

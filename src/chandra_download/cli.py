@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 
 from ._version import __version__
+from .cli_common import add_tls_options, mirror_value, network_config
 from .config import SessionConfig
 from .credentials import mask_url
 from .errors import ChandraDownloadError
@@ -120,8 +121,7 @@ def _add_ours(p: argparse.ArgumentParser) -> None:
         "--no-status", action="store_true", help="do not ask the catalogue why ObsIds are missing"
     )
     p.add_argument("--no-fsync", action="store_true", help="do not flush files before renaming")
-    p.add_argument("--ca-bundle", metavar="FILE", help="trusted CA certificates (PEM)")
-    p.add_argument("--insecure", action="store_true", help="DO NOT verify TLS certificates")
+    add_tls_options(p)
     p.add_argument("--aws-profile", metavar="NAME", help="AWS profile for s3:// (default: none)")
     p.add_argument("--endpoint-url", metavar="URL", help="S3-compatible endpoint for s3://")
     p.add_argument("--no-progress", action="store_true", help="no live progress bars")
@@ -244,15 +244,11 @@ def _writable(path: str) -> bool:
 
 
 def _config(args: argparse.Namespace) -> SessionConfig:
-    return SessionConfig(
-        jobs=args.jobs,
-        retries=args.retries,
-        timeout=args.timeout,
+    return network_config(
+        args,
         split_threshold=args.split_size,
         verify_checksums=not args.no_verify,
         fsync=not args.no_fsync,
-        ca_bundle=args.ca_bundle,
-        insecure=args.insecure,
         profile=args.aws_profile,
         endpoint_url=args.endpoint_url,
         repair=args.repair,
@@ -294,7 +290,7 @@ def _dispatch(
     from . import report
     from .api import download
 
-    mirror = args.mirror if args.mirror and len(args.mirror) > 1 else (args.mirror or [None])[0]
+    mirror = mirror_value(args.mirror)
     common = dict(outdir=args.outdir, config=config, status=not args.no_status)
     if args.check:
         from .audit import check, print_report

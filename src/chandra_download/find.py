@@ -328,19 +328,8 @@ def find_chandra_obsids(
     ServiceError
         A service failed or answered something unreadable; the message names it.
     """
-    instrument, grating = str(instrument).lower(), str(grating).lower()
-    if instrument not in INSTRUMENTS:
-        raise ValueError(f"Invalid instrument {instrument!r}; use one of {', '.join(INSTRUMENTS)}")
-    if grating not in GRATINGS:
-        raise ValueError(f"Invalid grating {grating!r}; use one of {', '.join(GRATINGS)}")
-    if not radius >= 0:
-        raise ValueError(f"Invalid radius {radius!r}: must be 0 or more arcmin")
-    config = config or SessionConfig()
-    for key, value in options.items():
-        if not hasattr(config, key):
-            raise TypeError(f"find_chandra_obsids() got an unexpected keyword argument {key!r}")
-        setattr(config, key, value)
-    config.__post_init__()
+    instrument, grating = _search_choices(instrument, grating, radius)
+    config = _with_options(config or SessionConfig(), options)
     services = Services(config, footprint_url, ocat_url, cadc_url, sesame_url)
     try:
         ra, dec_deg, how = locate(arg, dec, services)
@@ -350,3 +339,25 @@ def find_chandra_obsids(
         services.client.close()
     table.meta["located_by"] = how
     return table
+
+
+def _search_choices(instrument: str, grating: str, radius: float) -> tuple[str, str]:
+    """The instrument and grating in lower case, each checked, and the radius checked."""
+    instrument, grating = str(instrument).lower(), str(grating).lower()
+    if instrument not in INSTRUMENTS:
+        raise ValueError(f"Invalid instrument {instrument!r}; use one of {', '.join(INSTRUMENTS)}")
+    if grating not in GRATINGS:
+        raise ValueError(f"Invalid grating {grating!r}; use one of {', '.join(GRATINGS)}")
+    if not radius >= 0:
+        raise ValueError(f"Invalid radius {radius!r}: must be 0 or more arcmin")
+    return instrument, grating
+
+
+def _with_options(config: SessionConfig, options: dict[str, object]) -> SessionConfig:
+    """``config`` with the keyword ``options`` set on it, checked again."""
+    for key, value in options.items():
+        if not hasattr(config, key):
+            raise TypeError(f"find_chandra_obsids() got an unexpected keyword argument {key!r}")
+        setattr(config, key, value)
+    config.__post_init__()
+    return config

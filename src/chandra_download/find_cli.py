@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ._version import __version__
+from .cli_common import add_tls_options, mirror_value, network_config
 from .config import SessionConfig
 from .errors import ChandraDownloadError
 from .filetypes import Selection
@@ -61,8 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = p.add_argument_group("network (searches and downloads)")
     s.add_argument("--timeout", type=float, default=SessionConfig.timeout)
     s.add_argument("--retries", type=int, default=SessionConfig.retries)
-    s.add_argument("--ca-bundle", metavar="FILE", help="trusted CA certificates (PEM)")
-    s.add_argument("--insecure", action="store_true", help="DO NOT verify TLS certificates")
+    add_tls_options(s)
     for key in ("footprint", "ocat", "cadc", "sesame"):
         s.add_argument(f"--{key}-url", metavar="URL", help=f"the {key} service's base URL")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -238,25 +238,14 @@ def _error(message: str) -> None:
     print(f"# {PROG} ({__version__}): ERROR {message}", file=sys.stderr)
 
 
-def _config(args: argparse.Namespace) -> SessionConfig:
-    return SessionConfig(
-        jobs=args.jobs,
-        retries=args.retries,
-        timeout=args.timeout,
-        ca_bundle=args.ca_bundle,
-        insecure=args.insecure,
-    )
-
-
 def _download(args: argparse.Namespace, obsids: list[int], config: SessionConfig) -> int:
     from .api import download
     from .progress import Reporter
 
-    mirror = [m for m in (args.mirror or []) if m.strip()]
     results = download(
         obsids,
         args.filetypes,
-        mirror if len(mirror) > 1 else (mirror or [None])[0],
+        mirror_value([m for m in (args.mirror or []) if m.strip()]),
         args.username,
         args.userpass,
         exclude=args.exclude,
@@ -284,21 +273,14 @@ def main(argv: Sequence[str] | None = None, ask: Callable[[str], str] = input) -
     set_verbosity(args.verbose)  # verbose=2..5 shows the service requests, as CIAO's does
     try:
         Selection(args.filetypes, args.exclude)
-        config = _config(args)
+        config = network_config(args)
         table = find_chandra_obsids(
             arg, dec or None, radius=args.radius, instrument=args.instrument,
             grating=args.grating, config=config, footprint_url=args.footprint_url,
             ocat_url=args.ocat_url, cadc_url=args.cadc_url, sesame_url=args.sesame_url,
         )  # fmt: skip
-    except (ServiceError, NameNotResolved) as exc:
-        _error(str(exc))
-        return 1
-    except (ValueError, ChandraDownloadError) as exc:
-        _error(str(exc))
-        return 2
-    except KeyboardInterrupt:
-        _error("Keyboard interrupt (control-c)")
-        return 130
+    except (ValueError, ChandraDownloadError, KeyboardInterrupt) as exc:
+        return _failed(exc, bad_input=2)
     return _after_search(args, table, config, ask)
 
 
@@ -317,12 +299,18 @@ def _after_search(args: argparse.Namespace, table, config: SessionConfig, ask) -
         return 0
     try:
         return _download(args, obsids, config)
-    except (ValueError, ChandraDownloadError) as exc:
-        _error(str(exc))
-        return 1
-    except KeyboardInterrupt:
+    except (ValueError, ChandraDownloadError, KeyboardInterrupt) as exc:
+        return _failed(exc, bad_input=1)
+
+
+def _failed(exc: BaseException, bad_input: int) -> int:
+    """Tell why the command stops, on one line; the exit status: 130 when interrupted, 1 when
+    a service failed or no resolver knows the name, else ``bad_input``."""
+    if isinstance(exc, KeyboardInterrupt):
         _error("Keyboard interrupt (control-c)")
         return 130
+    _error(str(exc))
+    return 1 if isinstance(exc, (ServiceError, NameNotResolved)) else bad_input
 
 
 if __name__ == "__main__":  # pragma: no cover

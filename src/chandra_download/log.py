@@ -18,17 +18,24 @@ for _v, _lvl in LEVELS.items():
 _handler: logging.Handler | None = None
 
 
-class _StdoutHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stdout`` is at the time, so a live progress display that
-    redirects stdout keeps log lines above its bars."""
+class _LiveStreamHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.<_stream_name>`` is at the time of each record, not the stream
+    there was when the handler was made."""
+
+    _stream_name = "stdout"
 
     @property  # type: ignore[override]
     def stream(self) -> IO[str]:
-        return sys.stdout
+        return getattr(sys, self._stream_name)
 
     @stream.setter
     def stream(self, value: IO[str]) -> None:
         pass
+
+
+class _StdoutHandler(_LiveStreamHandler):
+    """Writes to whatever ``sys.stdout`` is at the time, so a live progress display that
+    redirects stdout keeps log lines above its bars."""
 
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
         # A reader that went away (``| head``) is not an error to report line by line.
@@ -82,16 +89,10 @@ def set_verbosity(verbose: int, stream: IO[str] | None = None) -> None:
     LOGGER.propagate = False
 
 
-class _StderrHandler(logging.StreamHandler):
+class _StderrHandler(_LiveStreamHandler):
     """Warnings and errors of the command line: on whatever ``sys.stderr`` is, prefixed."""
 
-    @property  # type: ignore[override]
-    def stream(self) -> IO[str]:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: IO[str]) -> None:
-        pass
+    _stream_name = "stderr"
 
 
 def command_line_output(verbose: int, prefix: str, stdout_taken: bool = False) -> None:

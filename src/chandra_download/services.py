@@ -13,19 +13,18 @@ from __future__ import annotations
 import io
 import os
 import threading
-import urllib.request
 import warnings
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode, urlsplit
 
-import certifi
 import urllib3
 from urllib3.exceptions import HTTPError
 
 from ._version import __version__
 from .config import SessionConfig
 from .errors import ChandraDownloadError, TransientError
+from .http_pool import pool_manager, proxy_for, tls_options
 from .retry import with_retries
 
 #: Service key -> environment variable overriding its base URL.
@@ -81,14 +80,6 @@ def service_url(service: str, given: str | None = None) -> str:
     return url
 
 
-def _proxy_for(url: str) -> str | None:
-    parts = urlsplit(url)
-    proxy = urllib.request.getproxies().get(parts.scheme)
-    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
-        return None
-    return proxy
-
-
 class ServiceClient:
     """A small pooled HTTP client for the search services (thread-safe).
 
@@ -105,7 +96,7 @@ class ServiceClient:
         self.stop = threading.Event()
 
     def _pool(self, url: str) -> urllib3.PoolManager:
-        proxy = _proxy_for(url)
+        proxy = proxy_for(url)
         with self._lock:
             if proxy not in self._pools:
                 cfg = self.config
@@ -117,15 +108,8 @@ class ServiceClient:
                     ),
                     headers={"User-Agent": USER_AGENT},
                 )
-                if cfg.insecure:
-                    kw.update(cert_reqs="CERT_NONE")
-                    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-                else:
-                    bundle = cfg.ca_bundle or os.environ.get("SSL_CERT_FILE") or certifi.where()
-                    kw.update(cert_reqs="CERT_REQUIRED", ca_certs=bundle)
-                self._pools[proxy] = (
-                    urllib3.ProxyManager(proxy, **kw) if proxy else urllib3.PoolManager(**kw)
-                )
+                kw.update(tls_options(cfg))
+                self._pools[proxy] = pool_manager(proxy, **kw)
             return self._pools[proxy]
 
     def get(self, service: str, url: str, ok: tuple[int, ...] = (200,)) -> Reply:

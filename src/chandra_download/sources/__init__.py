@@ -76,15 +76,11 @@ def choose_source(
     if scheme in ("http", "https"):
         from .http import HTTPSource
 
-        clean, creds = resolve_credentials(url, username, userpass, config.use_netrc)
-        _require_host(clean, url)
-        return HTTPSource(clean, config, creds)
+        return _with_login(HTTPSource, url, config, username, userpass)
     if scheme in ("ftp", "ftps"):
         from .ftp import FTPSource
 
-        clean, creds = resolve_credentials(url, username, userpass, config.use_netrc)
-        _require_host(clean, url)
-        return FTPSource(clean, config, creds)
+        return _with_login(FTPSource, url, config, username, userpass)
     if scheme == "s3":
         from .s3 import S3Source
 
@@ -100,6 +96,20 @@ def choose_source(
         f"Unsupported mirror {mask_url(url)!r}: use an https://, http://, ftp://, ftps://, s3:// "
         f"or file:// URL, a local directory, or one of {', '.join(NAMED_SITES)}"
     )
+
+
+def _with_login(
+    cls: type[Source],
+    url: str,
+    config: SessionConfig,
+    username: str | None,
+    userpass: str | None,
+) -> Source:
+    """An FTP or HTTP(S) source: credentials out of the URL (or given, or from netrc), and a
+    host name required."""
+    clean, creds = resolve_credentials(url, username, userpass, config.use_netrc)
+    _require_host(clean, url)
+    return cls(clean, config, creds)  # type: ignore[call-arg]
 
 
 def _require_host(clean: str, original: str) -> None:

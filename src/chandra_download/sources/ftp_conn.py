@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import ftplib
-import os
 import socket
 import ssl
 
-import certifi
-
 from ..config import SessionConfig
 from ..errors import ChandraDownloadError
+from ..http_pool import ca_file
 
 ABORT_TIMEOUT = 5.0
 
@@ -59,8 +57,7 @@ def tls_context(config: SessionConfig) -> ssl.SSLContext:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         return ctx
-    cafile = config.ca_bundle or os.environ.get("SSL_CERT_FILE") or certifi.where()
-    return ssl.create_default_context(cafile=cafile)
+    return ssl.create_default_context(cafile=ca_file(config))
 
 
 def abort_transfer(ftp: ftplib.FTP) -> bool:

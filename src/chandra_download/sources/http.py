@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import re
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote, urlsplit
 
-import certifi
 import urllib3
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, MaxRetryError, SSLError
 
@@ -26,6 +23,7 @@ from ..errors import (
     TransientError,
     UnsafeEntry,
 )
+from ..http_pool import pool_manager, proxy_for, tls_options
 from .base import Body, RemoteFile, Source, obsid_dir
 from .http_body import HTTPBody, read_capped
 from .listing import DirectoryPage, ListingEntry, parse_page
@@ -97,16 +95,8 @@ class HTTPSource(Source):
             headers=self._headers,
         )
         if urlsplit(self.base).scheme == "https":
-            if cfg.insecure:
-                kw.update(cert_reqs="CERT_NONE")
-                urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-            else:
-                bundle = cfg.ca_bundle or os.environ.get("SSL_CERT_FILE") or certifi.where()
-                kw.update(cert_reqs="CERT_REQUIRED", ca_certs=bundle)
-        proxy = _proxy_for(self.base)
-        if proxy:
-            return urllib3.ProxyManager(proxy, **kw)
-        return urllib3.PoolManager(**kw)
+            kw.update(tls_options(cfg))
+        return pool_manager(proxy_for(self.base), **kw)
 
     # -- requests -------------------------------------------------------------------------
     def _request(self, method: str, url: str, headers: dict | None = None, stream: bool = True):
@@ -347,16 +337,6 @@ def _connect_reason(exc: object) -> str:
     """The useful end of urllib3's connection error text ("[Errno 111] Connection refused")."""
     text = str(exc)
     return text.rpartition("): ")[2] or text
-
-
-def _proxy_for(url: str) -> str | None:
-    """The proxy from HTTPS_PROXY/HTTP_PROXY for this URL, unless NO_PROXY covers its host."""
-    parts = urlsplit(url)
-    proxies = urllib.request.getproxies()
-    proxy = proxies.get(parts.scheme)
-    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
-        return None
-    return proxy
 
 
 def _charset(ctype: str) -> str:
