@@ -67,7 +67,7 @@ class AuditReport:
             else:
                 parts.append(
                     f"ObsId {a.obsid}: {len(a.missing)} missing, {len(a.partial)} partial, "
-                    f"{len(a.failing)} failing a check, {len(a.corrupt)} other"
+                    f"{len(a.failing)} failing a check, {len(a.corrupt)} unusable"
                 )
         return "incomplete: " + "; ".join(parts) + "."
 
@@ -194,7 +194,7 @@ def print_report(report: AuditReport, verbose: int = 1) -> None:
         print(
             f"ObsId {a.obsid}: {state}: {len(a.complete)} complete, {len(a.missing)} missing, "
             f"{len(a.partial)} partial, {len(a.failing)} failing a check, "
-            f"{len(a.corrupt)} other, {len(a.extra)} extra"
+            f"{len(a.corrupt)} unusable, {len(a.extra)} extra"
         )
         if verbose >= 1:
             for rel in a.missing:
@@ -204,7 +204,7 @@ def print_report(report: AuditReport, verbose: int = 1) -> None:
             for rel, why in a.failing:
                 print(f"  fails    {rel}: {why}")
             for rel, why in a.corrupt:
-                print(f"  bad      {rel}: {why}")
+                print(f"  unusable {rel}: {why}")
             for rel in a.extra:
                 print(f"  extra    {rel}")
         if verbose >= 2:

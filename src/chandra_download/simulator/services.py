@@ -290,6 +290,7 @@ class ArchiveServicesServer:
         self._lock = threading.Lock()
         self._httpd = _Server((host, port), _Handler)
         self._httpd.sim = self
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if tls:
             self._wrap_tls()
         h, p = self._httpd.server_address[:2]
@@ -349,6 +350,9 @@ class ArchiveServicesServer:
         self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._tmp is not None:  # the TLS server's CA file
+            self._tmp.cleanup()
+            self._tmp = None
 
     def __enter__(self) -> ArchiveServicesServer:
         return self.start()
