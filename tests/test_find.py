@@ -220,3 +220,14 @@ def test_bad_arguments_are_one_clear_value_error(services, args, kwargs, words):
     with pytest.raises(ValueError, match=words):
         find_chandra_obsids(*args, **kwargs)
     assert services.requests == []  # nothing asked before the arguments are checked
+
+
+def test_the_callers_config_is_never_changed(archive_services):
+    from chandra_download.config import SessionConfig
+
+    mine = SessionConfig(timeout=30.0, retries=3)
+    find_chandra_obsids(
+        "1843", config=mine, timeout=7.0, ocat_url=archive_services.urls["ocat"],
+        footprint_url=archive_services.urls["footprint"],
+    )  # fmt: skip
+    assert (mine.timeout, mine.retries) == (30.0, 3)

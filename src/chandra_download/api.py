@@ -6,11 +6,11 @@ import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import fields, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
-from .config import SessionConfig
+from .config import SessionConfig, configured
 from .engine import Engine
 from .errors import AuthError
 from .filetypes import Selection
@@ -36,11 +36,7 @@ def _mirrors(mirror: Mirror) -> list[str | None]:
 
 def session_config(config: SessionConfig | None, options: dict[str, object]) -> SessionConfig:
     """A copy of ``config`` (never the caller's object) with ``options`` applied and checked."""
-    known = {f.name for f in fields(SessionConfig)}
-    for key in options:
-        if key not in known:
-            raise TypeError(f"download() got an unexpected keyword argument {key!r}")
-    return replace(config or SessionConfig(), **options)
+    return configured(config, options, "download")
 
 
 class _Watched(Source):

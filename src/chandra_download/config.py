@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 
 @dataclass
@@ -76,3 +76,15 @@ class SessionConfig:
             raise ValueError(f"timeout must be positive, not {self.timeout}")
         if self.split_threshold < 0:
             raise ValueError(f"split_threshold must be 0 or more, not {self.split_threshold}")
+
+
+def configured(
+    config: SessionConfig | None, options: dict[str, object], caller: str
+) -> SessionConfig:
+    """A copy of ``config`` (never the caller's object) with keyword ``options`` applied and
+    checked; an unknown keyword is ``caller``'s TypeError, as Python would raise it."""
+    known = {f.name for f in fields(SessionConfig)}
+    for key in options:
+        if key not in known:
+            raise TypeError(f"{caller}() got an unexpected keyword argument {key!r}")
+    return replace(config or SessionConfig(), **options)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .config import SessionConfig
+from .config import SessionConfig, configured
 from .errors import ChandraDownloadError
 from .log import vlog
 from .services import (
@@ -329,7 +329,7 @@ def find_chandra_obsids(
         A service failed or answered something unreadable; the message names it.
     """
     instrument, grating = _search_choices(instrument, grating, radius)
-    config = _with_options(config or SessionConfig(), options)
+    config = _with_options(config, options)
     services = Services(config, footprint_url, ocat_url, cadc_url, sesame_url)
     try:
         ra, dec_deg, how = locate(arg, dec, services)
@@ -353,11 +353,7 @@ def _search_choices(instrument: str, grating: str, radius: float) -> tuple[str, 
     return instrument, grating
 
 
-def _with_options(config: SessionConfig, options: dict[str, object]) -> SessionConfig:
-    """``config`` with the keyword ``options`` set on it, checked again."""
-    for key, value in options.items():
-        if not hasattr(config, key):
-            raise TypeError(f"find_chandra_obsids() got an unexpected keyword argument {key!r}")
-        setattr(config, key, value)
-    config.__post_init__()
-    return config
+def _with_options(config: SessionConfig | None, options: dict[str, object]) -> SessionConfig:
+    """A copy of ``config`` with the keyword ``options`` set on it, checked again; the
+    caller's object is never changed."""
+    return configured(config, options, "find_chandra_obsids")
