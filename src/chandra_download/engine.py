@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import SessionConfig
+from .context import Context
 from .errors import ChandraDownloadError, LocalError, ObsIdNotFound, SourceError
 from .filetypes import Selection, classify
 from .log import vlog
@@ -27,7 +28,7 @@ from .results import FileResult, LocalState, ObsIdResult, Status
 from .retry import Interrupted, with_retries
 from .sources.base import RemoteFile, Source, check_relpath
 from .split import state_path
-from .transfer import Context, FileJob, Next
+from .transfer import FileJob, Next
 
 Listing = dict[str, RemoteFile]
 

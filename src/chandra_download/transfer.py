@@ -12,19 +12,16 @@ are kept, with a warning; different bytes each time are damage in transit and ar
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
 from . import _crashpoint
-from .config import SessionConfig
+from .context import Context, sha256_of
 from .disk import acquire, flush, fsync_dir, make_dirs, unlink_quietly
 from .errors import (
     ContentRangeMismatch,
@@ -35,18 +32,14 @@ from .errors import (
     VerificationError,
 )
 from .log import vlog
+from .parts import RangedParts
 from .plan import Action, Decision, OnDisk, decide, look, needs_size, part_path
-from .progress import Reporter
 from .results import FileResult, Status
 from .retry import Interrupted, backoff_delay, with_retries
 from .sources.base import Body, RemoteFile, Source
-from .split import SAVE_EVERY, Part, PartsState, save_state, state_path
+from .split import PartsState, state_path
 from .stream import Copy, RateGuard, ResumeMismatch, body_has_more, resume_from
 from .verify import check_file
-
-
-class RangeIgnored(SourceError):
-    """A ranged request was answered from another offset: parts cannot work here."""
 
 
 class Next(Enum):
@@ -57,62 +50,7 @@ class Next(Enum):
     PARTS = "parts"  # run_part(i) for each pending part, on any workers
 
 
-#: Local errors that stop every file alike (a full, read-only or forbidden disk, a bad output
-#: path): told once. Others (a symlink in one file's way) are told for each file they touch.
-_SHARED_CAUSES = {
-    errno.ENOSPC,
-    errno.EDQUOT,
-    errno.EACCES,
-    errno.EPERM,
-    errno.EROFS,
-    errno.ENOTDIR,
-    errno.ENAMETOOLONG,
-    errno.EIO,
-}
-
-
-@dataclass
-class Context:
-    """What every file of a session shares: settings, the stop signal, the reporter and
-    the local problems seen so far (each cause is logged once, not once per file)."""
-
-    config: SessionConfig
-    stop: threading.Event
-    reporter: Reporter = field(default_factory=Reporter)
-    disk_full: threading.Event = field(default_factory=threading.Event)
-    _seen: dict[int | None, str] = field(default_factory=dict)  # errno -> first path
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def notify(self, event: str, *args: object) -> None:
-        """Send an optional event (``file_retry``...): duck-typed reporters may lack it."""
-        handler = getattr(self.reporter, event, None)
-        if handler is not None:
-            handler(*args)
-
-    def local_problem(self, exc: LocalError) -> str:
-        """Log a local error once per cause; the reason a file that met it gives: the
-        whole message for the first file, a pointer to it for the others."""
-        with self._lock:
-            first = self._seen.get(exc.errno) if exc.errno in _SHARED_CAUSES else None
-            if first is None and exc.errno in _SHARED_CAUSES:
-                self._seen[exc.errno] = exc.path
-        if exc.no_space:
-            self.disk_full.set()
-        if first is not None:
-            return f"not written: the same local problem as {first}"
-        vlog(0, "%s", exc)
-        return str(exc)
-
-
-def sha256_of(fd: int) -> str:
-    digest, pos = hashlib.sha256(), 0
-    while chunk := os.pread(fd, 1 << 20, pos):
-        digest.update(chunk)
-        pos += len(chunk)
-    return digest.hexdigest()
-
-
-class FileJob:
+class FileJob(RangedParts):
     """One remote file on one source, from decision to verified final name."""
 
     def __init__(self, ctx: Context, source: Source, remote: RemoteFile, fr: FileResult) -> None:
@@ -411,141 +349,6 @@ class FileJob:
         """Each attempt of a whole file restarts its display from the bytes on disk."""
         self.fr.local_size = have
         self.ctx.reporter.file_started(self.fr)
-
-    def _first_part_started(self) -> None:
-        """A split file is one display from its first part's first byte."""
-        with self._lock:
-            first, self._started = not self._started, True
-            have = sum(q.done for q in self.parts.parts)
-        if first:
-            self._t0 = time.monotonic()
-            self.fr.local_size = have
-            self.ctx.reporter.file_started(self.fr)
-
-    # -- ranged parts ---------------------------------------------------------------------
-    def run_part(self, index: int) -> bool:
-        """Fetch one part with retries; True for the call that settled the file."""
-        try:
-            if not (self._errors or self._fallback or self._interrupted):
-                with_retries(
-                    lambda: self._fetch_part(index),
-                    self.config,
-                    self.ctx.stop,
-                    f"{self.fr.relpath} part {index}",
-                    on_retry=lambda n, d, e: self.ctx.notify("file_retry", self.fr, n, d, e),
-                )
-        except (Interrupted, KeyboardInterrupt):
-            self._interrupted = True
-        except RangeIgnored:
-            self._fallback = True
-        except LocalError as exc:
-            self._note_error(self.ctx.local_problem(exc))
-        except SourceError as exc:
-            self._note_error(f"bytes {self.parts.parts[index].start}-: {exc}")
-        except OSError as exc:
-            self._note_error(str(LocalError.from_os(exc, exc.filename or self.part)))
-        except Exception as exc:  # a bug in one part must still let the file settle once
-            self._note_error(f"internal error: {exc!r}")
-        with self._lock:
-            self._left -= 1
-            last = self._left == 0
-        if last:
-            self._end_parts()
-        return last
-
-    def _note_error(self, text: str) -> None:
-        with self._lock:
-            self._errors.append(text)
-
-    def _fetch_part(self, index: int) -> None:
-        p = self.parts.parts[index]
-        if self.ctx.stop.is_set():
-            raise Interrupted()
-        if self._errors:
-            return  # another part failed for good: no more attempts; the state keeps progress
-        asked = resume_from(p.next, p.start)
-        with self.source.open(self.remote, asked, p.end) as body:
-            if body.start != asked:
-                raise RangeIgnored(f"the site ignored the range (data from {body.start})")
-            if body.total is not None and body.total != self.size:
-                raise SourceError(f"the file changed on the site ({body.total} bytes now)")
-            self._first_part_started()
-            try:
-                pos = self._copy(body, p.next, p.end, self._part_progress(p)).run()
-            except ResumeMismatch:
-                with self._lock:
-                    p.done = 0
-                raise
-            if pos < p.end:
-                raise TransientError(f"got {pos - p.start} of {p.end - p.start} bytes")
-        self._save()
-
-    def _part_progress(self, p: Part) -> Callable[[int, int], None]:
-        def on_bytes(n: int, pos: int) -> None:
-            with self._lock:
-                p.done = pos - p.start
-                self.fr.bytes_transferred += n
-                self._unsaved += n
-                due = self._unsaved >= SAVE_EVERY
-                if due:
-                    self._unsaved = 0
-            self.ctx.reporter.file_bytes(self.fr, n)
-            if due:
-                self._save()
-
-        return on_bytes
-
-    def _save(self) -> None:
-        with self._save_lock:  # one writer of the temporary name at a time
-            if self.config.fsync:
-                flush(self.fd, data_only=True)  # the state must never claim bytes the disk lacks
-            with self._lock:
-                parts = [Part(p.start, p.end, p.done) for p in self.parts.parts]
-            snapshot = PartsState(self.size, parts)
-            save_state(self.state_file, snapshot, durable=self.config.fsync)
-
-    def _end_parts(self) -> None:
-        """Runs once, in the worker that ended the last part."""
-        self.fr.elapsed = time.monotonic() - self._t0
-        try:
-            with self._local_errors():
-                self._settle_parts()
-        except (Interrupted, KeyboardInterrupt):
-            pass  # run_whole said so in the file's status; the session is stopping
-        except Exception as exc:  # a bug must still settle the file, once
-            self._fail(f"internal error: {exc!r}")
-        finally:
-            self.release()  # (run_whole, when it ran, released already: this is a no-op)
-
-    def _settle_parts(self) -> None:
-        if self._interrupted:
-            self._save()
-            self._fail("interrupted; partial data kept for resume")
-        elif self._errors:
-            self._save()
-            self._fail("; ".join(self._errors[:3]))
-        elif self._fallback:
-            vlog(2, "%s: the site ignores ranges; fetching it whole", self.fr.relpath)
-            self._restart_whole()
-        else:
-            self._finish_parts()
-
-    def _finish_parts(self) -> None:
-        _crashpoint.crashpoint("parts-done", self.target.name)
-        try:
-            self._finish()
-        except VerificationError as exc:
-            if not self._bad_content(exc):
-                self._restart_whole()  # fetch it again on one connection
-        except TransientError as exc:
-            self._fail(str(exc))
-
-    def _restart_whole(self) -> None:
-        os.ftruncate(self.fd, 0)
-        unlink_quietly(self.state_file)
-        self.parts = None
-        self.resumed = False
-        self.run_whole()
 
     # -- the end --------------------------------------------------------------------------
     def _finish(self) -> None:
