@@ -44,6 +44,18 @@ def test_refused_login_raises_from_ciaos_function(archive_ftp, tmp_path, fast):
     assert not any(tmp_path.iterdir())
 
 
+def test_a_site_that_cannot_be_used_raises_rather_than_saying_not_found(tmp_path, fast):
+    import socket
+
+    from chandra_download import SourceError
+
+    with socket.socket() as dead:  # bound, never listening: every connection is refused
+        dead.bind(("127.0.0.1", 0))
+        mirror = f"http://127.0.0.1:{dead.getsockname()[1]}/cdaftp/"
+        with pytest.raises(SourceError, match="ObsId 1843 could not be listed"):
+            download_chandra_obsids([1843], ["oif"], mirror, outdir=tmp_path, **fast)
+
+
 def test_ciaos_excludes_keyword(archive_http, source_files, tmp_path, fast):
     found = download_chandra_obsids(
         [1843], None, archive_http.base_url, excludes=["evt1", "vvref"], outdir=tmp_path, **fast

@@ -172,3 +172,17 @@ def test_retries_are_reported_to_the_display(tmp_path: Path) -> None:
     (result,) = engine.run([OBSID], Selection(None, None), tmp_path)
     assert result.files[0].status is Status.DOWNLOADED
     assert heard == [(2, "connection reset")]
+
+
+def test_a_retry_is_logged_once_at_verbose_3(archive_http, tmp_path: Path) -> None:
+    import io
+
+    from chandra_download import download, set_verbosity
+    from chandra_download.simulator import Fault
+
+    log = io.StringIO()
+    set_verbosity(3, log)
+    archive_http.faults.add(Fault("drop", "*evt2*", after_bytes=1000))
+    download(1843, "evt2", archive_http.base_url, outdir=tmp_path, backoff=0.01, status=False)
+    retries = [line for line in log.getvalue().splitlines() if "retry" in line]
+    assert len(retries) == 1 and "retry 2 in" in retries[0], retries

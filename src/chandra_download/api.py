@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .config import SessionConfig, configured
 from .engine import Engine
-from .errors import AuthError
+from .errors import AuthError, SourceError
 from .filetypes import Selection
 from .log import LOGGER
 from .obsids import validate_obsids
@@ -274,8 +274,14 @@ def download_chandra_obsids(
     ------
     AuthError
         When the site refused the login: that is not "not in the archive".
+    SourceError
+        When an ObsId could not be listed at all (the site cannot be reached, or does not
+        answer with archive listings): False would claim it is not in the archive.
     """
     results = download(obsids, filetypes, mirror, username, userpass, excludes=excludes, **options)
     if results.refused:
         raise results.refused[0]
+    unknown = [r for r in results if not r.found and r.error]
+    if unknown:
+        raise SourceError(f"ObsId {unknown[0].obsid} could not be listed: {unknown[0].error}")
     return results.found

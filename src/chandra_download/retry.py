@@ -43,9 +43,10 @@ def with_retries(
             if attempt > config.retries:
                 raise
             delay = backoff_delay(config, attempt, exc.retry_after)
-            vlog(3, "%s: %s; retry %d in %.1f s", what, exc, attempt, delay)
-            if on_retry is not None:
+            if on_retry is not None:  # the listener shows it (the reporter logs it)
                 on_retry(attempt + 1, delay, str(exc))
+            else:
+                vlog(3, "%s: %s; retry %d in %.1f s", what, exc, attempt, delay)
             if stop.wait(delay):
                 raise Interrupted() from None
     raise AssertionError("unreachable")

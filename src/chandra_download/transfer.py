@@ -254,8 +254,7 @@ class FileJob(RangedParts):
         if attempt > self.config.retries:
             return
         delay = backoff_delay(self.config, attempt, exc.retry_after)
-        vlog(3, "%s: %s; retry %d in %.1f s", self.fr.relpath, exc, attempt, delay)
-        self.ctx.notify("file_retry", self.fr, attempt + 1, delay, str(exc))
+        self.ctx.notify("file_retry", self.fr, attempt + 1, delay, str(exc))  # it logs it
         if self.ctx.stop.wait(delay):
             raise Interrupted()
 
