@@ -3,7 +3,9 @@ one row per ObsId with units; every instrument/grating filter; resolver fallback
 
 from __future__ import annotations
 
+import re
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -175,7 +177,31 @@ def test_an_unknown_name_and_failing_resolvers_are_clear_errors(services, fast):
     services.fail("sesame", "error-page")
     with pytest.raises(ServiceError) as info:
         find_chandra_obsids("M87", **fast)
-    assert "CDS Sesame" in str(info.value) and "CADC" in str(info.value)
+    # One level per service, in the order asked: no service's message nested in another's.
+    assert re.fullmatch(
+        r"could not resolve 'M87': CADC name resolver \(http://127\.0\.0\.1:\d+/[^ ]*\) "
+        r"failed: [^;]+; CDS Sesame name resolver \(http://127\.0\.0\.1:\d+/[^ ]*\) "
+        r"failed: [^;]+",
+        str(info.value),
+    ), str(info.value)
+    assert str(info.value).count("failed") == 2
+
+
+def test_a_refused_resolver_falls_back_to_sesame_at_once(services, monkeypatch):
+    # The default retry policy: a host that refuses its first connection is not retried.
+    monkeypatch.setenv("CHANDRA_CADC_RESOLVER_URL", f"http://127.0.0.1:{closed_port()}/find")
+    start = time.monotonic()
+    table = find_chandra_obsids("M87")
+    assert time.monotonic() - start < 3
+    assert list(table["obsid"]) == [1843, 2749]
+
+
+def test_a_refused_footprint_service_fails_at_once_naming_it(services, monkeypatch):
+    monkeypatch.setenv("CHANDRA_FOOTPRINT_URL", f"http://127.0.0.1:{closed_port()}/footprints")
+    start = time.monotonic()
+    with pytest.raises(ServiceError, match="footprint service .*Connection refused"):
+        find_chandra_obsids("M87")
+    assert time.monotonic() - start < 3
 
 
 @pytest.mark.parametrize(

@@ -109,9 +109,11 @@ def test_name_value_form_and_options_are_the_same(services, capsys, argv):
     ],
 )
 def test_negative_sexagesimal_dec_is_a_value_not_an_option(services, capsys, argv):
+    # The position is printed as CIAO would: no float noise (not ra=9.999999999999998).
     out = run(capsys, *argv, "detail=obsid")[1]
-    m = re.fullmatch(r"# No observations were found for ra=(\S+) dec=(\S+)\n", out)
-    assert m and (float(m[1]), float(m[2])) == pytest.approx((10.0, -60.0))
+    assert out == "# No observations were found for ra=10.0 dec=-60.0\n"
+    out = run(capsys, *argv, "download=all")[1]
+    assert out == "No observations were found for ra=10.0 dec=-60.0\n"
 
 
 @pytest.mark.parametrize("instrument", list(INSTRUMENTS))
@@ -306,3 +308,66 @@ def test_verbose_2_shows_the_requests(services, capsys):
     assert "Resolved 'm87' to ra=187.70593 dec=12.39112 (cadc)" in out
     assert "Querying the footprint service: http://127.0.0.1:" in out
     assert out.endswith("# obsid\n1843\n2749\n")
+
+
+@pytest.mark.parametrize("download", ["all", "ask"])
+def test_a_bad_mirror_is_refused_before_any_search(services, capsys, tmp_path, download):
+    code, out, err = run(
+        capsys, "m87", f"download={download}", "mirror=cdaa", "--outdir", str(tmp_path)
+    )
+    assert (code, out) == (2, "")
+    assert err.startswith(f"# find_chandra_obsid ({__version__}): ERROR Unknown site 'cdaa'")
+    assert len(err.splitlines()) == 1
+    assert services.requests == []
+
+
+def test_an_unknown_parameter_is_an_error_naming_it(services, capsys):
+    with pytest.raises(SystemExit) as info:
+        find_cli.main(["m87", "bogus=1"])
+    assert info.value.code == 2
+    assert "unknown parameter 'bogus'" in capsys.readouterr().err
+    assert services.requests == []
+
+
+@pytest.mark.parametrize(
+    ("prefix", "full"),
+    [("in", "instrument=hrc"), ("i", "instrument=hrc"), ("m", "mirror=cda"), ("v", "verbose=1")],
+)
+def test_ciaos_parameters_win_prefix_matching(services, capsys, prefix, full):
+    value = full.split("=")[1]
+    expect = run(capsys, "m87", "radius=5", "detail=obsid", full)
+    assert run(capsys, "m87", "radius=5", "detail=obsid", f"{prefix}={value}") == expect
+    assert expect[0] == 0
+
+
+def test_a_prefix_of_several_ciao_parameters_is_ambiguous(services, capsys):
+    with pytest.raises(SystemExit) as info:
+        find_cli.main(["m87", "d=5"])
+    assert info.value.code == 2
+    assert "ambiguous parameter 'd': dec, detail, download" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["search", "download"])
+def test_ctrl_c_is_ciaos_line_and_exit_130(services, capsys, monkeypatch, tmp_path, where):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    target = "find_chandra_obsids" if where == "search" else "_download"
+    monkeypatch.setattr(find_cli, target, interrupted)
+    code, _, err = run(capsys, "m87", "download=all", "--outdir", str(tmp_path))
+    assert (code, err) == (
+        130,
+        f"# find_chandra_obsid ({__version__}): Keyboard interrupt (control-c)\n",
+    )
+
+
+def test_both_resolvers_failing_is_one_line_one_part_each(services, capsys):
+    services.fail("cadc", "garbage")
+    services.fail("sesame", "error-page")
+    code, _, err = run(capsys, "m87")
+    assert code == 1 and len(err.splitlines()) == 1
+    prefix = (
+        f"# find_chandra_obsid ({__version__}): ERROR could not resolve 'm87': CADC name resolver ("
+    )
+    assert err.startswith(prefix) and err.count("failed:") == 2
+    assert "; CDS Sesame name resolver (" in err

@@ -4,6 +4,7 @@ of ARCHIVE.md: VOTable 1.1 footprints, the catalogue's text tables, CADC and Ses
 from __future__ import annotations
 
 import socket
+import threading
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -202,3 +203,49 @@ def test_an_unreachable_service_is_named(fast):
     client = ServiceClient(SessionConfig(**{**fast, "retries": 0}))
     with pytest.raises(ServiceError, match="observation catalogue .* Connection refused"):
         client.get("ocat", url)
+
+
+def test_a_refused_first_contact_is_not_retried(monkeypatch):
+    # The session's default policy (5 retries, backoff from 0.5 s) would take seconds.
+    url = ocat_details_url(f"http://127.0.0.1:{closed_port()}/srservices/", 1)
+    client = ServiceClient(SessionConfig())
+    attempts = counted(client, url, monkeypatch)
+    with pytest.raises(ServiceError, match="observation catalogue .* Connection refused"):
+        client.get("ocat", url)
+    assert len(attempts) == 1
+
+
+def test_a_host_that_answered_once_keeps_the_retry_policy(fast, monkeypatch):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    url = ocat_details_url(f"http://127.0.0.1:{server.getsockname()[1]}/srservices/", 1)
+    client = ServiceClient(SessionConfig(**{**fast, "retries": 2}))
+
+    def answer_once() -> None:
+        conn, _ = server.accept()
+        server.close()  # from now on: connection refused
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    thread = threading.Thread(target=answer_once, daemon=True)
+    thread.start()
+    attempts = counted(client, url, monkeypatch)
+    with pytest.raises(ServiceError, match="Connection refused"):
+        client.get("ocat", url)
+    thread.join(5)
+    assert len(attempts) == 3  # the 503, then two retries refused
+
+
+def counted(client: ServiceClient, url: str, monkeypatch) -> list[str]:
+    """Record each request the client's pool for ``url`` makes."""
+    pool, calls = client._pool(url), []
+    request = pool.request
+
+    def spy(*args, **kwargs):
+        calls.append(args[1])
+        return request(*args, **kwargs)
+
+    monkeypatch.setattr(pool, "request", spy)
+    return calls

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import socket
 import threading
+import time
 
 import pytest
 
@@ -163,3 +164,58 @@ def test_the_command_prints_why_after_ciaos_line_and_in_json(
     assert "scheduled, not yet observed" in json.dumps(json.loads(report.read_text()))
     assert main([*args, "--no-status"]) == 1
     assert "scheduled" not in capsys.readouterr().out
+
+
+def test_a_refused_catalogue_is_said_within_seconds():
+    # The session's default policy (5 retries, backoff from 0.5 s): a refused first contact
+    # is not retried.
+    status = CatalogueStatus(ocat_url=f"http://127.0.0.1:{closed_port()}/srservices/")
+    start = time.monotonic()
+    why = status.why_missing(30001)
+    assert time.monotonic() - start < 3
+    assert why.startswith("the observation catalogue could not be reached (")
+
+
+def test_the_catalogue_has_its_own_short_time_budget():
+    status = CatalogueStatus(SessionConfig(timeout=60.0, retries=5))
+    assert status.config.timeout <= 10 and status.config.retries <= 1
+    quick = CatalogueStatus(SessionConfig(timeout=2.0, retries=0))
+    assert (quick.config.timeout, quick.config.retries) == (2.0, 0)  # never longer
+
+
+@pytest.fixture
+def silent_port():
+    """A port that accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+def test_a_catalogue_that_never_answers_costs_its_budget_not_the_sessions(silent_port, monkeypatch):
+    monkeypatch.setattr("chandra_download.status.STATUS_TIMEOUT", 0.5, raising=False)
+    config = SessionConfig(timeout=30.0, retries=3, backoff=0.01, backoff_max=0.05)
+    status = CatalogueStatus(config, ocat_url=f"http://127.0.0.1:{silent_port}/srservices/")
+    said: list[str] = []
+    thread = threading.Thread(target=lambda: said.append(status.why_missing(30001)), daemon=True)
+    thread.start()
+    thread.join(8)  # the session's timeout alone would be 30 s
+    assert said and said[0].startswith("the observation catalogue could not be reached (")

@@ -38,6 +38,7 @@ __all__ = [
     "GRATINGS",
     "INSTRUMENTS",
     "NameNotResolved",
+    "ResolversFailed",
     "Services",
     "find_chandra_obsids",
     "is_obsid",
@@ -70,6 +71,24 @@ _OBSID = re.compile(r"^\d{1,5}$")
 
 class NameNotResolved(ChandraDownloadError, ValueError):
     """No name resolver knows the target name."""
+
+
+class ResolversFailed(ServiceError):
+    """Every name resolver failed; the message has one part per resolver, in the order asked."""
+
+    def __init__(self, name: str, errors: list[ServiceError]) -> None:
+        ChandraDownloadError.__init__(
+            self, f"could not resolve {name!r}: " + "; ".join(e.brief for e in errors)
+        )
+        self.service = errors[-1].service
+        self.url = errors[-1].url
+        self.problem = "; ".join(e.brief for e in errors)
+        self.errors = errors
+
+    @property
+    def brief(self) -> str:
+        """The whole message (it already names each resolver)."""
+        return str(self)
 
 
 @dataclass
@@ -165,9 +184,10 @@ def resolve_name(name: str, services: Services) -> tuple[float, float]:
     NameNotResolved
         Neither resolver knows the name (and at least one answered).
     ServiceError
-        Both resolvers failed.
+        Both resolvers failed: ``could not resolve 'm87': CADC name resolver (URL) failed:
+        ...; CDS Sesame name resolver (URL) failed: ...``.
     """
-    problems: list[str] = []
+    problems: list[ServiceError] = []
     for key, make_url, parse in (
         ("cadc", cadc_url, parse_cadc),
         ("sesame", sesame_url, parse_sesame),
@@ -178,14 +198,14 @@ def resolve_name(name: str, services: Services) -> tuple[float, float]:
             pos = parse(reply)
         except ServiceError as exc:
             vlog(2, "%s", exc)
-            problems.append(str(exc))
+            problems.append(exc)
             continue
         if pos is not None:
             vlog(2, "Resolved %r to ra=%s dec=%s (%s)", name, pos[0], pos[1], key)
             return pos
     if len(problems) == 2:
-        raise ServiceError("sesame", services.sesame_url or "", f"{problems[1]}; {problems[0]}")
-    extra = f" ({problems[0]})" if problems else ""
+        raise ResolversFailed(name, problems)
+    extra = f" ({problems[0].brief})" if problems else ""
     raise NameNotResolved(f"Unable to resolve the name {name!r} with CADC or CDS Sesame{extra}")
 
 

@@ -2,7 +2,9 @@
 
 ``find_chandra_obsid arg [dec] [radius=1] [download=none|ask|all] [instrument=...]
 [grating=...] [detail=basic|obsid|all] [mirror=...] [verbose=1]``, in CIAO's ``name=value``
-form (unique prefixes allowed, as CIAO's parameter files do) or as ``--name value`` options.
+form (unique prefixes allowed, as CIAO's parameter files do; CIAO's own parameters win a
+prefix over this command's extra options, so ``in=`` is ``instrument=``) or as ``--name value``
+options. An unknown ``name=`` is an error naming it.
 The table printed for each ``detail`` is CIAO's, character for character.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -22,6 +25,10 @@ from .find import GRATINGS, INSTRUMENTS, NameNotResolved, find_chandra_obsids
 from .services import ServiceError
 
 PROG = "find_chandra_obsid"
+#: CIAO's own parameters (its parameter file), which win prefix matching over our options.
+CIAO_PARAMS = ("arg", "dec", "radius", "download", "instrument", "grating", "detail", "mirror")
+CIAO_PARAMS += ("verbose",)
+_PARAM_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 EPILOG = """examples:
   find_chandra_obsid m87
   find_chandra_obsid 1843 radius=5 detail=all
@@ -72,23 +79,35 @@ def build_parser() -> argparse.ArgumentParser:
 def ciao_argv(argv: Sequence[str], parser: argparse.ArgumentParser) -> list[str]:
     """CIAO's ``name=value`` tokens as ``--name value``; ``-12.5``-like values kept positional.
 
-    A name may be any unique prefix of an option (``inst=acis``, ``verb=0``); a token whose
-    name is no option's prefix (a target name with ``=`` in it) is left alone.
+    A name may be any unique prefix (``inst=acis``, ``verb=0``), CIAO's parameters first, then
+    this command's other options; an unknown name is an error. A token whose part before
+    ``=`` is no parameter name (``"NGC 1275=Per A"``) is left alone, as a value.
     """
     names = sorted({o[2:] for a in parser._actions for o in a.option_strings if o[:2] == "--"})
     out: list[str] = []
     for token in argv:
         key, eq, value = token.partition("=")
         key = key.strip().replace("_", "-").lower()
-        if eq and key and not token.startswith("-"):
-            hits = [n for n in names if n == key] or [n for n in names if n.startswith(key)]
-            if len(hits) > 1:
-                parser.error(f"ambiguous parameter {key!r}: {', '.join(hits)}")
-            if hits:
-                out += [f"--{hits[0]}", _shield(value)]
-                continue
-        out.append(_shield(token))
+        if eq and _PARAM_NAME.match(key) and not token.startswith("-"):
+            out += [f"--{_option(key, names, parser)}", _shield(value)]
+        else:
+            out.append(_shield(token))
     return out
+
+
+def _option(key: str, names: list[str], parser: argparse.ArgumentParser) -> str:
+    """The option a ``key=`` names: exact, else a unique prefix of CIAO's parameters, else of
+    the other options; ambiguous or unknown is a usage error (exit 2)."""
+    if key in names:
+        return key
+    for group in (list(CIAO_PARAMS), [n for n in names if n not in CIAO_PARAMS]):
+        hits = sorted(n for n in group if n.startswith(key))
+        if len(hits) > 1:
+            parser.error(f"ambiguous parameter {key!r}: {', '.join(hits)}")
+        if hits:
+            return hits[0]
+    parser.error(f"unknown parameter {key!r} (see --help for the parameters)")
+    raise AssertionError("unreachable")  # parser.error exits
 
 
 def _shield(token: str) -> str:
@@ -118,10 +137,17 @@ def _dms(dec: float) -> str:
     return f"{'-' if dec < 0 else '+'}{dd:02d}:{mm:02d}:{(d - dd - mm / 60) * 3600:05.2f}"
 
 
+def _where(table) -> str:
+    """The search position as CIAO prints it (``ra=10.0 dec=-60.0``): its decimal degrees,
+    rounded to 1e-10 degree so sexagesimal input shows no float noise (9.999999999999998)."""
+    ra, dec = (repr(round(float(table.meta[k]), 10) + 0.0) for k in ("ra", "dec"))
+    return f"ra={ra} dec={dec}"
+
+
 def format_table(table, detail: str) -> list[str]:
     """The lines CIAO's find_chandra_obsid prints for a result ``table`` and ``detail``."""
     if len(table) == 0:
-        return [f"# No observations were found for ra={table.meta['ra']} dec={table.meta['dec']}"]
+        return [f"# No observations were found for {_where(table)}"]
     if detail == "obsid":
         return ["# obsid"] + [str(o) for o in table["obsid"]]
     pis = [_protect(str(p)) for p in table["pi"]]
@@ -274,6 +300,8 @@ def main(argv: Sequence[str] | None = None, ask: Callable[[str], str] = input) -
     try:
         Selection(args.filetypes, args.exclude)
         config = network_config(args)
+        if args.download != "none":
+            _check_mirrors(args, config)
         table = find_chandra_obsids(
             arg, dec or None, radius=args.radius, instrument=args.instrument,
             grating=args.grating, config=config, footprint_url=args.footprint_url,
@@ -284,6 +312,15 @@ def main(argv: Sequence[str] | None = None, ask: Callable[[str], str] = input) -
     return _after_search(args, table, config, ask)
 
 
+def _check_mirrors(args: argparse.Namespace, config: SessionConfig) -> None:
+    """Refuse a bad mirror before any search, as download_chandra_obsid's setup does (a
+    ValueError naming it); nothing is contacted."""
+    from .sources import choose_source
+
+    for mirror in [m for m in (args.mirror or []) if m.strip()] or [None]:
+        choose_source(mirror, config, args.username, args.userpass).close()
+
+
 def _after_search(args: argparse.Namespace, table, config: SessionConfig, ask) -> int:
     say = print if args.verbose >= 1 else (lambda *a, **k: None)
     if args.download == "none":
@@ -291,7 +328,7 @@ def _after_search(args: argparse.Namespace, table, config: SessionConfig, ask) -
             say(line)
         return 0
     if len(table) == 0:
-        say(f"No observations were found for ra={table.meta['ra']} dec={table.meta['dec']}")
+        say(f"No observations were found for {_where(table)}")
         return 0
     obsids = [int(o) for o in table["obsid"]] if args.download == "all" else ask_obsids(table, ask)
     if not obsids:
@@ -307,8 +344,8 @@ def _failed(exc: BaseException, bad_input: int) -> int:
     """Tell why the command stops, on one line; the exit status: 130 when interrupted, 1 when
     a service failed or no resolver knows the name, else ``bad_input``."""
     if isinstance(exc, KeyboardInterrupt):
-        _error("Keyboard interrupt (control-c)")
-        return 130
+        print(f"# {PROG} ({__version__}): Keyboard interrupt (control-c)", file=sys.stderr)
+        return 130  # CIAO's line has no ERROR in it
     _error(str(exc))
     return 1 if isinstance(exc, (ServiceError, NameNotResolved)) else bad_input
 

@@ -4,7 +4,10 @@ catalogue (``ocatDetails.do``, ``ocatList.do``) and the name resolvers (CADC, CD
 Every base URL comes from a keyword, else an environment variable, else the real service
 (see ``ENV``/``DEFAULTS``), so sites behind proxies and tests can point elsewhere. Requests use
 the download session's settings: TLS verified (``ca_bundle``, ``SSL_CERT_FILE``, certifi),
-timeouts, and retries with backoff for transient failures (connection errors, 5xx, 429).
+timeouts, and retries with backoff for transient failures (connection errors, 5xx, 429). A host
+that cannot be reached on first contact (connection refused, DNS failure) is reported at once,
+not retried, as archive sites are (:class:`~chandra_download.errors.SiteUnreachable`); once it
+has answered, its failures keep the retry policy.
 Anything a service answers that cannot be read is a :class:`ServiceError` naming the service.
 """
 
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlencode, urlsplit
 
 import urllib3
-from urllib3.exceptions import HTTPError
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, MaxRetryError
 
 from ._version import __version__
 from .config import SessionConfig
@@ -62,6 +65,13 @@ class ServiceError(ChandraDownloadError):
         self.url = url
         self.problem = problem
 
+    @property
+    def brief(self) -> str:
+        """The message without its leading article, to join several: ``CADC name resolver
+        (URL) failed: ...``."""
+        name = NAMES.get(self.service, self.service).removeprefix("the ")
+        return f"{name} ({self.url}) failed: {self.problem}"
+
 
 @dataclass
 class Reply:
@@ -94,6 +104,7 @@ class ServiceClient:
         self._pools: dict[str | None, urllib3.PoolManager] = {}
         self._lock = threading.Lock()
         self.stop = threading.Event()
+        self._answered: set[str] = set()  # hosts that answered once (else: not retried)
 
     def _pool(self, url: str) -> urllib3.PoolManager:
         proxy = proxy_for(url)
@@ -115,11 +126,19 @@ class ServiceClient:
     def get(self, service: str, url: str, ok: tuple[int, ...] = (200,)) -> Reply:
         """GET ``url``, retrying transient failures; a status outside ``ok`` is an error."""
 
+        host = urlsplit(url).netloc
+
         def once() -> Reply:
             try:
                 resp = self._pool(url).request("GET", url, preload_content=True)
             except (HTTPError, OSError) as exc:
+                cause = exc.reason if isinstance(exc, MaxRetryError) else exc
+                if isinstance(cause, ConnectTimeoutError) and host not in self._answered:
+                    # Refused, DNS failure, no route on first contact: retrying will not help,
+                    # and a fallback (CADC -> Sesame) should move on at once.
+                    raise ServiceError(service, url, _reason(exc)) from None
                 raise TransientError(_reason(exc)) from None
+            self._answered.add(host)
             if resp.status in ok:
                 return Reply(resp.status, resp.data, url)
             if resp.status >= 500 or resp.status == 429:

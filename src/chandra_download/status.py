@@ -3,6 +3,7 @@ still proprietary, scheduled or canceled (the ``byobsid/`` tree holds public dat
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import threading
@@ -12,7 +13,13 @@ from .errors import ChandraDownloadError
 from .log import vlog
 from .services import ServiceClient, ServiceError, ocat_details_url, parse_ocat, service_url
 
-__all__ = ["CatalogueStatus", "describe_status"]
+__all__ = ["STATUS_RETRIES", "STATUS_TIMEOUT", "CatalogueStatus", "describe_status"]
+
+#: The catalogue's own time budget, whatever the session's: it only explains a missing ObsId,
+#: so a catalogue that accepts connections and never answers may delay a download by at most
+#: about twice this many seconds (one attempt and one retry), not the session's full timeout.
+STATUS_TIMEOUT = 10.0
+STATUS_RETRIES = 1
 
 #: What each catalogue STATUS means for an ObsId that has no data (ARCHIVE.md).
 _PHRASES = {
@@ -65,17 +72,29 @@ def describe_status(row: dict[str, str], today: dt.date | None = None) -> str:
 class CatalogueStatus:
     """Asks the observation catalogue why ObsIds are missing; one request per ObsId, cached.
 
+    The catalogue has a short time budget of its own: the session's timeout and retries,
+    capped at :data:`STATUS_TIMEOUT` seconds and :data:`STATUS_RETRIES` retry (a catalogue
+    that never answers costs at most about 20 s, once per session); a catalogue that refuses
+    connections is reported at once.
+
     Parameters
     ----------
     config : SessionConfig, optional
-        Timeout, retries and TLS settings (the download session's).
+        Timeout, retries and TLS settings (the download session's; timeout and retries capped).
     ocat_url : str, optional
         Base URL up to and including ``srservices/``; default ``$CHANDRA_OCAT_URL``, else the
         CDA's. A bad value is reported by :meth:`why_missing`, never raised.
     """
 
     def __init__(self, config: SessionConfig | None = None, ocat_url: str | None = None) -> None:
-        self._client = ServiceClient(config or SessionConfig())
+        config = config or SessionConfig()
+        #: The settings the catalogue is asked with (the session's, within the budget).
+        self.config = dataclasses.replace(
+            config,
+            timeout=min(config.timeout, STATUS_TIMEOUT),
+            retries=min(config.retries, STATUS_RETRIES),
+        )
+        self._client = ServiceClient(self.config)
         self._given = ocat_url
         self._cache: dict[int, str] = {}
         self._lock = threading.Lock()
