@@ -6,7 +6,6 @@ import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -94,13 +93,13 @@ def _auto_reporter(progress: bool | None, mirror: bool) -> Reporter:
 def _catalogue(
     cfg: SessionConfig, status: bool, ocat_url: str | None
 ) -> Callable[[int], str | None] | None:
-    """The observation catalogue's answer to "why is this ObsId missing", when wanted. It
-    gets one retry at most: an outage must not hold up the download's report."""
+    """The observation catalogue's answer to "why is this ObsId missing", when wanted (with
+    a short time budget of its own: an outage must not hold up the download's report)."""
     if not status:
         return None
     from .status import CatalogueStatus
 
-    return CatalogueStatus(replace(cfg, retries=min(cfg.retries, 1)), ocat_url).why_missing
+    return CatalogueStatus(cfg, ocat_url).why_missing
 
 
 def download(
