@@ -10,8 +10,10 @@ few bytes are fetched twice.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,12 +95,15 @@ def load_state(path: Path) -> tuple[PartsState | None, str | None]:
     """Read a state file: (state, None), or (None, why it cannot be used), or (None, None)
     when there is none. Any content is survivable: nothing here raises."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return None, None
+        # O_NONBLOCK: a FIFO planted at the name must not hang us; it is refused below.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENAMETOOLONG):  # none (or none can exist)
+            return None, None
         return None, f"cannot read it ({exc.strerror})"
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None, "it is not a regular file"
         raw = os.read(fd, _MAX_STATE + 1)
     except OSError as exc:
         return None, f"cannot read it ({exc.strerror})"
@@ -107,7 +112,7 @@ def load_state(path: Path) -> tuple[PartsState | None, str | None]:
     try:
         data = json.loads(raw) if len(raw) <= _MAX_STATE else None
         state = PartsState(int(data["size"]), [Part(*map(int, p)) for p in data["parts"]])
-    except (ValueError, KeyError, TypeError, IndexError):
+    except (ValueError, KeyError, TypeError, IndexError, OverflowError, RecursionError):
         return None, "it is not a valid state file"
     problem = _inconsistent(state)
     return (None, problem) if problem else (state, None)
