@@ -132,3 +132,13 @@ def test_exit_status_of_an_unusable_site_is_2_and_of_an_unlisted_obsid_1(archive
     assert cli.main(["1843", "-m", "nosuchsite", "--outdir", str(tmp_path)]) == 2
     dead = "http://127.0.0.1:9/"
     assert cli.main(["1843", "-m", dead, "--retries", "0", "--outdir", str(tmp_path)]) == 1
+
+
+@pytest.mark.parametrize("mode", [[], ["--list"]], ids=["download", "list"])
+def test_json_ok_agrees_with_the_exit_when_nothing_is_selected(archive_http, tmp_path, mode):
+    import json
+
+    p = run("1843", "dtf", *mode, "--json", "-", "-m", archive_http.base_url,
+            "--outdir", str(tmp_path))  # fmt: skip
+    assert p.returncode == 1
+    assert json.loads(p.stdout)["ok"] is False
