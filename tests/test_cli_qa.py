@@ -126,12 +126,17 @@ def test_every_obsid_missing_on_a_mirror_hints_at_its_base(archive_root, archive
     assert "byobsid/?" not in p.stderr
 
 
-def test_exit_status_of_an_unusable_site_is_2_and_of_an_unlisted_obsid_1(archive_http, tmp_path):
+def test_exit_status_of_an_unusable_site_is_2_and_of_an_unlisted_obsid_1(
+    archive_http, archive_ftp, tmp_path
+):
     """README's exit-status text, checked: a setup error is 2; a site that cannot be reached
     leaves ObsIds unlisted, which is 1."""
     assert cli.main(["1843", "-m", "nosuchsite", "--outdir", str(tmp_path)]) == 2
     dead = "http://127.0.0.1:9/"
     assert cli.main(["1843", "-m", dead, "--retries", "0", "--outdir", str(tmp_path)]) == 1
+    refused = ["--username", "alice", "--userpass", "wrong", "--retries", "0"]
+    assert cli.main(["1843", "-m", archive_ftp.base_url, *refused, "--outdir", str(tmp_path)]) == 1
+    assert cli.main(["1843", "evt9", "--outdir", str(tmp_path)]) == 2
 
 
 @pytest.mark.parametrize("mode", [[], ["--list"]], ids=["download", "list"])

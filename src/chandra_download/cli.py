@@ -1,8 +1,9 @@
 """The ``download_chandra_obsid`` command: CIAO's arguments, options and output, and more.
 
-Exit status: 0 when everything asked for is complete, 1 when anything is missing or failed
-(CIAO always exits 0: the one deliberate difference), 2 for bad arguments or a site that
-cannot be used at all, 130 when interrupted.
+Exit status: 0 when everything asked for is complete; 1 when anything is missing or failed,
+including ObsIds that could not be listed because a site is unusable (CIAO always exits 0: the
+one deliberate difference); 2 for a bad argument or a setup error (unknown type or site,
+malformed URL); 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ EPILOG = """examples:
   download_chandra_obsid 1843 --list --json -
   download_chandra_obsid 1843 --check
 
-exit status: 0 all complete; 1 something missing or failed (CIAO's tool exits 0);
-2 bad arguments or unusable site; 130 interrupted.
+exit status: 0 all complete; 1 anything missing, including ObsIds a site could not list
+(CIAO's tool exits 0); 2 bad argument or setup error (unknown type or site, malformed URL);
+130 interrupted.
 """
 
 
