@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("obsids", nargs="?", help="ObsIds: 1843 | 1842,1843 | 1842-1850 | @file")
     p.add_argument("filetypes", nargs="?", help="comma-separated file types or @file")
-    p.add_argument("--exclude", metavar="TYPES", help="comma-separated file types not to fetch")
+    p.add_argument(
+        "--exclude", metavar="TYPES", help="file types not to fetch (comma list or @file)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no screen output")
     p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
     p.add_argument("-c", "--copyright", action="store_true", help="print the copyright and exit")
