@@ -192,11 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = 3 if args.debug else 0 if args.quiet else args.verbose
     show_tb = args.debug or args.tracebackdebug
     try:  # a bad value is one CIAO error line (argparse's usage is for bad syntax)
-        obsids = parse_obsid_args(args.obsids)
-        args.filetypes = types_arg(args.filetypes)
-        args.exclude = types_arg(args.exclude)
-        Selection(args.filetypes, args.exclude)
-        config = _config(args)
+        obsids, config = _values(args)
     except ValueError as exc:
         if show_tb:
             traceback.print_exc()
@@ -273,6 +269,15 @@ def types_arg(text: str | None) -> str | None:
         for line in content.splitlines():
             out.extend(t for t in re.split(r"[\s,]+", line.split("#", 1)[0]) if t)
     return ",".join(out)
+
+
+def _values(args: argparse.Namespace) -> tuple[list[int], SessionConfig]:
+    """The ObsIds and the session's settings; the type lists' @files read into ``args``."""
+    obsids = parse_obsid_args(args.obsids)
+    args.filetypes = types_arg(args.filetypes)
+    args.exclude = types_arg(args.exclude)
+    Selection(args.filetypes, args.exclude)
+    return obsids, _config(args)
 
 
 def _writable(path: str) -> bool:
