@@ -206,3 +206,66 @@ def test_list_table_sorted_exact_and_typed_state():
     assert lines[-1] == (
         "Total: 3 file(s) in 1 of 2 ObsId(s), 10000 bytes (9 Kb); to fetch: 7000 bytes (6 Kb)."
     )
+
+
+# -- QA defects (issue 9 follow-up) ------------------------------------------------------------
+
+
+def test_total_download_size_counts_each_file_at_most_once():
+    """A file fetched twice (corrupt, then again) moved more bytes than it holds; the
+    ObsId's download size is what its files hold, as CIAO's."""
+    refetched = fr(
+        "oif.fits", "oif", 20 * KB, Status.DOWNLOADED, bytes_transferred=37 * KB, elapsed=1.0
+    )
+    other = fr(
+        "primary/a_fov1.fits.gz", "fov", 8 * KB, Status.DOWNLOADED, bytes_transferred=8 * KB,
+        elapsed=1.0,
+    )  # fmt: skip
+    lines = obsid_block(ObsIdResult(1843, True, "s", [refetched, other]), 2.0)
+    assert "      Total download size for ObsId 1843 = 28 Kb" in lines
+
+
+@pytest.mark.parametrize("rate_kb", [999_999.94, 1_000_737.0, 98_765_432.1])
+def test_fast_rates_keep_one_decimal_within_79_columns(rate_kb):
+    f = fr(
+        "primary/acisf01843N005_full_img2.fits.gz", "full_img", 3 * GB, Status.DOWNLOADED,
+        bytes_transferred=int(rate_kb * 1024 * 2.5), elapsed=2.5,
+    )  # fmt: skip
+    (row,) = file_row(f)
+    assert len(row) <= 79, row
+    rate = f.bytes_transferred / f.elapsed / KB
+    assert row.endswith(f" {rate:.1f} kb/s"), row
+    assert "2 s" in row
+
+
+def test_ordinary_rows_keep_ciaos_time_column():
+    f = fr("oif.fits", "oif", 27 * KB, Status.DOWNLOADED, bytes_transferred=27 * KB, elapsed=2.0)
+    (row,) = file_row(f)
+    assert row == f"  oif      fits       27 Kb  {'#' * 20}  {'2 s':>13s}  13.5 kb/s"
+
+
+def test_failure_sub_line_drops_the_path_and_wraps_at_79():
+    url = "http://127.0.0.1:40000/byobsid/3/1843/primary/acisf01843N005_evt2.fits.gz"
+    for prefix in ("primary/acisf01843N005_evt2.fits.gz: ", "acisf01843N005_evt2.fits.gz: "):
+        bad = fr(
+            "primary/acisf01843N005_evt2.fits.gz", "evt2", MB, Status.FAILED,
+            reason=f"{prefix}server answered HTTP 500 at {url} (gave up after 3 attempts)",
+        )  # fmt: skip
+        row, *sub = file_row(bad)
+        assert "FAILED" in row
+        assert all(len(line) <= 79 for line in sub), sub
+        assert sub[0].startswith("    server answered HTTP 500")
+        assert all(line.startswith("      ") for line in sub[1:]) and len(sub) > 1
+        assert " ".join(line.strip() for line in sub) == (
+            f"server answered HTTP 500 at {url} (gave up after 3 attempts)"
+        )
+
+
+def test_missing_obsid_after_a_failed_fallback_site_is_not_found():
+    """A site said not found and another failed: not found, the failure as detail (the
+    engine records the failures in ``site_failures``)."""
+    r = ObsIdResult(99999)
+    r.site_failures = ["http://127.0.0.1:9/: cannot reach 127.0.0.1:9"]
+    lines = obsid_block(r, 0, mirror=True)
+    assert lines[0] == "Skipping ObsId 99999 as it was not found on the mirror site."
+    assert "cannot reach 127.0.0.1:9" in lines[1]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .errors import VerificationError
 from .filetypes import Selection
-from .output import local_state
+from .output import local_state, missing_block
 from .plan import PART_SUFFIX
 from .progress import Reporter
 from .results import FileResult, LocalState, ObsIdResult, Results
@@ -33,6 +33,8 @@ class ObsIdAudit:
     #: Anything else wrong: refused listing entries, local files larger than the archive's.
     corrupt: list[tuple[str, str]] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
+    #: Listed files of the selected types (0: "No files found for ObsId N!").
+    selected: int = 0
 
     @property
     def ok(self) -> bool:
@@ -50,14 +52,27 @@ class AuditReport:
     obsids: list[ObsIdAudit]
     #: The listing the audit compared against (sizes, sites, URLs), for reports.
     listing: Results | None = None
+    #: Whether the site was a mirror (CIAO's "mirror site" in the skip line).
+    mirror: bool = False
 
     @property
     def ok(self) -> bool:
-        return all(a.ok for a in self.obsids)
+        """Every ObsId complete, and some ObsId has a file of the selected types (the
+        download's rule: a selection that matches nothing anywhere fetched nothing)."""
+        return all(a.ok for a in self.obsids) and not self.nothing_selected
+
+    @property
+    def nothing_selected(self) -> bool:
+        """No ObsId found has any file of the selected types (and some ObsId was found)."""
+        found = [a for a in self.obsids if a.found]
+        return bool(found) and not any(a.selected for a in found)
 
     def summary(self) -> str:
         """One line: which ObsIds are not complete, or that all are."""
         bad = [a for a in self.obsids if not a.ok]
+        if not bad and self.nothing_selected:
+            ids = ", ".join(str(a.obsid) for a in self.obsids if a.found)
+            return f"incomplete: no files of the selected types: ObsId {ids}."
         if not bad:
             return f"All {len(self.obsids)} ObsId(s) complete and intact."
         parts = []
@@ -103,6 +118,7 @@ def check(
     from .api import download
 
     selection = Selection(filetypes, exclude)
+    quiet = _Quiet()
     listing: Results = download(
         obsids,
         None,
@@ -111,10 +127,11 @@ def check(
         userpass,
         outdir=outdir,
         list_only=True,
-        reporter=_Quiet(),
+        reporter=quiet,
         **options,
     )
-    return AuditReport([_audit(r, selection, Path(outdir), checksums) for r in listing], listing)
+    audits = [_audit(r, selection, Path(outdir), checksums) for r in listing]
+    return AuditReport(audits, listing, quiet.mirror)
 
 
 def _audit(r: ObsIdResult, selection: Selection, outdir: Path, checksums: bool) -> ObsIdAudit:
@@ -135,6 +152,7 @@ def _classify(audit: ObsIdAudit, f: FileResult, selection: Selection, checksums:
         return
     if not selection.accepts(f.filetype):
         return
+    audit.selected += 1
     state = local_state(f)
     if state is LocalState.MISSING:
         (audit.partial if _has_part(f.path) else audit.missing).append(f.relpath)
@@ -186,9 +204,15 @@ def _has_part(path: Path) -> bool:
 def print_report(report: AuditReport, verbose: int = 1) -> None:
     """Print the audit: one summary line per ObsId, then each problem (and each good file at
     verbose 2 or more)."""
+    listed = {id(a): r for a, r in zip(report.obsids, report.listing or [], strict=False)}
     for a in report.obsids:
+        r = listed.get(id(a))
         if not a.found:
-            print(f"ObsId {a.obsid}: {a.error or 'not found in the archive'}")
+            lines = missing_block(r, report.mirror) if r is not None else []
+            print("\n".join(line for line in lines if line) or f"ObsId {a.obsid}: not found")
+            continue
+        if not a.selected and a.ok:
+            print(f"No files found for ObsId {a.obsid}!")
             continue
         state = "OK" if a.ok else "INCOMPLETE"
         print(

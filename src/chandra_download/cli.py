@@ -1,20 +1,23 @@
 """The ``download_chandra_obsid`` command: CIAO's arguments, options and output, and more.
 
-Exit status: 0 when everything asked for is complete, 1 when anything is missing or failed
-(CIAO always exits 0: the one deliberate difference), 2 for bad arguments or a site that
-cannot be used at all, 130 when interrupted.
+Exit status: 0 when everything asked for is complete; 1 when anything is missing or failed,
+including ObsIds that could not be listed because a site is unusable (CIAO always exits 0: the
+one deliberate difference); 2 for a bad argument or a setup error (unknown type or site,
+malformed URL); 130 when interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 import traceback
 import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
+from pathlib import Path
 
 from ._version import __version__
 from .cli_common import add_tls_options, mirror_value, network_config
@@ -47,8 +50,9 @@ EPILOG = """examples:
   download_chandra_obsid 1843 --list --json -
   download_chandra_obsid 1843 --check
 
-exit status: 0 all complete; 1 something missing or failed (CIAO's tool exits 0);
-2 bad arguments or unusable site; 130 interrupted.
+exit status: 0 all complete; 1 anything missing, including ObsIds a site could not list
+(CIAO's tool exits 0); 2 bad argument or setup error (unknown type or site, malformed URL);
+130 interrupted.
 """
 
 
@@ -62,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("obsids", nargs="?", help="ObsIds: 1843 | 1842,1843 | 1842-1850 | @file")
     p.add_argument("filetypes", nargs="?", help="comma-separated file types or @file")
-    p.add_argument("--exclude", metavar="TYPES", help="comma-separated file types not to fetch")
+    p.add_argument(
+        "--exclude", metavar="TYPES", help="file types not to fetch (comma list or @file)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no screen output")
     p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
     p.add_argument("-c", "--copyright", action="store_true", help="print the copyright and exit")
@@ -174,18 +180,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status (see the module's docstring)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if _info(args):
+    try:
+        if _info(args):
+            sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+            return 0
+    except BrokenPipeError:
+        stdout_closed()
         return 0
     if not args.obsids:
         parser.error("the ObsIds argument is required")
     verbose = 3 if args.debug else 0 if args.quiet else args.verbose
     show_tb = args.debug or args.tracebackdebug
-    try:
-        obsids = parse_obsid_args(args.obsids)
-        Selection(args.filetypes, args.exclude)
-        config = _config(args)
+    try:  # a bad value is one CIAO error line (argparse's usage is for bad syntax)
+        obsids, config = _values(args)
     except ValueError as exc:
-        parser.error(str(exc))
+        if show_tb:
+            traceback.print_exc()
+        error(str(exc))
+        return 2
     if args.json and args.json != "-" and not _writable(args.json):
         error(f"cannot write the JSON report to {args.json}: no such directory or no permission")
         return 2
@@ -231,6 +243,41 @@ def _info(args: argparse.Namespace) -> bool:
     else:
         return False
     return True
+
+
+def types_arg(text: str | None) -> str | None:
+    """A list of types as given (``evt2,asol``), each ``@file`` in it replaced by the file's
+    types: one or more a line, blank lines and ``#`` comments ignored.
+
+    Raises
+    ------
+    ValueError
+        A file that cannot be read (one line naming it).
+    """
+    if text is None:
+        return None
+    out: list[str] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.startswith("@"):
+            out.append(part)
+            continue
+        try:
+            content = Path(part[1:]).read_text()
+        except OSError as exc:
+            raise ValueError(f"Cannot read file type list {part[1:]}: {exc.strerror}") from None
+        for line in content.splitlines():
+            out.extend(t for t in re.split(r"[\s,]+", line.split("#", 1)[0]) if t)
+    return ",".join(out)
+
+
+def _values(args: argparse.Namespace) -> tuple[list[int], SessionConfig]:
+    """The ObsIds and the session's settings; the type lists' @files read into ``args``."""
+    obsids = parse_obsid_args(args.obsids)
+    args.filetypes = types_arg(args.filetypes)
+    args.exclude = types_arg(args.exclude)
+    Selection(args.filetypes, args.exclude)
+    return obsids, _config(args)
 
 
 def _writable(path: str) -> bool:
@@ -303,6 +350,7 @@ def _dispatch(
             report.write(report.audit_report(audit), args.json)
         if verbose >= 1 and args.json != "-":
             print_report(audit, verbose)
+        _base_hint(args, audit.listing or [], audit.mirror)
         return 0 if audit.ok else _incomplete(audit.summary())
     kwargs = dict(excludes=args.exclude, list_only=args.list, reporter=rep, **common)
     with rep if hasattr(rep, "__enter__") else nullcontext():
@@ -315,10 +363,25 @@ def _dispatch(
         ok = all(r.found and not r.failures for r in results)
     else:
         _totals(results, verbose)
-        # A selection that matches no file at all fetched nothing that was asked for; one
-        # that some ObsIds lack (arf of imaging ObsIds) is only said ("No files found").
-        ok = results.ok and any(r.files for r in results)
+        ok = results.ok
+    _base_hint(args, results, rep.mirror)
+    # A selection that matches no file at all fetched nothing that was asked for; one that
+    # some ObsIds lack (arf of imaging ObsIds) is only said ("No files found"). --list and
+    # --check follow the same rule.
+    ok = ok and any(r.files for r in results)
     return 0 if ok else _incomplete(results.summary())
+
+
+def _base_hint(args: argparse.Namespace, results: Sequence, mirror: bool) -> None:
+    """Every ObsId not found on a mirror: the base given is likely not the archive's."""
+    if not (mirror and results and all(not r.found and not r.error for r in results)):
+        return
+    sites = args.mirror or [os.environ.get("CDA_MIRROR_SITE") or ""]
+    print(
+        f"{PREFIX} is {' or '.join(mask_url(m) for m in sites)} the archive's base, up to "
+        "byobsid/? e.g. https://cxc.cfa.harvard.edu/cdaftp/",
+        file=sys.stderr,
+    )
 
 
 def _incomplete(summary: str) -> int:

@@ -106,6 +106,8 @@ def command_line_output(verbose: int, prefix: str, stdout_taken: bool = False) -
     err = _StderrHandler()
     err.setFormatter(logging.Formatter(f"{prefix} %(levelname)s %(message)s"))
     err.addFilter(lambda record: record.levelno >= logging.WARNING)
+    # Warnings the command line's block and final summary already carry (one fact, once).
+    err.addFilter(lambda record: not getattr(record, "in_summary", False))
     LOGGER.addHandler(err)
     _extra.append(err)
 

@@ -6,6 +6,7 @@ The block is what CIAO's ``download_chandra_obsid`` prints for each ObsId (see A
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable
 
 from .results import FileResult, LocalState, ObsIdResult, Status
@@ -73,14 +74,43 @@ def _row_head(fr: FileResult) -> str:
 
 
 def _rate(fr: FileResult) -> str:
-    """Average rate in KiB/s over the time data flowed; never wider than the row allows."""
+    """Average rate in KiB/s over the time data flowed, CIAO's ``%.1f kb/s``."""
     if fr.elapsed <= 0:
         return ""
-    rate = fr.bytes_transferred / fr.elapsed / KB
-    for text in (f"{rate:.1f} kb/s", f"{rate:.0f} kb/s", f"{rate / KB:.0f} Mb/s"):
-        if len(text) <= 13:  # the row stays within 79 columns
-            return text
-    return ">9999999 Mb/s"
+    return f"{fr.bytes_transferred / fr.elapsed / KB:.1f} kb/s"
+
+
+def _done_row(head: str, fr: FileResult) -> str:
+    """A fetched file's row. CIAO's time column is 13 wide; a rate too wide for 79 columns
+    (a million kb/s and up) takes the spare blanks of the time column instead."""
+    time, rate = ciao_time(fr.elapsed), _rate(fr)
+    room = ROW_WIDTH - len(head) - 20 - 4 - len(rate)  # columns left for the time
+    width = max(len(time), min(13, room))
+    row = f"{head}{'#' * 20}  {time:>{width}s}  {rate}".rstrip()
+    if len(row) > ROW_WIDTH:  # absurd rates only (a clock tick): the row stays readable
+        row = f"{head}{'#' * 20}  {time}  {fr.bytes_transferred / fr.elapsed / KB:.3g} kb/s"
+    return row
+
+
+def sub_lines(fr: FileResult, text: str, label: str = "") -> list[str]:
+    """Lines under a file's row: ``text`` without a leading ``<path>: `` (the row names the
+    file), wrapped at 79 columns with a hanging indent."""
+    for prefix in (
+        f"{fr.obsid}/{fr.relpath}: ",
+        f"{fr.relpath}: ",
+        fr.relpath.rsplit("/", 1)[-1] + ": ",
+    ):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+            break
+    return textwrap.wrap(
+        label + text,
+        width=ROW_WIDTH,
+        initial_indent="    ",
+        subsequent_indent="      ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or ["    " + label.strip()]
 
 
 def file_row(fr: FileResult) -> list[str]:
@@ -90,7 +120,7 @@ def file_row(fr: FileResult) -> list[str]:
     if fr.status is Status.PRESENT:
         lines.append(f"{head}{'already downloaded':>20s}")
     elif fr.status in (Status.DOWNLOADED, Status.RESUMED):
-        lines.append(f"{head}{'#' * 20}  {ciao_time(fr.elapsed):>13s}  {_rate(fr)}".rstrip())
+        lines.append(_done_row(head, fr))
     elif fr.status is Status.SKIPPED and fr.local_size and fr.size is not None:
         lines.append(f"{head}{'skipped':>20s}")
         lines.append(
@@ -99,13 +129,13 @@ def file_row(fr: FileResult) -> list[str]:
         )
     elif fr.status is Status.FAILED:
         lines.append(f"{head}{'FAILED':>20s}")
-        lines.append(f"    {fr.reason or 'failed'}")
+        lines.extend(sub_lines(fr, fr.reason or "failed"))
     else:
         lines.append(f"{head}{str(fr.status):>20s}")
         if fr.reason:
-            lines.append(f"    {fr.reason}")
+            lines.extend(sub_lines(fr, fr.reason))
     if fr.warning:
-        lines.append(f"    warning: {fr.warning}")
+        lines.extend(sub_lines(fr, fr.warning, "warning: "))
     return lines
 
 
@@ -115,13 +145,16 @@ def row_order(files: Iterable[FileResult]) -> list[FileResult]:
 
 
 def missing_block(r: ObsIdResult, mirror: bool) -> list[str]:
-    """An ObsId that is not there, or could not be listed."""
+    """An ObsId that is not there, or could not be listed. When one site answered "not found"
+    and the others failed (``site_failures``), it is not found, the failures as detail."""
     if r.error:
         return [f"Skipping ObsId {r.obsid} as it could not be listed: {r.error}", ""]
     site = "mirror" if mirror else "archive"
     lines = [f"Skipping ObsId {r.obsid} as it was not found on the {site} site."]
     if r.why_missing:
         lines.append(f"  ObsId {r.obsid}: {r.why_missing}")
+    for failure in getattr(r, "site_failures", None) or ():
+        lines.append(f"  (another site could not be asked: {failure})")
     return lines
 
 
@@ -150,13 +183,21 @@ def obsid_block(r: ObsIdResult, elapsed: float, mirror: bool = False) -> list[st
     ]
     for fr in row_order(files):
         lines.extend(file_row(fr))
-    moved = sum(f.bytes_transferred for f in files)
+    moved = sum(download_size(f) for f in files)
     if len(r.files) > 1 and moved > 0:
         lines.append("")
         lines.append(f"      Total download size for ObsId {r.obsid} = {ciao_size(moved)}")
         lines.append(f"      Total download time for ObsId {r.obsid} = {ciao_time(elapsed)}")
     lines.append("")
     return lines
+
+
+def download_size(fr: FileResult) -> int:
+    """CIAO's download size of one file: the bytes it received, each byte of the file counted
+    once (a file fetched again after a damaged copy moved more than it holds)."""
+    if fr.size is None:
+        return fr.bytes_transferred
+    return min(fr.bytes_transferred, fr.size)
 
 
 def _interrupted(fr: FileResult) -> bool:

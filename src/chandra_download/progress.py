@@ -169,7 +169,9 @@ def _log_decision(fr: FileResult) -> None:
     elif fr.status is Status.DOWNLOADED:
         vlog(2, "%s: fetched %d bytes in %.2f s", name, fr.bytes_transferred, fr.elapsed)
     elif fr.status is Status.SKIPPED:
-        LOGGER.warning("%s: %s", name, fr.reason)  # a local file we will not touch
+        # A local file we will not touch. The command line's block and summary say it, so
+        # it drops this record (``in_summary``); a library caller hears it here.
+        LOGGER.warning("%s: %s", name, fr.reason, extra={"in_summary": True})
     elif fr.status is Status.FAILED:
         vlog(2, "%s: failed: %s", name, fr.reason)
 

@@ -52,6 +52,8 @@ def obsid_entry(r: ObsIdResult) -> dict[str, Any]:
         "site": _masked(r.site),
         "error": r.error,
         "why_missing": r.why_missing,
+        # Other sites of a fallback list that failed while one said "not found".
+        "site_failures": list(getattr(r, "site_failures", None) or []),
         "files": [file_entry(f) for f in sorted(r.files, key=lambda f: f.relpath)],
     }
 
@@ -59,6 +61,7 @@ def obsid_entry(r: ObsIdResult) -> dict[str, Any]:
 def results_report(results: Results, mode: str = "download") -> dict[str, Any]:
     """The report of a download (``mode="download"``) or a listing (``"list"``)."""
     ok = results.ok if mode == "download" else all(r.found and not r.failures for r in results)
+    ok = ok and any(r.files for r in results)  # the command's exit rule: nothing selected is 1
     return {
         "schema": SCHEMA,
         "tool": "chandra-download",

@@ -24,7 +24,16 @@ from ..errors import (
     TransientError,
 )
 from .base import Body, RemoteFile, Source, obsid_dir
-from .ftp_conn import FTPTLS, Conn, abort_transfer, discard, keeps_sync, reply_code, tls_context
+from .ftp_conn import (
+    FTPTLS,
+    Conn,
+    PlainFTP,
+    abort_transfer,
+    discard,
+    keeps_sync,
+    reply_code,
+    tls_context,
+)
 from .ftp_walk import ListingMixin, ListingTooLarge
 
 __all__ = ["FTPSource", "tls_context"]
@@ -84,7 +93,7 @@ class FTPSource(ListingMixin, Source):
 
     def _connect(self) -> Conn:
         t = self._config.timeout
-        ftp = FTPTLS(context=self._ctx, timeout=t) if self._ctx else ftplib.FTP(timeout=t)
+        ftp = FTPTLS(context=self._ctx, timeout=t) if self._ctx else PlainFTP(timeout=t)
         try:
             self._greet(ftp)
             try:

@@ -9,11 +9,32 @@ import ssl
 from ..config import SessionConfig
 from ..errors import ChandraDownloadError
 from ..http_pool import ca_file
+from ..log import vlog
 
 ABORT_TIMEOUT = 5.0
 
 
-class FTPTLS(ftplib.FTP_TLS):
+class ProtocolLog:
+    """Verbose 5: each FTP command sent (never the password) and each reply."""
+
+    host: str
+
+    def putcmd(self, line: str) -> None:
+        shown = "PASS ****" if line[:5].upper() == "PASS " else line
+        vlog(5, "FTP %s > %s", self.host, shown)
+        super().putcmd(line)  # type: ignore[misc]
+
+    def getresp(self) -> str:
+        resp = super().getresp()  # type: ignore[misc]
+        vlog(5, "FTP %s < %s", self.host, resp)
+        return resp
+
+
+class PlainFTP(ProtocolLog, ftplib.FTP):
+    """ftplib.FTP with verbose-5 protocol lines."""
+
+
+class FTPTLS(ProtocolLog, ftplib.FTP_TLS):
     """FTP_TLS whose data connections resume the control connection's TLS session."""
 
     def wrap_data(self, sock: socket.socket) -> socket.socket:

@@ -11,7 +11,7 @@ from urllib3.exceptions import ConnectTimeoutError, HTTPError, MaxRetryError, SS
 
 from .._version import __version__
 from ..config import SessionConfig
-from ..credentials import Credentials, scrub
+from ..credentials import Credentials, mask_url, scrub
 from ..errors import (
     AuthError,
     ContentRangeMismatch,
@@ -24,6 +24,7 @@ from ..errors import (
     UnsafeEntry,
 )
 from ..http_pool import pool_manager, proxy_for, tls_options
+from ..log import vlog
 from .base import Body, RemoteFile, Source, obsid_dir
 from .http_body import HTTPBody, read_capped
 from .listing import DirectoryPage, ListingEntry, parse_page
@@ -100,6 +101,7 @@ class HTTPSource(Source):
 
     # -- requests -------------------------------------------------------------------------
     def _request(self, method: str, url: str, headers: dict | None = None, stream: bool = True):
+        vlog(5, "HTTP > %s %s Range: %s", method, mask_url(url), (headers or {}).get("Range", "-"))
         try:
             resp = self._pool.request(
                 method,
@@ -112,10 +114,17 @@ class HTTPSource(Source):
                 redirect=True,
             )
         except MaxRetryError as exc:
+            vlog(5, "HTTP < %s: %s", mask_url(url), scrub(str(exc.reason), self._secrets))
             raise self._connection_error(url, exc.reason) from None
         except (HTTPError, OSError) as exc:
+            vlog(5, "HTTP < %s: %s", mask_url(url), scrub(str(exc), self._secrets))
             raise self._connection_error(url, exc) from None
         self._answered = True
+        vlog(
+            5, "HTTP < %s %s Content-Length: %s Content-Range: %s", resp.status,
+            mask_url(url), resp.headers.get("Content-Length", "-"),
+            resp.headers.get("Content-Range", "-"),
+        )  # fmt: skip
         return resp
 
     def _connection_error(self, url: str, exc: object) -> SourceError:

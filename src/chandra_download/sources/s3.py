@@ -24,6 +24,7 @@ from ..errors import (
     SourceError,
     TransientError,
 )
+from ..log import vlog
 from .base import Body, RemoteFile, Source, check_relpath, obsid_dir
 from .wire import check_content_range, parse_content_range, parse_retry_after, range_header
 
@@ -172,8 +173,10 @@ class S3Source(Source):
         files: list[RemoteFile] = []
         paginator = self._client.get_paginator("list_objects_v2")
         try:
+            vlog(5, "S3 > ListObjectsV2 bucket=%s prefix=%s", self.bucket, base)
             for page in paginator.paginate(Bucket=self.bucket, Prefix=base):
                 self._answered = True
+                vlog(5, "S3 < ListObjectsV2 %d key(s)", len(page.get("Contents", ())))
                 if len(files) + len(page.get("Contents", ())) > MAX_KEYS:
                     raise SourceError(
                         f"ObsId {obsid} at {self.label} lists more than {MAX_KEYS} objects; "
@@ -204,11 +207,17 @@ class S3Source(Source):
         wanted = range_header(offset, end)
         if wanted is not None:
             kwargs["Range"] = wanted
+        vlog(5, "S3 > GetObject bucket=%s key=%s range=%s", self.bucket, key, wanted or "-")
         try:
             resp = self._client.get_object(**kwargs)
         except (bexc.ClientError, bexc.BotoCoreError) as exc:
+            vlog(5, "S3 < GetObject %s: %s", key, self._scrub(str(exc)))
             raise self._map_error(exc, f.url, size=f.size) from exc
         self._answered = True
+        vlog(
+            5, "S3 < GetObject %s ContentLength=%s ContentRange=%s", key,
+            resp.get("ContentLength"), resp.get("ContentRange") or "-",
+        )  # fmt: skip
         body = S3Body(resp, offset, f.url)
         if body.start != 0 or resp.get("ContentRange"):
             # A 206: its Content-Range must answer the request, else no byte of it is used.
@@ -223,6 +232,7 @@ class S3Source(Source):
         """The listing's exact size (a HEAD of the object when a caller built ``f`` itself)."""
         if f.size is not None:
             return f.size
+        vlog(5, "S3 > HeadObject bucket=%s key=%s", self.bucket, self._key(f))
         try:
             head = self._client.head_object(Bucket=self.bucket, Key=self._key(f))
         except (bexc.ClientError, bexc.BotoCoreError) as exc:
