@@ -147,3 +147,17 @@ def test_json_ok_agrees_with_the_exit_when_nothing_is_selected(archive_http, tmp
             "--outdir", str(tmp_path))  # fmt: skip
     assert p.returncode == 1
     assert json.loads(p.stdout)["ok"] is False
+
+
+def test_not_found_on_one_site_while_another_is_dead_is_not_found(archive_http, tmp_path):
+    import socket
+
+    with socket.socket() as dead:  # bound, not listening: refused
+        dead.bind(("127.0.0.1", 0))
+        gone = f"http://127.0.0.1:{dead.getsockname()[1]}/cdaftp/"
+        p = run("99999", "-m", archive_http.base_url, "-m", gone, "--outdir", str(tmp_path),
+                "--no-status")  # fmt: skip
+    lines = p.stdout.splitlines()
+    assert lines[0] == "Skipping ObsId 99999 as it was not found on the mirror site."
+    assert lines[1].startswith("  (another site could not be asked: ") and gone in lines[1]
+    assert p.returncode == 1 and "not found: ObsId 99999" in p.stderr

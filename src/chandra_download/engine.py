@@ -185,19 +185,25 @@ class Engine:
         return result
 
     def _locate(self, r: ObsIdResult) -> Listing | None:
-        """First source holding the ObsId; listing errors fall through to the next source."""
-        error: str | None = None
+        """First source holding the ObsId; listing errors fall through to the next source.
+        When a site said "not found" and others could not be asked, it is not found (the
+        others' failures are kept as detail); when none could be asked, it is an error."""
+        failures: list[str] = []
+        answered = False
         for index, source in enumerate(self.sources):
             try:
                 listing = self._list(index, r.obsid)
             except (SourceError, OSError) as exc:
                 error = f"{source.label}: {exc}" if len(self.sources) > 1 else str(exc)
                 vlog(2, "ObsId %s: %s", r.obsid, error)
+                failures.append(error)
                 continue
             if listing is not None:
                 r.found, r.site, r.error = True, source.label, None
                 return listing
-        r.error = error
+            answered = True
+        r.error = None if answered or not failures else failures[-1]
+        r.site_failures = failures if answered else []
         return None
 
     def _select(

@@ -81,6 +81,8 @@ class ObsIdResult:
     why_missing: str | None = None
     #: Bytes of the ObsId's files that the type selection leaves out (``--list`` shows them).
     unselected_bytes: int = 0
+    #: Sites of a fallback list that could not be asked, when another one said "not found".
+    site_failures: list[str] = field(default_factory=list)
 
     @property
     def total_size(self) -> int:
