@@ -186,3 +186,23 @@ def test_a_retry_is_logged_once_at_verbose_3(archive_http, tmp_path: Path) -> No
     download(1843, "evt2", archive_http.base_url, outdir=tmp_path, backoff=0.01, status=False)
     retries = [line for line in log.getvalue().splitlines() if "retry" in line]
     assert len(retries) == 1 and "retry 2 in" in retries[0], retries
+
+
+def test_split_parts_answered_with_bytes_from_elsewhere_are_caught(
+    archive_http, archive_root, tmp_path: Path
+) -> None:
+    """Fresh parts have nothing on disk to compare: each asks for the previous part's last
+    bytes too, and they must join. A .jpg has no content check to catch it otherwise."""
+    from chandra_download import download
+    from chandra_download.simulator import Fault
+
+    rel = "primary/acisf01843N005_full_img2.jpg"
+    archive_http.faults.add(Fault("lying_range", f"*{rel}", times=None))
+    results = download(
+        1843, "full_img", archive_http.base_url, outdir=tmp_path, split_threshold=16_384,
+        jobs=4, retries=1, backoff=0.01, status=False,
+    )  # fmt: skip
+    (fr,) = [f for f in results.files if f.relpath == rel]
+    assert fr.ok, fr.reason
+    got = (tmp_path / "1843" / rel).read_bytes()
+    assert got == (archive_root / "byobsid/3/1843" / rel).read_bytes()

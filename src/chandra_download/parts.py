@@ -19,7 +19,7 @@ from .errors import LocalError, SourceError, TransientError, VerificationError
 from .log import vlog
 from .retry import Interrupted, with_retries
 from .split import SAVE_EVERY, Part, PartsState, save_state
-from .stream import ResumeMismatch, resume_from
+from .stream import OVERLAP, ResumeMismatch, resume_from
 
 
 class RangeIgnored(SourceError):
@@ -80,7 +80,11 @@ class RangedParts:
             raise Interrupted()
         if self._errors:
             return  # another part failed for good: no more attempts; the state keeps progress
-        asked = resume_from(p.next, p.start)
+        # A resumed part asks again for bytes it has, to compare; a fresh one (but the first)
+        # asks for the previous part's last bytes, compared once every part is written.
+        fresh = p.done == 0 and p.start > 0
+        asked = max(0, p.start - OVERLAP) if fresh else resume_from(p.next, p.start)
+        seam = bytearray() if fresh else None
         with self.source.open(self.remote, asked, p.end) as body:
             if body.start != asked:
                 raise RangeIgnored(f"the site ignored the range (data from {body.start})")
@@ -88,14 +92,26 @@ class RangedParts:
                 raise SourceError(f"the file changed on the site ({body.total} bytes now)")
             self._first_part_started()
             try:
-                pos = self._copy(body, p.next, p.end, self._part_progress(p)).run()
+                pos = self._copy(body, p.next, p.end, self._part_progress(p), seam).run()
             except ResumeMismatch:
                 with self._lock:
                     p.done = 0
                 raise
             if pos < p.end:
                 raise TransientError(f"got {pos - p.start} of {p.end - p.start} bytes")
+        if seam is not None:
+            with self._lock:
+                self._seams[p.start] = bytes(seam)
         self._save()
+
+    def _seams_agree(self) -> bool:
+        """Each fresh part's first bytes, asked from before its start, match the bytes the
+        part before it wrote: a range answered with bytes from elsewhere fails here."""
+        for start, seam in self._seams.items():
+            if os.pread(self.fd, len(seam), start - len(seam)) != seam:
+                vlog(2, "%s: a part's bytes do not join the part before it", self.fr.relpath)
+                return False
+        return True
 
     def _part_progress(self, p: Part) -> Callable[[int, int], None]:
         def on_bytes(n: int, pos: int) -> None:
@@ -149,6 +165,9 @@ class RangedParts:
 
     def _finish_parts(self) -> None:
         _crashpoint.crashpoint("parts-done", self.target.name)
+        if not self._seams_agree():
+            self._restart_whole()  # the site's ranges cannot be trusted: one connection
+            return
         try:
             self._finish()
         except VerificationError as exc:

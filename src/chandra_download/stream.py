@@ -70,6 +70,9 @@ class Copy:
     guard: RateGuard
     chunk: int
     on_bytes: Callable[[int, int], None]  # (new bytes, position after them)
+    #: When given, the bytes below ``verify_below`` are kept here to be compared later (a
+    #: fresh part's seam with the part before it, which may not be written yet).
+    seam: bytearray | None = None
 
     def run(self) -> int:
         """Copy until ``end`` or the body ends; return the position reached."""
@@ -88,7 +91,10 @@ class Copy:
     def _take(self, view: memoryview, pos: int) -> int:
         if pos < self.verify_below:
             same = min(len(view), self.verify_below - pos)
-            self._compare(view[:same], pos)
+            if self.seam is not None:
+                self.seam += view[:same]
+            else:
+                self._compare(view[:same], pos)
             view, pos = view[same:], pos + same
         if not len(view):
             return pos

@@ -69,6 +69,7 @@ class FileJob(RangedParts):
         self._errors: list[str] = []
         self._interrupted = False
         self._fallback = False  # the site ignores ranges: fetch it whole instead
+        self._seams: dict[int, bytes] = {}  # part start -> the bytes asked from before it
         self._started = False
         self._t0 = time.monotonic()
 
@@ -329,7 +330,12 @@ class FileJob(RangedParts):
         self.ctx.reporter.file_bytes(self.fr, n)
 
     def _copy(
-        self, body: Body, verify_below: int, end: int | None, on_bytes: Callable[[int, int], None]
+        self,
+        body: Body,
+        verify_below: int,
+        end: int | None,
+        on_bytes: Callable[[int, int], None],
+        seam: bytearray | None = None,
     ) -> Copy:
         guard = RateGuard(self.config.min_rate, self.config.timeout)
         return Copy(
@@ -342,6 +348,7 @@ class FileJob(RangedParts):
             guard,
             self.config.chunk_size,
             on_bytes,
+            seam,
         )
 
     def _attempt_started(self, have: int) -> None:
