@@ -39,10 +39,12 @@ def acquire(part: Path) -> int:
 
 
 def unlink_quietly(path: Path) -> None:
+    """Remove a file of ours if it is there (a name too long to exist is not there)."""
     try:
         os.unlink(path)
-    except FileNotFoundError:
-        pass
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ENAMETOOLONG):
+            raise LocalError.from_os(exc, path) from None
 
 
 def flush(fd: int, *, data_only: bool = False) -> None:

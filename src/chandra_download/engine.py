@@ -22,12 +22,11 @@ from .context import Context
 from .errors import ChandraDownloadError, LocalError, ObsIdNotFound, SourceError
 from .filetypes import Selection, classify
 from .log import vlog
-from .plan import decide, look, part_path
+from .plan import decide, look, unsafe_target
 from .progress import Reporter
 from .results import FileResult, LocalState, ObsIdResult, Status
 from .retry import Interrupted, with_retries
 from .sources.base import RemoteFile, Source, check_relpath
-from .split import state_path
 from .transfer import FileJob, Next
 
 Listing = dict[str, RemoteFile]
@@ -229,7 +228,7 @@ class Engine:
             if not selection.accepts(ftype):
                 continue
             try:
-                problem = _unsafe_target(top, fr.path)
+                problem = unsafe_target(top, fr.path)
             except OSError as exc:
                 problem = self.ctx.local_problem(LocalError.from_os(exc, exc.filename or fr.path))
             if problem:
@@ -363,22 +362,3 @@ def _free_space(outdir: Path) -> int | None:
         return shutil.disk_usage(path).free
     except OSError:
         return None
-
-
-def _unsafe_target(top: Path, path: Path) -> str | None:
-    """Refuse to write through symlinks: in the directories, or at any name we write.
-    OSError (a name too long, a directory we may not read) is the caller's to report."""
-    try:
-        real_top = top.resolve()
-        parent = path.parent
-        while not parent.exists() and parent != top and top in parent.parents:
-            parent = parent.parent
-        if not parent.resolve().is_relative_to(real_top) and parent.resolve() != real_top:
-            return f"refusing to write {path}: a symlink in the output tree leads outside it"
-        state = state_path(path)
-        for p in (path, part_path(path), state, state.with_name(state.name + ".tmp")):
-            if p.is_symlink():
-                return f"refusing to write {p}: it is a symlink"
-    except RuntimeError:  # a symlink loop
-        return f"refusing to write {path}: a symlink loop in the output tree"
-    return None

@@ -8,6 +8,7 @@ may have finished or advanced the file meanwhile.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass
@@ -140,3 +141,40 @@ def _decide_parts(disk: OnDisk, size: int | None) -> Decision:
     if (disk.part or 0) < state.furthest or (disk.part or 0) > size:
         return Decision(Action.FETCH, note="its .part does not hold what its state claims")
     return Decision(Action.PARTS, sum(p.done for p in state.parts))
+
+
+def unsafe_target(top: Path, path: Path) -> str | None:
+    """Why writing ``path`` would go through a symlink or onto something not a file, or None.
+
+    Every existing directory from the ObsId's directory ``top`` down to the file's, and every
+    name we write (the file, its ``.part``, the state file and its temporary), is looked at
+    without following links: no symlink is written through, even one that stays inside the
+    tree. Other OSErrors (a name too long...) are the caller's to report.
+    """
+    from .split import state_path
+
+    directory = top.parent
+    for name in path.relative_to(top.parent).parts[:-1]:
+        directory = directory / name
+        try:
+            mode = os.lstat(directory).st_mode
+        except FileNotFoundError:
+            break  # the rest is ours to create
+        if stat.S_ISLNK(mode):
+            return f"refusing to write {path}: {directory} is a symlink"
+    state = state_path(path)
+    optional = (state, state.with_name(state.name + ".tmp"))
+    for name in (path, part_path(path), *optional):
+        try:
+            mode = os.lstat(name).st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG and name in optional:
+                continue  # too long to exist: such a file is fetched whole, without state
+            raise
+        if stat.S_ISLNK(mode):
+            return f"refusing to write {name}: it is a symlink"
+        if not stat.S_ISREG(mode):
+            return f"refusing to write {name}: it is not a regular file"
+    return None

@@ -33,7 +33,7 @@ from .errors import (
 )
 from .log import vlog
 from .parts import RangedParts
-from .plan import Action, Decision, OnDisk, decide, look, needs_size, part_path
+from .plan import Action, Decision, OnDisk, decide, look, needs_size, part_path, unsafe_target
 from .results import FileResult, Status
 from .retry import Interrupted, backoff_delay, with_retries
 from .sources.base import Body, RemoteFile, Source
@@ -108,10 +108,21 @@ class FileJob(RangedParts):
             self._settle(first)
             return Next.DONE
         make_dirs(self.target.parent)
+        self._still_safe()
         self.fd = acquire(self.part)
+        if os.fstat(self.fd).st_nlink > 1:  # a hard link planted at .part: not ours to write
+            raise LocalError(f"refusing to write {self.part}: it has other hard links", self.part)
         disk = look(self.target)  # again under the lock: a rival may have finished the file
         self._learn_size(disk)
         return self._act(decide(disk, self.size), disk)
+
+    def _still_safe(self) -> None:
+        """The listing-time symlink check again, just before the first write: a symlink
+        planted in the tree since then must not be written through."""
+        depth = len(self.fr.relpath.split("/"))
+        problem = unsafe_target(self.target.parents[depth - 1], self.target)
+        if problem:
+            raise LocalError(problem, self.target)
 
     def _learn_size(self, disk: OnDisk) -> None:
         """The archive's exact size, asked of the source when deciding or splitting needs it."""
@@ -151,7 +162,7 @@ class FileJob(RangedParts):
     def _begin(self, have: int) -> Next:
         """Whole on one connection, or as ranged parts when the file is large."""
         cfg, size = self.config, self.size
-        splittable = cfg.split_threshold > 0 and cfg.jobs > 1
+        splittable = cfg.split_threshold > 0 and cfg.jobs > 1 and _state_name_fits(self)
         if not splittable or size is None or size - have < cfg.split_threshold:
             return Next.WHOLE
         self.parts = PartsState.plan(size, cfg.jobs, cfg.split_threshold, have)
@@ -418,6 +429,18 @@ class FileJob(RangedParts):
             if self.fr.status is not Status.PRESENT and os.fstat(self.fd).st_size == 0:
                 unlink_quietly(self.state_file)  # it can claim nothing of an empty .part
                 unlink_quietly(self.part)
+        except LocalError:
+            pass  # (a directory planted at a name): the next run refuses it, clearly
         finally:
             os.close(self.fd)
             self.fd = -1
+
+
+def _state_name_fits(job: FileJob) -> bool:
+    """Whether the state file's temporary name fits the file system (a long archive name
+    may leave room for ``.part`` but not for ``.part.parts.tmp``: then no parts)."""
+    try:
+        limit = os.pathconf(job.target.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    return len(os.fsencode(job.state_file.name + ".tmp")) <= limit
