@@ -136,3 +136,49 @@ def test_a_name_too_long_for_a_state_file_is_fetched_whole(
     fr = next(f for f in results.files if f.relpath == LONG)
     assert fr.ok, fr.reason
     assert (tmp_path / str(OBSID) / LONG).read_bytes() == _archive(root)[LONG]
+
+
+def test_ctrl_c_ends_the_command_at_once_while_a_listing_still_trickles(tmp_path: Path) -> None:
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    stop = threading.Event()
+
+    def trickle() -> None:  # an honest Content-Length, then a byte every 0.2 s
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 9999\r\n\r\n"
+            )
+            while not stop.wait(0.2):
+                try:
+                    conn.sendall(b"<")
+                except OSError:
+                    return
+
+    threading.Thread(target=trickle, daemon=True).start()
+    mirror = f"http://127.0.0.1:{server.getsockname()[1]}/cdaftp/"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chandra_download", str(OBSID), "-m", mirror, "--outdir",
+         str(tmp_path), "--no-status", "--timeout", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    t0 = time.monotonic()
+    try:
+        _out, err = proc.communicate(timeout=10)
+    finally:
+        stop.set()
+        proc.kill()
+        server.close()
+    assert time.monotonic() - t0 < 5
+    assert proc.returncode == 130 and "Keyboard interrupt" in err, err

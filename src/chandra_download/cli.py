@@ -413,5 +413,16 @@ def _totals(results: Results, verbose: int) -> None:
     )
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+
+
+def run() -> None:
+    """The console entry point: :func:`main`, then exit. After Ctrl-C the process ends at
+    once, even while a listing thread still waits on a slow site (worker threads would
+    otherwise hold the interpreter's exit); what is on disk is left for the next run, as
+    after any crash."""
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
