@@ -206,3 +206,16 @@ def test_split_parts_answered_with_bytes_from_elsewhere_are_caught(
     assert fr.ok, fr.reason
     got = (tmp_path / "1843" / rel).read_bytes()
     assert got == (archive_root / "byobsid/3/1843" / rel).read_bytes()
+
+
+def test_a_file_with_no_size_anywhere_is_sized_first_and_cut_there(tmp_path: Path) -> None:
+    class NoSizes(ScriptedSource):
+        def list_obsid(self, obsid: int) -> list[RemoteFile]:
+            return [RemoteFile(NAME, None, f"scripted://site/{NAME}", None)]  # listing: "-"
+
+    def serve(offset: int, end: int | None) -> Body:  # no Content-Length, never ends
+        return _Body([DATA[offset:]] + [b"x" * 65536] * 10_000, offset, None)
+
+    fr = _run(NoSizes(serve), tmp_path, retries=0)
+    assert fr.status is Status.FAILED and "more than" in fr.reason, fr.reason
+    assert not (tmp_path / str(OBSID) / NAME).exists()

@@ -413,8 +413,6 @@ def _totals(results: Results, verbose: int) -> None:
     )
 
 
-
-
 def run() -> None:
     """The console entry point: :func:`main`, then exit. After Ctrl-C the process ends at
     once, even while a listing thread still waits on a slow site (worker threads would

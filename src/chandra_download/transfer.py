@@ -125,11 +125,13 @@ class FileJob(RangedParts):
             raise LocalError(problem, self.target)
 
     def _learn_size(self, disk: OnDisk) -> None:
-        """The archive's exact size, asked of the source when deciding or splitting needs it."""
+        """The archive's exact size, asked of the source when deciding or splitting needs it,
+        or when the listing gave not even a rounded size (nothing else would bound the body)."""
         cfg = self.config
         splittable = cfg.split_threshold > 0 and cfg.jobs > 1
         big = splittable and self.remote.best_size >= cfg.split_threshold
-        if self.size is None and (needs_size(disk) or big):
+        unbounded = self.remote.approx_size is None
+        if self.size is None and (needs_size(disk) or big or unbounded):
             self.size = with_retries(
                 lambda: self.source.size(self.remote), cfg, self.ctx.stop, self.fr.relpath
             )
