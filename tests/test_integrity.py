@@ -429,3 +429,13 @@ def test_insecure_works_and_warns(
             OBSID, mirror=archive_https.base_url, outdir=tmp_path, insecure=True, **FAST
         )
     assert_complete(results, archive_root, tmp_path)
+
+
+def test_identical_damage_is_compared_even_with_no_retries(
+    archive_http: ArchiveHTTPServer, archive_root: Path, tmp_path: Path
+) -> None:
+    archive_http.faults.add(_corrupt(OIF, archive_root, times=None))
+    results = download(OBSID, "oif", mirror=archive_http.base_url, outdir=tmp_path, retries=0)
+    fr = by_rel(results)[OIF]
+    assert fr.status is Status.DOWNLOADED and fr.attempts == 2, fr.reason
+    assert fr.warning.startswith("kept as served:")

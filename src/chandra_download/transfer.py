@@ -240,7 +240,9 @@ class FileJob(RangedParts):
     def _attempts(self) -> None:
         cfg, fr = self.config, self.fr
         last: Exception | None = None
-        for attempt in range(1, cfg.retries + 2):
+        allowed, attempt = cfg.retries + 1, 0
+        while attempt < allowed:
+            attempt += 1
             fr.attempts = attempt
             if self.ctx.stop.is_set():
                 raise Interrupted()
@@ -250,9 +252,11 @@ class FileJob(RangedParts):
                 self._finish()
                 return
             except VerificationError as exc:
-                last = exc
+                last, first = exc, self.failed_hash is None
                 if self._bad_content(exc):
                     return
+                if first:  # one more fetch to compare with, whatever the retries: the
+                    allowed = max(allowed, attempt + 1)  # same bytes again are the archive's
             except TransientError as exc:
                 last = exc
                 if isinstance(exc, (ResumeMismatch, ContentRangeMismatch)):
