@@ -182,3 +182,20 @@ def test_ctrl_c_ends_the_command_at_once_while_a_listing_still_trickles(tmp_path
         server.close()
     assert time.monotonic() - t0 < 5
     assert proc.returncode == 130 and "Keyboard interrupt" in err, err
+
+
+def test_the_free_space_warning_counts_only_what_is_still_to_fetch(
+    http: ArchiveHTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from chandra_download import engine, set_verbosity
+
+    assert download(OBSID, mirror=http.base_url, outdir=tmp_path / "full", **FAST).ok
+    monkeypatch.setattr(engine, "_free_space", lambda outdir: 50_000)
+    log = io.StringIO()
+    set_verbosity(0, log)
+    download(OBSID, mirror=http.base_url, outdir=tmp_path / "full", **FAST)
+    assert "bytes free" not in log.getvalue()  # everything is there: nothing more is needed
+    download(OBSID, mirror=http.base_url, outdir=tmp_path / "empty", jobs=1, **FAST)
+    assert "more bytes" in log.getvalue() and "bytes free" in log.getvalue()

@@ -9,6 +9,7 @@ never more transfers, or connections, than workers.
 from __future__ import annotations
 
 import itertools
+import os
 import queue
 import shutil
 import threading
@@ -237,18 +238,19 @@ class Engine:
         return out
 
     def _check_space(self, todo: list[FileResult], outdir: Path) -> None:
-        """Warn once when the selected bytes exceed the free space of the output disk."""
+        """Warn once when the selected bytes still to fetch exceed the output disk's free
+        space (what is on disk already, whole or in part, needs no more)."""
         if self._list_only or not todo:
             return
         with self._lock:
-            self._space_needed += sum(f.size or 0 for f in todo)
+            self._space_needed += sum(max(0, (f.size or 0) - _on_disk(f.path)) for f in todo)
             needed, warned = self._space_needed, self._space_warned
         free = _free_space(outdir)
         if free is not None and needed > free and not warned:
             self._space_warned = True
             vlog(
                 0,
-                "Warning: the selected files need %d bytes; %s has %d bytes free",
+                "the selected files need %d more bytes; %s has %d bytes free",
                 needed,
                 outdir,
                 free,
@@ -352,6 +354,16 @@ def _file_and_directory(listing: Listing) -> str | None:
             if prefix in names:
                 return prefix
     return None
+
+
+def _on_disk(path: Path) -> int:
+    """Bytes of a file already on disk, at its final name or in its ``.part``."""
+    for name in (path, path.with_name(path.name + ".part")):
+        try:
+            return os.lstat(name).st_size
+        except OSError:
+            continue
+    return 0
 
 
 def _free_space(outdir: Path) -> int | None:

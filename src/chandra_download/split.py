@@ -143,6 +143,7 @@ def save_state(path: Path, state: PartsState, *, durable: bool) -> None:
         if durable:
             flush(fd)
     except OSError as exc:
+        os.unlink(tmp)  # (a full disk): no half-written temporary left behind
         raise LocalError.from_os(exc, tmp) from None
     finally:
         os.close(fd)

@@ -422,8 +422,8 @@ class FileJob(RangedParts):
 
     def _fail_local(self, exc: LocalError) -> None:
         reason = self.ctx.local_problem(exc)
-        if exc.no_space and self.fd >= 0:
-            kept = os.fstat(self.fd).st_size
+        kept = os.fstat(self.fd).st_size if exc.no_space and self.fd >= 0 else 0
+        if kept:  # (an empty .part is removed: nothing to say about it)
             reason += f"; {kept} bytes kept in {self.part.name} for resume"
         self._fail(reason)
 
