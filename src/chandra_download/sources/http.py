@@ -162,10 +162,23 @@ class HTTPSource(Source):
             )
         raise SourceError(f"{what}: server answered HTTP {status} at {shown}")
 
+    @staticmethod
+    def _refuse_encoded(resp, what: str, noun: str = "the file") -> None:
+        """We ask for ``Accept-Encoding: identity``: encoded bytes are not the file's bytes."""
+        coding = resp.headers.get("Content-Encoding", "").strip().lower()
+        if coding in ("", "identity"):
+            return
+        resp.close()  # unread: the connection cannot go back to the pool
+        resp.release_conn()
+        raise TransientError(
+            f"{what}: the server sent {noun} {coding[:40]}-encoded although asked not to"
+        )
+
     # -- listing --------------------------------------------------------------------------
     def _list_dir(self, url: str) -> DirectoryPage:
         resp = self._request("GET", url)
         self._check_status(resp, url, "listing")
+        self._refuse_encoded(resp, f"listing of {scrub(url, self._secrets)}", "the page")
         ctype = resp.headers.get("Content-Type", "")
         if "html" not in ctype:
             resp.close()  # unread: the connection cannot go back to the pool
@@ -266,6 +279,7 @@ class HTTPSource(Source):
             self._learn(f.url, total)
             raise RangeNotSatisfiable(f"{f.relpath}: offset {offset} is past the end", total)
         self._check_status(resp, f.url, f.relpath)
+        self._refuse_encoded(resp, f.relpath)
         if "text/html" in resp.headers.get("Content-Type", "") and not f.relpath.endswith(
             (".html", ".htm")
         ):
