@@ -476,3 +476,19 @@ def test_content_encoding_is_never_saved_as_the_file(tmp_path) -> None:
     assert (tmp_path / "9999" / "z.txt").read_bytes() == HOSTILE_FILES["z.txt"]
     assert not results.ok
 
+
+def test_listing_cut_short_is_an_error_not_fewer_files(tmp_path) -> None:
+    with _Hostile("ltrunc") as server:
+        results = _hostile_download(server, tmp_path, retries=1)
+    assert not results.ok
+    error = results[0].error or ""
+    assert "was cut short" in error, error
+    assert not (tmp_path / "9999").exists() or not any((tmp_path / "9999").iterdir())
+
+
+def test_listing_without_content_length_but_whole_is_taken(tmp_path) -> None:
+    with _Hostile("nolength") as server:
+        results = _hostile_download(server, tmp_path)
+    assert results.ok, results.summary()
+    assert sorted(f.relpath for f in results[0].files) == sorted(HOSTILE_FILES)
+

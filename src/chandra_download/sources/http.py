@@ -26,7 +26,7 @@ from ..errors import (
 from ..http_pool import pool_manager, proxy_for, tls_options
 from .base import Body, RemoteFile, Source, obsid_dir
 from .http_body import HTTPBody, read_capped
-from .listing import DirectoryPage, ListingEntry, parse_page
+from .listing import DirectoryPage, ListingEntry, ends_html, parse_page
 from .wire import check_content_range, parse_content_range, parse_retry_after, range_header
 
 USER_AGENT = f"chandra-download/{__version__}"
@@ -190,6 +190,10 @@ class HTTPSource(Source):
                 f"listing at {scrub(url, self._secrets)} is larger than "
                 f"{MAX_LISTING_BYTES >> 20} MiB; refusing to parse it"
             )
+        if resp.headers.get("Content-Length") is None and not ends_html(raw):
+            # Without a Content-Length a closed connection looks like the end of the page:
+            # a table cut there would silently drop files.
+            raise TransientError(f"the listing of {scrub(url, self._secrets)} was cut short")
         final_url = resp.geturl() or url
         if not final_url.startswith(("http://", "https://")):
             final_url = url
