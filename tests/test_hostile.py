@@ -492,3 +492,22 @@ def test_listing_without_content_length_but_whole_is_taken(tmp_path) -> None:
     assert results.ok, results.summary()
     assert sorted(f.relpath for f in results[0].files) == sorted(HOSTILE_FILES)
 
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("mode", ["ltrickle"])
+def test_slow_listing_fails_on_the_minimum_rate(mode: str, tmp_path) -> None:
+    out: dict = {}
+    with _Hostile(mode) as server:
+        worker = threading.Thread(
+            target=lambda: out.update(results=_hostile_download(server, tmp_path, timeout=1)),
+            daemon=True,
+        )
+        started = time.monotonic()
+        worker.start()
+        worker.join(20)
+        assert not worker.is_alive(), "a listing sent at 5 bytes/s was not stopped"
+    assert time.monotonic() - started < 15
+    results = out["results"]
+    assert not results.ok
+    assert "rate" in (results[0].error or ""), results[0].error
+

@@ -24,6 +24,7 @@ from ..errors import (
     UnsafeEntry,
 )
 from ..http_pool import pool_manager, proxy_for, tls_options
+from ..stream import RateGuard
 from .base import Body, RemoteFile, Source, obsid_dir
 from .http_body import HTTPBody, read_capped
 from .listing import DirectoryPage, ListingEntry, ends_html, parse_page
@@ -184,7 +185,8 @@ class HTTPSource(Source):
             resp.close()  # unread: the connection cannot go back to the pool
             resp.release_conn()
             raise SourceError(f"{self._not_a_listing(url)}: not an HTML page ({ctype})")
-        raw = read_capped(resp, MAX_LISTING_BYTES)
+        guard = RateGuard(self.config.min_rate, self.config.timeout)
+        raw = read_capped(resp, MAX_LISTING_BYTES, guard)
         if raw is None:
             raise SourceError(
                 f"listing at {scrub(url, self._secrets)} is larger than "

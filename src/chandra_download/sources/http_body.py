@@ -1,5 +1,5 @@
-"""Reading HTTP response bodies: a file's body, cut where the site's stated size ends, and a
-listing page read whole up to a cap."""
+"""Reading HTTP responses: a file's body, cut where the site's stated size ends; a listing
+page read whole up to a cap; headers that must arrive within a deadline."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from urllib3.exceptions import HTTPError
 
 from ..credentials import scrub
 from ..errors import SourceError, TransientError
+from ..stream import RateGuard
 from .base import Body
 
 
@@ -55,20 +56,32 @@ class HTTPBody(Body):
         self._resp.release_conn()
 
 
-def read_capped(resp, cap: int) -> bytes | None:
-    """The whole body, or None (connection dropped) once it passes ``cap`` bytes."""
+def read_capped(resp, cap: int, guard: RateGuard | None = None) -> bytes | None:
+    """The whole body, or None (connection dropped) once it passes ``cap`` bytes.
+
+    ``guard`` fails a page that arrives slower than the session's minimum rate (a listing sent
+    at a few bytes a second never trips the socket's timeout) with a TransientError.
+    """
     chunks, size = [], 0
     try:
-        while chunk := resp.read(1024 * 1024, decode_content=False):
+        # read1: what has arrived, so that the guard sees a trickle as it comes.
+        while chunk := resp.read1(1024 * 1024, decode_content=False):
             size += len(chunk)
             if size > cap:
                 resp.close()
                 resp.release_conn()
                 return None
             chunks.append(chunk)
+            if guard is not None:
+                guard.tick(len(chunk))
     except (HTTPError, OSError) as exc:
         resp.close()
         resp.release_conn()
         raise TransientError(f"connection broke while reading a listing: {exc}") from None
+    except TransientError as exc:
+        resp.close()
+        resp.release_conn()
+        raise TransientError(f"listing read too slowly: {exc}") from None
     resp.release_conn()
     return b"".join(chunks)
+
