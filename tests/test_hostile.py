@@ -494,7 +494,7 @@ def test_listing_without_content_length_but_whole_is_taken(tmp_path) -> None:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("mode", ["ltrickle"])
+@pytest.mark.parametrize("mode", ["ltrickle", "htrickle"])
 def test_slow_listing_fails_on_the_minimum_rate(mode: str, tmp_path) -> None:
     out: dict = {}
     with _Hostile(mode) as server:
@@ -511,3 +511,14 @@ def test_slow_listing_fails_on_the_minimum_rate(mode: str, tmp_path) -> None:
     assert not results.ok
     assert "rate" in (results[0].error or ""), results[0].error
 
+
+@pytest.mark.timeout(60)
+def test_trickled_file_headers_fail_on_the_minimum_rate(tmp_path) -> None:
+    with _Hostile("fhtrickle") as server:
+        started = time.monotonic()
+        results = _hostile_download(server, tmp_path, timeout=1)
+    assert time.monotonic() - started < 15
+    f = by_rel(results)["00README"]
+    assert f.status is Status.FAILED
+    assert "rate" in (f.reason or ""), f.reason
+    assert (tmp_path / "9999" / "z.txt").read_bytes() == HOSTILE_FILES["z.txt"]

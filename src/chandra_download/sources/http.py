@@ -26,7 +26,7 @@ from ..errors import (
 from ..http_pool import pool_manager, proxy_for, tls_options
 from ..stream import RateGuard
 from .base import Body, RemoteFile, Source, obsid_dir
-from .http_body import HTTPBody, read_capped
+from .http_body import HTTPBody, header_deadline_pools, read_capped
 from .listing import DirectoryPage, ListingEntry, ends_html, parse_page
 from .wire import check_content_range, parse_content_range, parse_retry_after, range_header
 
@@ -97,7 +97,10 @@ class HTTPSource(Source):
         )
         if urlsplit(self.base).scheme == "https":
             kw.update(tls_options(cfg))
-        return pool_manager(proxy_for(self.base), **kw)
+        pool = pool_manager(proxy_for(self.base), **kw)
+        if cfg.min_rate > 0:  # headers are far below min_rate * timeout bytes
+            pool.pool_classes_by_scheme = header_deadline_pools(cfg.timeout)
+        return pool
 
     # -- requests -------------------------------------------------------------------------
     def _request(self, method: str, url: str, headers: dict | None = None, stream: bool = True):

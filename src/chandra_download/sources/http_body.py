@@ -3,7 +3,12 @@ page read whole up to a cap; headers that must arrive within a deadline."""
 
 from __future__ import annotations
 
+import socket
+import threading
+
 import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError
 
 from ..credentials import scrub
@@ -85,3 +90,47 @@ def read_capped(resp, cap: int, guard: RateGuard | None = None) -> bytes | None:
     resp.release_conn()
     return b"".join(chunks)
 
+
+class _HeaderDeadline:
+    """Mixin for urllib3 connections: the response's headers must arrive within
+    ``header_window`` seconds, else the socket is shut down and a TransientError raised (a
+    server trickling its headers a byte at a time never trips the socket's timeout)."""
+
+    header_window: float = 60.0
+
+    def getresponse(self):  # noqa: D102 - urllib3's
+        sock, fired = self.sock, threading.Event()
+
+        def expire() -> None:
+            fired.set()
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # the blocked read returns at once
+            except OSError:
+                pass
+
+        timer = threading.Timer(self.header_window, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            return super().getresponse()  # type: ignore[misc]
+        except Exception:
+            if fired.is_set():
+                raise TransientError(
+                    f"response headers too slow: not complete after {self.header_window:.0f} s, "
+                    "below the minimum rate"
+                ) from None
+            raise
+        finally:
+            timer.cancel()
+
+
+def header_deadline_pools(window: float) -> dict[str, type[HTTPConnectionPool]]:
+    """urllib3 pool classes (for ``PoolManager.pool_classes_by_scheme``) whose connections
+    fail a response whose headers take more than ``window`` seconds."""
+    attrs = {"header_window": window}
+    plain = type("DeadlineHTTPConnection", (_HeaderDeadline, HTTPConnection), attrs)
+    tls = type("DeadlineHTTPSConnection", (_HeaderDeadline, HTTPSConnection), attrs)
+    return {
+        "http": type("DeadlineHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": plain}),
+        "https": type("DeadlineHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": tls}),
+    }
