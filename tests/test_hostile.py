@@ -405,6 +405,13 @@ class _Hostile:
                 return
             time.sleep(pause)
 
+    def trickle_headers(self, h, last: str) -> None:
+        """The status line at once, then the headers at 5 bytes a second (``last`` last)."""
+        h.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        h.wfile.flush()
+        self.trickle(h, f"X-Pad: {'a' * 300}\r\n{last}\r\n".encode(), 0.2)
+        h.close_connection = True
+
     def handle(self, h) -> None:
         name = h.path.rsplit("/", 1)[-1]
         if h.path.endswith("/"):
@@ -417,10 +424,7 @@ class _Hostile:
             h.end_headers()
             return
         if self.mode == "fhtrickle" and name == "00README":
-            head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(data)}\r\nX-Pad: {'a' * 300}\r\n\r\n"
-            self.trickle(h, head.encode(), 0.2)
-            h.close_connection = True
-            return
+            return self.trickle_headers(h, f"Content-Length: {len(data)}\r\n")
         coding = None
         if self.mode == "ce_gzip" and name == "00README":
             data, coding = gzip.compress(data), "gzip"
@@ -434,10 +438,9 @@ class _Hostile:
 
     def send_listing(self, h, body: bytes) -> None:
         if self.mode == "htrickle":
-            head = f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {len(body)}\r\n"
-            self.trickle(h, (head + f"X-Pad: {'a' * 300}\r\n\r\n").encode(), 0.2)
-            h.close_connection = True
-            return
+            return self.trickle_headers(
+                h, f"Content-Type: text/html\r\nContent-Length: {len(body)}\r\n"
+            )
         h.send_response(200)
         h.send_header("Content-Type", "text/html;charset=UTF-8")
         if self.mode == "ltrunc":  # no Content-Length; closed two-thirds through the table
@@ -521,4 +524,5 @@ def test_trickled_file_headers_fail_on_the_minimum_rate(tmp_path) -> None:
     f = by_rel(results)["00README"]
     assert f.status is Status.FAILED
     assert "rate" in (f.reason or ""), f.reason
+    assert not (tmp_path / "9999" / "00README").exists()
     assert (tmp_path / "9999" / "z.txt").read_bytes() == HOSTILE_FILES["z.txt"]

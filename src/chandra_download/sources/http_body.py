@@ -112,16 +112,25 @@ class _HeaderDeadline:
         timer.daemon = True
         timer.start()
         try:
-            return super().getresponse()  # type: ignore[misc]
+            resp = super().getresponse()  # type: ignore[misc]
         except Exception:
             if fired.is_set():
-                raise TransientError(
-                    f"response headers too slow: not complete after {self.header_window:.0f} s, "
-                    "below the minimum rate"
-                ) from None
+                raise self._too_slow() from None
             raise
         finally:
             timer.cancel()
+        if fired.is_set():
+            # Cut between two header lines, http.client takes the end of the stream for the
+            # end of the headers: a response without its Content-Length, and an empty body.
+            resp.close()
+            raise self._too_slow()
+        return resp
+
+    def _too_slow(self) -> TransientError:
+        return TransientError(
+            f"response headers too slow: not complete after {self.header_window:.0f} s, "
+            "below the minimum rate"
+        )
 
 
 def header_deadline_pools(window: float) -> dict[str, type[HTTPConnectionPool]]:
