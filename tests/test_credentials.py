@@ -209,6 +209,18 @@ def test_cli_never_prints_the_password(ftp_old, http_auth, tmp_path: Path) -> No
             "see ftp://a:s3cr3t@h/x and https://b:p@s3cr3t@h/y.",
             "see ftp://a:***@h/x and https://b:***@h/y.",
         ),
+        # Any number of slashes after the scheme (the malformed-mirror message shows these).
+        ("ftp:/u:s3cr3t@h/", "ftp:/u:***@h/"),
+        ("http:/u:s3cr3t@h/x/", "http:/u:***@h/x/"),
+        ("s3:/KEY:s3cr3t@b/x/", "s3:/KEY:***@b/x/"),
+        ("ftps:/u:s3cr3t@h/", "ftps:/u:***@h/"),
+        ("ftp:u:s3cr3t@h/", "ftp:u:***@h/"),
+        ("https:///u:s3cr3t@h/", "https:///u:***@h/"),
+        # Raw "@", ":" and "/" in the password: everything up to the last "@".
+        ("ftp://u:pa@s3cr3t:w/d%@host:21/", "ftp://u:***@host:21/"),
+        ("ftp://u:s3/cr:3t@host/", "ftp://u:***@host/"),
+        ("'ftp:/u:s3c@r3t/x@h/' failed", "'ftp:/u:***@h/' failed"),
+        ("ftp://me@uni.edu:s3cr3t@host/", "ftp://me@uni.edu:***@host/"),  # '@' in the user
     ],
 )
 def test_mask_url_every_form(url: str, masked: str) -> None:
@@ -216,3 +228,31 @@ def test_mask_url_every_form(url: str, masked: str) -> None:
 
     assert mask_url(url) == masked
     assert "s3cr3t" not in mask_url(url)
+    assert "cr" not in mask_url(url).replace("s3://", "")  # no piece of it either
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp:/u:s3cr3t@h/",
+        "http:/u:s3cr3t@h/",
+        "s3:/KEY:s3cr3t@b/x/",
+        "ftps:/u:s3cr3t@h/",
+        "ftp:u:s3cr3t@h/",
+        "ftp://u:pa@ss:w/d%s3cr3t@host:port/",
+        "https://u:s3:cr/3t@host:99999/",
+        "gopher:/u:s3cr3t@h/",
+    ],
+)
+def test_malformed_mirror_messages_mask_the_password(url: str, tmp_path: Path) -> None:
+    from chandra_download.config import SessionConfig
+    from chandra_download.sources import choose_source
+
+    with pytest.raises(ValueError) as info:
+        choose_source(url, SessionConfig()).close()
+    assert "mirror" in str(info.value).lower() or "unsupported" in str(info.value).lower()
+    for secret in ("s3cr3t", "cr/3t", "pa@ss", "ss:w", "d%"):
+        assert secret not in str(info.value), info.value
+    with pytest.raises(ValueError) as info:
+        download([1843], None, url, outdir=tmp_path)
+    assert "s3cr3t" not in str(info.value) and "cr/3t" not in str(info.value), info.value

@@ -341,3 +341,188 @@ def test_base_without_byobsid_is_not_found_with_a_hint(archive_http, tmp_path) -
 
 def by_rel_remote(files) -> dict:
     return {f.relpath: f for f in files}
+
+
+# -- QA round 12: a small hostile server (listings and encodings the simulator cannot fake) -
+HOSTILE_FILES = {"00README": b"readme line\n" * 170, "notes.txt": b"x" * 3000, "z.txt": b"z\n"}
+
+
+def _hostile_listing(files: dict) -> bytes:
+    rows = "".join(
+        f'<tr><td><a href="{n}">{n}</a></td><td align="right">2019-06-13 07:42  </td>'
+        f'<td align="right">{len(d)} </td></tr>\n'
+        for n, d in files.items()
+    )
+    return (
+        "<html>\n <head>\n  <title>Index of /byobsid/9/9999</title>\n </head>\n <body>\n"
+        '<table>\n<tr><td><a href="/byobsid/9/">Parent Directory</a></td></tr>\n'
+        + rows
+        + "</table>\n</body></html>\n"
+    ).encode()
+
+
+class _Hostile:
+    """One misbehaviour (``mode``) on 127.0.0.1; every trickle stops at ``stop`` or 30 s."""
+
+    def __init__(self, mode: str) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.mode, self.stop = mode, threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                outer.handle(self)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> _Hostile:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def trickle(self, h, data: bytes, pause: float) -> None:
+        deadline = time.monotonic() + 30
+        for i in range(len(data)):
+            if self.stop.is_set() or time.monotonic() > deadline:
+                return
+            try:
+                h.wfile.write(data[i : i + 1])
+                h.wfile.flush()
+            except OSError:
+                return
+            time.sleep(pause)
+
+    def trickle_headers(self, h, last: str) -> None:
+        """The status line at once, then the headers at 5 bytes a second (``last`` last)."""
+        h.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        h.wfile.flush()
+        self.trickle(h, f"X-Pad: {'a' * 300}\r\n{last}\r\n".encode(), 0.2)
+        h.close_connection = True
+
+    def handle(self, h) -> None:
+        name = h.path.rsplit("/", 1)[-1]
+        if h.path.endswith("/"):
+            body = _hostile_listing(HOSTILE_FILES)
+            return self.send_listing(h, body)
+        data = HOSTILE_FILES.get(name)
+        if data is None:
+            h.send_response(404)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
+        if self.mode == "fhtrickle" and name == "00README":
+            return self.trickle_headers(h, f"Content-Length: {len(data)}\r\n")
+        coding = None
+        if self.mode == "ce_gzip" and name == "00README":
+            data, coding = gzip.compress(data), "gzip"
+        h.send_response(200)
+        h.send_header("Content-Type", "application/octet-stream")
+        if coding:
+            h.send_header("Content-Encoding", coding)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
+
+    def send_listing(self, h, body: bytes) -> None:
+        if self.mode == "htrickle":
+            return self.trickle_headers(
+                h, f"Content-Type: text/html\r\nContent-Length: {len(body)}\r\n"
+            )
+        h.send_response(200)
+        h.send_header("Content-Type", "text/html;charset=UTF-8")
+        if self.mode == "ltrunc":  # no Content-Length; closed two-thirds through the table
+            h.send_header("Connection", "close")
+            h.end_headers()
+            h.wfile.write(body[: len(body) * 2 // 3])
+            h.close_connection = True
+            return
+        if self.mode == "nolength":  # no Content-Length, but the whole page
+            h.send_header("Connection", "close")
+            h.end_headers()
+            h.wfile.write(body)
+            h.close_connection = True
+            return
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        if self.mode == "ltrickle":  # honest length, 5 bytes a second
+            self.trickle(h, body, 0.2)
+            h.close_connection = True
+            return
+        h.wfile.write(body)
+
+
+def _hostile_download(server: _Hostile, tmp_path: Path, **kw):
+    opts = dict(FAST, retries=0, timeout=2) | kw
+    return download(9999, mirror=server.base, outdir=tmp_path, **opts)
+
+
+def test_content_encoding_is_never_saved_as_the_file(tmp_path) -> None:
+    with _Hostile("ce_gzip") as server:
+        results = _hostile_download(server, tmp_path)
+    f = by_rel(results)["00README"]
+    assert f.status is Status.FAILED
+    assert "gzip-encoded although asked not to" in (f.reason or ""), f.reason
+    assert not (tmp_path / "9999" / "00README").exists()
+    assert (tmp_path / "9999" / "z.txt").read_bytes() == HOSTILE_FILES["z.txt"]
+    assert not results.ok
+
+
+def test_listing_cut_short_is_an_error_not_fewer_files(tmp_path) -> None:
+    with _Hostile("ltrunc") as server:
+        results = _hostile_download(server, tmp_path, retries=1)
+    assert not results.ok
+    error = results[0].error or ""
+    assert "was cut short" in error, error
+    assert not (tmp_path / "9999").exists() or not any((tmp_path / "9999").iterdir())
+
+
+def test_listing_without_content_length_but_whole_is_taken(tmp_path) -> None:
+    with _Hostile("nolength") as server:
+        results = _hostile_download(server, tmp_path)
+    assert results.ok, results.summary()
+    assert sorted(f.relpath for f in results[0].files) == sorted(HOSTILE_FILES)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("mode", ["ltrickle", "htrickle"])
+def test_slow_listing_fails_on_the_minimum_rate(mode: str, tmp_path) -> None:
+    out: dict = {}
+    with _Hostile(mode) as server:
+        worker = threading.Thread(
+            target=lambda: out.update(results=_hostile_download(server, tmp_path, timeout=1)),
+            daemon=True,
+        )
+        started = time.monotonic()
+        worker.start()
+        worker.join(20)
+        assert not worker.is_alive(), "a listing sent at 5 bytes/s was not stopped"
+    assert time.monotonic() - started < 15
+    results = out["results"]
+    assert not results.ok
+    assert "rate" in (results[0].error or ""), results[0].error
+
+
+@pytest.mark.timeout(60)
+def test_trickled_file_headers_fail_on_the_minimum_rate(tmp_path) -> None:
+    with _Hostile("fhtrickle") as server:
+        started = time.monotonic()
+        results = _hostile_download(server, tmp_path, timeout=1)
+    assert time.monotonic() - started < 15
+    f = by_rel(results)["00README"]
+    assert f.status is Status.FAILED
+    assert "rate" in (f.reason or ""), f.reason
+    assert not (tmp_path / "9999" / "00README").exists()
+    assert (tmp_path / "9999" / "z.txt").read_bytes() == HOSTILE_FILES["z.txt"]

@@ -10,6 +10,7 @@ from chandra_download.simulator import iter_files
 from chandra_download.simulator.http import apache_listing
 from chandra_download.sources.listing import (
     ListingEntry,
+    ends_html,
     parse_listing,
     parse_page,
     parse_size,
@@ -234,3 +235,20 @@ def test_size_ceiling_covers_the_rounding_and_no_more(text, low, high):
     """The most bytes a rounded size can stand for: above every size it rounds from."""
     assert low <= size_ceiling(text) <= high
     assert size_ceiling("-") is None
+
+
+# nginx autoindex and Python's http.server end their pages like this.
+NGINX_END = '<a href="z.fits">z.fits</a>   13-Jun-2019 07:42    2000\n</pre><hr></body>\n</html>\n'
+PYTHON_END = '<li><a href="z.fits">z.fits</a></li>\n</ul>\n<hr>\n</body>\n</html>\n'
+
+
+def test_whole_pages_end_their_html_and_cut_ones_do_not(archive_root) -> None:
+    """A listing without Content-Length is taken only when it ends its HTML (a cut table
+    would silently drop files)."""
+    whole = [APACHE_24, APACHE_PRE, NGINX_END, PYTHON_END, NGINX_END.upper()]
+    whole.append(apache_listing("/cdaftp/byobsid/9/2749/", archive_root / "byobsid/9/2749"))
+    for page in whole:
+        raw = page.encode()
+        assert ends_html(raw), page[-80:]
+        assert not ends_html(raw[: len(raw) * 2 // 3])
+        assert not ends_html(raw[: raw.lower().rindex(b"</html>") + 6])

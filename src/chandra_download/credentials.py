@@ -74,11 +74,12 @@ def netrc_credentials(host: str) -> Credentials | None:
     return Credentials(login or "anonymous", password or "")
 
 
-# The userinfo of a URL in any text: up to the LAST "@" before the authority ends, so that a
-# raw "@" in a password is masked too ("https://u:p@ss@host/" -> "https://u:***@host/").
-_USERINFO = re.compile(
-    r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/?#@\s]*):(?P<pw>[^/?#\s]*)@"
-)
+# The userinfo of a URL in any text, whatever the number of slashes after the scheme
+# ("ftp:/u:p@h/" is refused as malformed, and its message must not show the password). The
+# password runs from the first ":" after the user name to the LAST "@" of the URL (a run
+# without white space): a raw "@", ":" or "/" in it is masked too ("https://u:p@ss@host/" ->
+# "https://u:***@host/"). Masking too much (an "@" in the path) is safe; showing any is not.
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*:/*)(?P<user>[^:/?#\s]*):(?P<pw>\S*)@")
 
 
 def mask_url(url: str) -> str:

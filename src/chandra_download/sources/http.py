@@ -25,9 +25,10 @@ from ..errors import (
 )
 from ..http_pool import pool_manager, proxy_for, tls_options
 from ..log import vlog
+from ..stream import RateGuard
 from .base import Body, RemoteFile, Source, obsid_dir
-from .http_body import HTTPBody, read_capped
-from .listing import DirectoryPage, ListingEntry, parse_page
+from .http_body import HTTPBody, header_deadline_pools, read_capped
+from .listing import DirectoryPage, ListingEntry, ends_html, parse_page
 from .wire import check_content_range, parse_content_range, parse_retry_after, range_header
 
 USER_AGENT = f"chandra-download/{__version__}"
@@ -97,7 +98,10 @@ class HTTPSource(Source):
         )
         if urlsplit(self.base).scheme == "https":
             kw.update(tls_options(cfg))
-        return pool_manager(proxy_for(self.base), **kw)
+        pool = pool_manager(proxy_for(self.base), **kw)
+        if cfg.min_rate > 0:  # headers are far below min_rate * timeout bytes
+            pool.pool_classes_by_scheme = header_deadline_pools(cfg.timeout)
+        return pool
 
     # -- requests -------------------------------------------------------------------------
     def _request(self, method: str, url: str, headers: dict | None = None, stream: bool = True):
@@ -171,21 +175,39 @@ class HTTPSource(Source):
             )
         raise SourceError(f"{what}: server answered HTTP {status} at {shown}")
 
+    @staticmethod
+    def _refuse_encoded(resp, what: str, noun: str = "the file") -> None:
+        """We ask for ``Accept-Encoding: identity``: encoded bytes are not the file's bytes."""
+        coding = resp.headers.get("Content-Encoding", "").strip().lower()
+        if coding in ("", "identity"):
+            return
+        resp.close()  # unread: the connection cannot go back to the pool
+        resp.release_conn()
+        raise TransientError(
+            f"{what}: the server sent {noun} {coding[:40]}-encoded although asked not to"
+        )
+
     # -- listing --------------------------------------------------------------------------
     def _list_dir(self, url: str) -> DirectoryPage:
         resp = self._request("GET", url)
         self._check_status(resp, url, "listing")
+        self._refuse_encoded(resp, f"listing of {scrub(url, self._secrets)}", "the page")
         ctype = resp.headers.get("Content-Type", "")
         if "html" not in ctype:
             resp.close()  # unread: the connection cannot go back to the pool
             resp.release_conn()
             raise SourceError(f"{self._not_a_listing(url)}: not an HTML page ({ctype})")
-        raw = read_capped(resp, MAX_LISTING_BYTES)
+        guard = RateGuard(self.config.min_rate, self.config.timeout)
+        raw = read_capped(resp, MAX_LISTING_BYTES, guard)
         if raw is None:
             raise SourceError(
                 f"listing at {scrub(url, self._secrets)} is larger than "
                 f"{MAX_LISTING_BYTES >> 20} MiB; refusing to parse it"
             )
+        if resp.headers.get("Content-Length") is None and not ends_html(raw):
+            # Without a Content-Length a closed connection looks like the end of the page:
+            # a table cut there would silently drop files.
+            raise TransientError(f"the listing of {scrub(url, self._secrets)} was cut short")
         final_url = resp.geturl() or url
         if not final_url.startswith(("http://", "https://")):
             final_url = url
@@ -275,6 +297,7 @@ class HTTPSource(Source):
             self._learn(f.url, total)
             raise RangeNotSatisfiable(f"{f.relpath}: offset {offset} is past the end", total)
         self._check_status(resp, f.url, f.relpath)
+        self._refuse_encoded(resp, f.relpath)
         if "text/html" in resp.headers.get("Content-Type", "") and not f.relpath.endswith(
             (".html", ".htm")
         ):

@@ -1,13 +1,19 @@
-"""Reading HTTP response bodies: a file's body, cut where the site's stated size ends, and a
-listing page read whole up to a cap."""
+"""Reading HTTP responses: a file's body, cut where the site's stated size ends; a listing
+page read whole up to a cap; headers that must arrive within a deadline."""
 
 from __future__ import annotations
 
+import socket
+import threading
+
 import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError
 
 from ..credentials import scrub
 from ..errors import SourceError, TransientError
+from ..stream import RateGuard
 from .base import Body
 
 
@@ -55,20 +61,85 @@ class HTTPBody(Body):
         self._resp.release_conn()
 
 
-def read_capped(resp, cap: int) -> bytes | None:
-    """The whole body, or None (connection dropped) once it passes ``cap`` bytes."""
+def read_capped(resp, cap: int, guard: RateGuard | None = None) -> bytes | None:
+    """The whole body, or None (connection dropped) once it passes ``cap`` bytes.
+
+    ``guard`` fails a page that arrives slower than the session's minimum rate (a listing sent
+    at a few bytes a second never trips the socket's timeout) with a TransientError.
+    """
     chunks, size = [], 0
     try:
-        while chunk := resp.read(1024 * 1024, decode_content=False):
+        # read1: what has arrived, so that the guard sees a trickle as it comes.
+        while chunk := resp.read1(1024 * 1024, decode_content=False):
             size += len(chunk)
             if size > cap:
                 resp.close()
                 resp.release_conn()
                 return None
             chunks.append(chunk)
+            if guard is not None:
+                guard.tick(len(chunk))
     except (HTTPError, OSError) as exc:
         resp.close()
         resp.release_conn()
         raise TransientError(f"connection broke while reading a listing: {exc}") from None
+    except TransientError as exc:
+        resp.close()
+        resp.release_conn()
+        raise TransientError(f"listing read too slowly: {exc}") from None
     resp.release_conn()
     return b"".join(chunks)
+
+
+class _HeaderDeadline:
+    """Mixin for urllib3 connections: the response's headers must arrive within
+    ``header_window`` seconds, else the socket is shut down and a TransientError raised (a
+    server trickling its headers a byte at a time never trips the socket's timeout)."""
+
+    header_window: float = 60.0
+
+    def getresponse(self):  # noqa: D102 - urllib3's
+        sock, fired = self.sock, threading.Event()
+
+        def expire() -> None:
+            fired.set()
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # the blocked read returns at once
+            except OSError:
+                pass
+
+        timer = threading.Timer(self.header_window, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            resp = super().getresponse()  # type: ignore[misc]
+        except Exception:
+            if fired.is_set():
+                raise self._too_slow() from None
+            raise
+        finally:
+            timer.cancel()
+        if fired.is_set():
+            # Cut between two header lines, http.client takes the end of the stream for the
+            # end of the headers: a response without its Content-Length, and an empty body.
+            resp.close()
+            raise self._too_slow()
+        return resp
+
+    def _too_slow(self) -> TransientError:
+        return TransientError(
+            f"response headers too slow: not complete after {self.header_window:.0f} s, "
+            "below the minimum rate"
+        )
+
+
+def header_deadline_pools(window: float) -> dict[str, type[HTTPConnectionPool]]:
+    """urllib3 pool classes (for ``PoolManager.pool_classes_by_scheme``) whose connections
+    fail a response whose headers take more than ``window`` seconds."""
+    attrs = {"header_window": window}
+    plain = type("DeadlineHTTPConnection", (_HeaderDeadline, HTTPConnection), attrs)
+    tls = type("DeadlineHTTPSConnection", (_HeaderDeadline, HTTPSConnection), attrs)
+    return {
+        "http": type("DeadlineHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": plain}),
+        "https": type("DeadlineHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": tls}),
+    }

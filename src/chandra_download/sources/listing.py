@@ -88,6 +88,12 @@ def size_ceiling(text: str) -> int | None:
     return max(int(upper) + 1, int(float(number) * unit) + 1024)
 
 
+def ends_html(raw: bytes) -> bool:
+    """True when a page ends its HTML: ``</html>`` in its last bytes (Apache ends with
+    ``</body></html>``, nginx and Python's http.server with ``</html>`` on a line of its own)."""
+    return b"</html>" in raw[-256:].lower()
+
+
 def parse_listing(html: str, page_url: str) -> tuple[list[ListingEntry], list[str]]:
     """The entries and the unsafe hrefs of :func:`parse_page`."""
     page = parse_page(html, page_url)
