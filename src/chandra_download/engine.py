@@ -155,7 +155,8 @@ class Engine:
         if not todo:
             self.reporter.obsid_done(r)
         self._check_space(todo, outdir)
-        for fr in todo:
+        # Largest first even for a worker that wakes at the first put, before the rest are in.
+        for fr in sorted(todo, key=lambda f: -(f.size or 0)):
             self._put(-(fr.size or 0), self._file_step, run, fr, self._site_index(r))
         self._closed_one()
 
