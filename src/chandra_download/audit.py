@@ -164,7 +164,7 @@ def _classify(audit: ObsIdAudit, f: FileResult, selection: Selection, checksums:
                 check_file(f.path, f.relpath)
             audit.complete.append(f.relpath)
         except VerificationError as exc:
-            audit.failing.append((f.relpath, str(exc).split(": ", 1)[-1]))
+            audit.failing.append((f.relpath, exc.detail))
     else:
         audit.corrupt.append((f.relpath, f.reason or "larger than the archive's copy"))
 

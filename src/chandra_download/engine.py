@@ -232,7 +232,7 @@ class Engine:
             try:
                 problem = unsafe_target(top, fr.path)
             except OSError as exc:
-                problem = self.ctx.local_problem(LocalError.from_os(exc, exc.filename or fr.path))
+                problem = self.ctx.local_problem(LocalError.of(exc, fr.path))
             if problem:
                 fr.status, fr.reason = Status.FAILED, problem
             out.append(fr)

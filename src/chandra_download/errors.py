@@ -60,7 +60,13 @@ class UnsafeEntry(SourceError):
 
 
 class VerificationError(ChandraDownloadError):
-    """Downloaded bytes failed a content check (size, gzip CRC, FITS checksum, HTML page)."""
+    """Downloaded bytes failed a content check (size, gzip CRC, FITS checksum, HTML page).
+    Messages read ``<file name>: <what failed>``."""
+
+    @property
+    def detail(self) -> str:
+        """What failed, without the file name the message starts with."""
+        return str(self).split(": ", 1)[-1]
 
 
 class LocalError(ChandraDownloadError):
@@ -71,6 +77,14 @@ class LocalError(ChandraDownloadError):
         super().__init__(message)
         self.path = str(path)
         self.errno = errno_
+
+    @classmethod
+    def of(cls, exc: OSError | LocalError, path: object) -> LocalError:
+        """``exc`` as a LocalError: as it is, or an OSError about its own file name when it
+        names one, else about ``path``."""
+        if isinstance(exc, LocalError):
+            return exc
+        return cls.from_os(exc, exc.filename or path)
 
     @classmethod
     def from_os(cls, exc: OSError, path: object) -> LocalError:

@@ -55,12 +55,10 @@ class RangedParts:
             self._interrupted = True
         except RangeIgnored:
             self._fallback = True
-        except LocalError as exc:
-            self._note_error(self.ctx.local_problem(exc))
+        except (LocalError, OSError) as exc:  # told once per cause, as for a whole file
+            self._note_error(self.ctx.local_problem(LocalError.of(exc, self.part)))
         except SourceError as exc:
             self._note_error(f"bytes {self.parts.parts[index].start}-: {exc}")
-        except OSError as exc:
-            self._note_error(str(LocalError.from_os(exc, exc.filename or self.part)))
         except Exception as exc:  # a bug in one part must still let the file settle once
             self._note_error(f"internal error: {exc!r}")
         with self._lock:

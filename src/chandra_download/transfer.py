@@ -93,10 +93,8 @@ class FileJob(RangedParts):
         """A local error (ours, or one the OS raised) fails the file with one clear line."""
         try:
             yield
-        except LocalError as exc:
-            self._fail_local(exc)
-        except OSError as exc:
-            self._fail_local(LocalError.from_os(exc, exc.filename or self.part))
+        except (LocalError, OSError) as exc:
+            self._fail_local(LocalError.of(exc, self.part))
 
     def _start(self) -> Next:
         disk = look(self.target)
@@ -128,8 +126,7 @@ class FileJob(RangedParts):
         """The archive's exact size, asked of the source when deciding or splitting needs it,
         or when the listing gave not even a rounded size (nothing else would bound the body)."""
         cfg = self.config
-        splittable = cfg.split_threshold > 0 and cfg.jobs > 1
-        big = splittable and self.remote.best_size >= cfg.split_threshold
+        big = self._splittable() and self.remote.best_size >= cfg.split_threshold
         unbounded = self.remote.approx_size is None
         if self.size is None and (needs_size(disk) or big or unbounded):
             self.size = with_retries(
@@ -164,12 +161,16 @@ class FileJob(RangedParts):
     def _begin(self, have: int) -> Next:
         """Whole on one connection, or as ranged parts when the file is large."""
         cfg, size = self.config, self.size
-        splittable = cfg.split_threshold > 0 and cfg.jobs > 1 and _state_name_fits(self)
-        if not splittable or size is None or size - have < cfg.split_threshold:
+        small = size is None or size - have < cfg.split_threshold
+        if small or not self._splittable() or not _state_name_fits(self):
             return Next.WHOLE
         self.parts = PartsState.plan(size, cfg.jobs, cfg.split_threshold, have)
         self._save()  # before any data: a .part with holes always has its state beside it
         return self._go_parts()
+
+    def _splittable(self) -> bool:
+        """Whether the session fetches large files in ranged parts at all."""
+        return self.config.split_threshold > 0 and self.config.jobs > 1
 
     def _go_parts(self) -> Next:
         self._left = len(self.parts.pending)
@@ -407,8 +408,7 @@ class FileJob(RangedParts):
         if digest == self.failed_hash:
             self._move_into_place(os.fstat(self.fd).st_size)
             self.fr.status = Status.DOWNLOADED
-            detail = str(exc).split(": ", 1)[-1]
-            self.fr.warning = f"kept as served: the archive's copy fails its check ({detail})"
+            self.fr.warning = f"kept as served: the archive's copy fails its check ({exc.detail})"
             vlog(2, "%s: %s", self.fr.relpath, self.fr.warning)
             return True
         self.failed_hash = digest
