@@ -19,6 +19,7 @@ from chandra_download import (
     download_chandra_obsids,
     set_verbosity,
 )
+from chandra_download.results import LocalState
 from chandra_download.simulator import ArchiveHTTPServer, Fault
 from chandra_download.sources import DEFAULT_SITE, choose_source
 
@@ -392,8 +393,9 @@ def test_list_only_writes_nothing_and_reports_sizes(
     assert snapshot(tmp_path) == before
     assert results.found == [True, False]
     got = {f.relpath: f for f in results[0].files}
-    assert got["oif.fits"].status is Status.PLANNED and got["oif.fits"].reason == "present"
-    assert got[EVT1].status is Status.PLANNED and got[EVT1].reason == "missing"
+    assert got["oif.fits"].status is Status.PLANNED and got["oif.fits"].local is LocalState.COMPLETE
+    assert got[EVT1].status is Status.PLANNED and got[EVT1].local is LocalState.MISSING
+    assert got["oif.fits"].reason is None and got[EVT1].reason is None  # display apart
     assert got[EVT1].size == files[EVT1].stat().st_size  # exact, not the listing's rounding
     # A listed file the server then cannot give is a failure with its reason, not a crash.
     assert got[EVT2].status is Status.FAILED

@@ -179,7 +179,7 @@ def test_failed_larger_and_warned_files_say_so_under_their_row():
 def test_interrupted_files_have_no_rows():
     r = _example()
     r.files.append(
-        fr("primary/x_fov1.fits.gz", "fov", KB, Status.FAILED, reason="interrupted; kept")
+        fr("primary/x_fov1.fits.gz", "fov", KB, Status.INTERRUPTED, reason="interrupted; kept")
     )
     assert not any("FAILED" in line or "interrupted" in line for line in obsid_block(r, 1.0))
 

@@ -97,7 +97,7 @@ def test_interrupted_files_print_nothing_and_count(out):
     rep.obsid_listed(a)
     _finish(rep, a.files[0])
     for f in a.files[1:]:
-        f.status, f.reason = Status.FAILED, "interrupted"
+        f.status, f.reason = Status.INTERRUPTED, "interrupted"
         rep.file_done(f)
     rep.obsid_done(a)
     assert out.getvalue() == ""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .config import SessionConfig, configured
 from .engine import Engine
-from .errors import AuthError, SourceError
+from .errors import SourceError
 from .filetypes import Selection
 from .log import LOGGER
 from .obsids import validate_obsids
@@ -36,34 +36,6 @@ def _mirrors(mirror: Mirror) -> list[str | None]:
 def session_config(config: SessionConfig | None, options: dict[str, object]) -> SessionConfig:
     """A copy of ``config`` (never the caller's object) with ``options`` applied and checked."""
     return configured(config, options, "download")
-
-
-class _Watched(Source):
-    """A source whose refused logins are remembered: CIAO's function must raise on them
-    rather than answer "not in the archive"."""
-
-    def __init__(self, inner: Source, refused: list[AuthError]) -> None:
-        self._inner, self._refused = inner, refused
-        self.label, self.exact_sizes = inner.label, inner.exact_sizes
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
-
-    def list_obsid(self, obsid: int):  # noqa: D102
-        try:
-            return self._inner.list_obsid(obsid)
-        except AuthError as exc:
-            self._refused.append(exc)
-            raise
-
-    def open(self, f, offset: int = 0, end: int | None = None):  # noqa: D102
-        return self._inner.open(f, offset, end)
-
-    def size(self, f) -> int:  # noqa: D102
-        return self._inner.size(f)
-
-    def close(self) -> None:  # noqa: D102
-        self._inner.close()
 
 
 def _warn_once(msg: str) -> None:
@@ -170,8 +142,7 @@ def download(
     if cfg.insecure:
         _warn_once("TLS certificate verification is OFF (insecure): data could be tampered with")
     mirrors = _mirrors(mirror)
-    refused: list[AuthError] = []
-    with _watched_sources(mirrors, cfg, username, userpass, refused) as sources:
+    with _sources(mirrors, cfg, username, userpass) as sources:
         is_mirror = expand_mirror(mirrors[0]).rstrip("/") != DEFAULT_SITE.rstrip("/")
         rep = _start_reporter(reporter, progress, ids, is_mirror)
         engine = Engine(sources, cfg, rep, explain=_catalogue(cfg, status, ocat_url))
@@ -194,9 +165,7 @@ def download(
         status=status,
         ocat_url=ocat_url,
     )
-    results = Results(items, rerun=rerun)
-    results.refused = list(refused)
-    return results
+    return Results(items, rerun=rerun)
 
 
 def _selection(filetypes: Types, excludes: Types, exclude: Types) -> Selection:
@@ -207,19 +176,15 @@ def _selection(filetypes: Types, excludes: Types, exclude: Types) -> Selection:
 
 
 @contextmanager
-def _watched_sources(
-    mirrors: list[str | None],
-    cfg: SessionConfig,
-    username: str | None,
-    userpass: str | None,
-    refused: list[AuthError],
+def _sources(
+    mirrors: list[str | None], cfg: SessionConfig, username: str | None, userpass: str | None
 ) -> Iterator[list[Source]]:
-    """One source per mirror, its refused logins added to ``refused``; every source made is
-    closed after, also when a later mirror cannot be used."""
+    """One source per mirror; every source made is closed after, also when a later mirror
+    cannot be used."""
     sources: list[Source] = []
     try:
         for m in mirrors:
-            sources.append(_Watched(choose_source(m, cfg, username, userpass), refused))
+            sources.append(choose_source(m, cfg, username, userpass))
         yield sources
     finally:
         for s in sources:
@@ -279,7 +244,7 @@ def download_chandra_obsids(
     """
     results = download(obsids, filetypes, mirror, username, userpass, excludes=excludes, **options)
     if results.refused:
-        raise results.refused[0]
+        raise results.refused[0]  # the typed exception the site's refusal raised
     unknown = [r for r in results if not r.found and r.error]
     if unknown:
         raise SourceError(f"ObsId {unknown[0].obsid} could not be listed: {unknown[0].error}")

@@ -25,20 +25,12 @@ from .filetypes import Selection, classify
 from .log import vlog
 from .plan import decide, look, unsafe_target
 from .progress import Reporter
-from .results import FileResult, LocalState, ObsIdResult, Status
+from .results import FileResult, ObsIdResult, Status
 from .retry import Interrupted, with_retries
 from .sources.base import RemoteFile, Source, check_relpath
 from .transfer import FileJob, Next
 
 Listing = dict[str, RemoteFile]
-
-#: How --list shows each local state.
-_SHOWN = {
-    LocalState.MISSING: "missing",
-    LocalState.PARTIAL: "partial ({offset} of {size} bytes)",
-    LocalState.COMPLETE: "present",
-    LocalState.LARGER: "local file larger than the archive's",
-}
 
 
 @dataclass(order=True)
@@ -143,10 +135,12 @@ class Engine:
                 r.files = self._select(r, listing, selection, outdir)
             elif not r.error and self.explain is not None:
                 r.why_missing = self.explain(r.obsid)
-        except Interrupted:
+        except Interrupted as exc:
             r.error = "interrupted"
+            r.causes.append(exc)
         except Exception as exc:  # a bug must not hang the session
             r.error, r.files = f"internal error: {exc!r}", []
+            r.causes.append(exc)
         todo = [f for f in r.files if f.status is Status.PLANNED]
         with self._lock:
             run.left = len(todo)
@@ -198,6 +192,7 @@ class Engine:
                 error = f"{source.label}: {exc}" if len(self.sources) > 1 else str(exc)
                 vlog(2, "ObsId %s: %s", r.obsid, error)
                 failures.append(error)
+                r.causes.append(exc)
                 continue
             if listing is not None:
                 r.found, r.site, r.error = True, source.label, None
@@ -262,7 +257,7 @@ class Engine:
         """Decide and fetch one file; a large one continues as part steps."""
         try:
             if self.stop.is_set():
-                fr.status, fr.reason = Status.FAILED, "interrupted"
+                fr.status, fr.reason = Status.INTERRUPTED, "interrupted before it started"
             elif self._list_only:
                 self._describe(run.result, fr, index)
             elif self.ctx.disk_full.is_set():
@@ -342,7 +337,6 @@ class Engine:
             fr.status, fr.reason = Status.FAILED, str(exc)
             return
         fr.size, fr.local, fr.local_size = size, d.local, d.offset
-        fr.reason = _SHOWN[d.local].format(offset=d.offset, size=size)
 
 
 def _file_and_directory(listing: Listing) -> str | None:

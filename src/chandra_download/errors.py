@@ -7,6 +7,13 @@ class ChandraDownloadError(Exception):
     """Base class of every error this package raises on purpose."""
 
 
+class Interrupted(Exception):
+    """The session is stopping (Ctrl-C, SIGTERM); partial data is kept for resume.
+
+    Not a :class:`ChandraDownloadError`: it is never a problem to report, only a reason to stop.
+    """
+
+
 class ObsIdNotFound(ChandraDownloadError):
     """The ObsId directory does not exist on the site."""
 

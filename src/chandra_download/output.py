@@ -201,7 +201,7 @@ def download_size(fr: FileResult) -> int:
 
 
 def _interrupted(fr: FileResult) -> bool:
-    return fr.status is Status.FAILED and (fr.reason or "").startswith("interrupted")
+    return fr.status is Status.INTERRUPTED
 
 
 # -- --list -----------------------------------------------------------------------------------

@@ -151,7 +151,7 @@ class RangedParts:
     def _settle_parts(self) -> None:
         if self._interrupted:
             self._save()
-            self._fail("interrupted; partial data kept for resume")
+            self._stopped()
         elif self._errors:
             self._save()
             self._fail("; ".join(self._errors[:3]))

@@ -31,7 +31,7 @@ def fmt_size(n: int | None) -> str:
 
 def interrupted(fr: FileResult) -> bool:
     """A file the engine gave up on because the session is stopping (Ctrl-C)."""
-    return fr.status is Status.FAILED and (fr.reason or "").startswith("interrupted")
+    return fr.status is Status.INTERRUPTED
 
 
 class Reporter:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+
+from .errors import AuthError, Interrupted
 
 
 class Status(str, Enum):
@@ -17,6 +18,8 @@ class Status(str, Enum):
     PRESENT = "already present"
     SKIPPED = "skipped"
     FAILED = "failed"
+    #: The session stopped first (Ctrl-C, SIGTERM): not a failure, any partial data is kept.
+    INTERRUPTED = "interrupted"
     PLANNED = "planned"  # --list / dry run: nothing was written
 
     def __str__(self) -> str:
@@ -39,10 +42,11 @@ class LocalState(str, Enum):
 class FileResult:
     """One archive file: where it is, where it went and what happened.
 
-    ``url`` never holds a password. ``reason`` says why a file was skipped or failed.
-    ``local`` is the state found on disk (typed, for ``--list``/``--check``); ``warning`` is
-    set when a file was kept although it fails a content check identically on two fetches
-    (the archive's own copy, e.g. ``kept as served: ...``).
+    ``url`` never holds a password. ``reason`` says why a file was skipped, failed or was
+    interrupted (text for people: nothing reads it back). ``local`` is the state found on
+    disk (typed: ``--list`` and ``--check`` show it); ``warning`` is set when a file was kept
+    although it fails a content check identically on two fetches (the archive's own copy,
+    e.g. ``kept as served: ...``).
     """
 
     obsid: int
@@ -75,6 +79,8 @@ class ObsIdResult:
     found: bool = False
     site: str | None = None
     files: list[FileResult] = field(default_factory=list)
+    #: Why the ObsId could not be listed (one line for people); None when it was, or when
+    #: it is simply not there. ``causes`` holds the exceptions themselves.
     error: str | None = None
     #: Why a missing ObsId is missing, from the observation catalogue (``not public until
     #: 2027-03-04 (status observed)``, ``no such ObsId``...); None when not asked.
@@ -83,6 +89,9 @@ class ObsIdResult:
     unselected_bytes: int = 0
     #: Sites of a fallback list that could not be asked, when another one said "not found".
     site_failures: list[str] = field(default_factory=list)
+    #: The exceptions met while locating the ObsId, in order (the last one behind ``error``
+    #: when it is set): typed, so e.g. a refused login (``AuthError``) can be raised again.
+    causes: list[BaseException] = field(default_factory=list)
 
     @property
     def total_size(self) -> int:
@@ -90,20 +99,20 @@ class ObsIdResult:
 
     @property
     def failures(self) -> list[FileResult]:
+        """The files that failed (not those interrupted: see :attr:`interrupted`)."""
         return [f for f in self.files if f.status is Status.FAILED]
+
+    @property
+    def interrupted(self) -> bool:
+        """The session stopped before this ObsId was listed or its files were all settled."""
+        return any(isinstance(c, Interrupted) for c in self.causes) or any(
+            f.status is Status.INTERRUPTED for f in self.files
+        )
 
     @property
     def ok(self) -> bool:
         """Found, and every selected file complete (larger-local files count as not ok)."""
-        return (
-            self.found
-            and self.error is None
-            and all(f.ok for f in self.files if not _deliberate_skip(f))
-        )
-
-
-def _deliberate_skip(f: FileResult) -> bool:
-    return f.status is Status.SKIPPED and (f.reason or "").startswith("not selected")
+        return self.found and self.error is None and all(f.ok for f in self.files)
 
 
 def _which(files: list[FileResult], most: int = 3) -> str:
@@ -121,11 +130,16 @@ class Results(list[ObsIdResult]):
         One line per ObsId not found or failing and per file that failed.
     """
 
-    def __init__(self, items: list[ObsIdResult] = (), rerun: Callable[..., Any] | None = None):
+    def __init__(
+        self, items: Iterable[ObsIdResult] = (), rerun: Callable[[], Results] | None = None
+    ) -> None:
         super().__init__(items)
         self._rerun = rerun
-        #: Logins the site refused while listing (``AuthError``), for CIAO's function to raise.
-        self.refused: list[Exception] = []
+
+    @property
+    def refused(self) -> list[AuthError]:
+        """Logins a site refused while locating the ObsIds, for CIAO's function to raise."""
+        return [c for r in self for c in r.causes if isinstance(c, AuthError)]
 
     @property
     def files(self) -> list[FileResult]:
@@ -149,10 +163,8 @@ class Results(list[ObsIdResult]):
             if r.error:
                 out.append(f"ObsId {r.obsid}: {r.error}")
             for f in r.files:
-                if f.status is Status.FAILED or (
-                    f.status is Status.SKIPPED and not _deliberate_skip(f)
-                ):
-                    out.append(f"ObsId {r.obsid}: {f.relpath}: {f.reason}")
+                if f.status in (Status.FAILED, Status.SKIPPED, Status.INTERRUPTED):
+                    out.append(f"ObsId {r.obsid}: {f.relpath}: {f.reason or f.status}")
         return out
 
     def summary(self) -> str:
@@ -167,7 +179,8 @@ class Results(list[ObsIdResult]):
             if r.error and not r.found:
                 broken.setdefault(r.error, []).append(str(r.obsid))
         failed = [f for f in self.files if f.status is Status.FAILED]
-        larger = [f for f in self.files if f.status is Status.SKIPPED and not _deliberate_skip(f)]
+        stopped = [f for f in self.files if f.status is Status.INTERRUPTED]
+        larger = [f for f in self.files if f.status is Status.SKIPPED]
         parts = []
         empty = [str(r.obsid) for r in self if r.found and not r.files]
         if missing:
@@ -178,6 +191,8 @@ class Results(list[ObsIdResult]):
             parts.append(f"could not be listed: ObsId {', '.join(ids)} ({error})")
         if failed:
             parts.append(f"{len(failed)} file(s) failed ({_which(failed)})")
+        if stopped:
+            parts.append(f"{len(stopped)} file(s) interrupted, partial data kept for resume")
         if larger:
             parts.append(
                 f"{len(larger)} local file(s) larger than the archive's, left alone "

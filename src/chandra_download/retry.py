@@ -8,14 +8,10 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from .config import SessionConfig
-from .errors import TransientError
+from .errors import Interrupted, TransientError
 from .log import vlog
 
 T = TypeVar("T")
-
-
-class Interrupted(Exception):
-    """The session is stopping (Ctrl-C, SIGTERM); partial data is kept for resume."""
 
 
 def backoff_delay(config: SessionConfig, attempt: int, retry_after: float | None = None) -> float:

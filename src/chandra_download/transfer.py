@@ -81,7 +81,7 @@ class FileJob(RangedParts):
             with self._local_errors():
                 return self._start()
         except (Interrupted, KeyboardInterrupt):
-            self._fail("interrupted")
+            self._stopped()
             raise
         except SourceError as exc:
             self._fail(str(exc))
@@ -233,7 +233,7 @@ class FileJob(RangedParts):
             with self._local_errors():
                 self._attempts()
         except (Interrupted, KeyboardInterrupt):
-            self._fail("interrupted; partial data kept for resume")
+            self._stopped()
             raise
         finally:
             self.release()
@@ -419,6 +419,11 @@ class FileJob(RangedParts):
 
     def _fail(self, reason: str) -> None:
         self.fr.status, self.fr.reason = Status.FAILED, reason
+
+    def _stopped(self) -> None:
+        """The session is stopping: the file is interrupted (not failed), its data kept."""
+        self.fr.status = Status.INTERRUPTED
+        self.fr.reason = "interrupted; any data fetched is kept for resume"
 
     def _fail_local(self, exc: LocalError) -> None:
         reason = self.ctx.local_problem(exc)
