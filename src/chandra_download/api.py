@@ -17,6 +17,7 @@ from .log import LOGGER
 from .obsids import validate_obsids
 from .progress import Reporter
 from .results import Results
+from .revisions import settle_superseded
 from .sources import DEFAULT_SITE, Source, choose_source, expand_mirror
 
 ObsIds = Iterable[int | str] | int | str
@@ -90,6 +91,7 @@ def download(
     progress: bool | None = None,
     status: bool = True,
     ocat_url: str | None = None,
+    prune_superseded: bool = False,
     **options: object,
 ) -> Results:
     """Download ObsIds and report what happened to every file.
@@ -126,6 +128,10 @@ def download(
     ocat_url : str, optional
         The catalogue's base URL up to and including ``srservices/`` (default
         ``$CHANDRA_OCAT_URL``, else the CDA's).
+    prune_superseded : bool, default False
+        Move local files the archive has reprocessed under a higher processing version
+        (``ObsIdResult.superseded``) to ``<outdir>/superseded/<ObsId>/``, once the new
+        revision of each is complete and verified; never deleted. Without it they are said.
 
     Returns
     -------
@@ -148,6 +154,7 @@ def download(
         engine = Engine(sources, cfg, rep, explain=_catalogue(cfg, status, ocat_url))
         with rep if hasattr(rep, "__enter__") and reporter is None else nullcontext():
             items = engine.run(ids, selection, Path(outdir), list_only=list_only)
+    settle_superseded(items, Path(outdir), prune_superseded, list_only)
     # The same download again, with the settings this one resolved (config, not options).
     rerun = partial(
         download,
@@ -164,6 +171,7 @@ def download(
         progress=progress,
         status=status,
         ocat_url=ocat_url,
+        prune_superseded=prune_superseded,
     )
     return Results(items, rerun=rerun)
 

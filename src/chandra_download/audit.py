@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import VerificationError
 from .filetypes import Selection
@@ -13,7 +14,7 @@ from .output import local_state, missing_block
 from .plan import PART_SUFFIX
 from .progress import Reporter
 from .results import FileResult, LocalState, ObsIdResult, Results
-from .split import STATE_SUFFIX
+from .revisions import Superseded, local_files, own_base
 from .verify import check_file
 
 
@@ -33,15 +34,22 @@ class ObsIdAudit:
     #: Anything else wrong: refused listing entries, local files larger than the archive's.
     corrupt: list[tuple[str, str]] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
+    #: Local files the archive has reprocessed under a higher processing version.
+    superseded: list[Superseded] = field(default_factory=list)
     #: Listed files of the selected types (0: "No files found for ObsId N!").
     selected: int = 0
 
     @property
     def ok(self) -> bool:
-        """Found, and nothing missing, partial, failing or corrupt (extra files are only
-        reported)."""
+        """Found, and nothing missing, partial, failing, corrupt or superseded (extra files
+        are only reported)."""
         return self.found and not (
-            self.error or self.missing or self.partial or self.failing or self.corrupt
+            self.error
+            or self.missing
+            or self.partial
+            or self.failing
+            or self.corrupt
+            or self.superseded
         )
 
 
@@ -83,6 +91,7 @@ class AuditReport:
                 parts.append(
                     f"ObsId {a.obsid}: {len(a.missing)} missing, {len(a.partial)} partial, "
                     f"{len(a.failing)} failing a check, {len(a.corrupt)} unusable"
+                    + (f", {len(a.superseded)} superseded" if a.superseded else "")
                 )
         return "incomplete: " + "; ".join(parts) + "."
 
@@ -97,7 +106,7 @@ def check(
     exclude: str | Iterable[str] | None = None,
     outdir: str | os.PathLike[str] = ".",
     checksums: bool = True,
-    **options: object,
+    **options: Any,
 ) -> AuditReport:
     """Audit local ObsId trees against the archive without downloading anything.
 
@@ -141,7 +150,12 @@ def _audit(r: ObsIdResult, selection: Selection, outdir: Path, checksums: bool) 
         return audit
     for f in r.files:
         _classify(audit, f, selection, checksums)
-    audit.extra = _extra_files(outdir / str(r.obsid), {f.relpath for f in r.files})
+    audit.superseded = list(r.superseded)
+    old = {s.relpath for s in audit.superseded}
+    known = {f.relpath for f in r.files}
+    audit.extra = [
+        rel for rel in local_files(outdir / str(r.obsid)) if own_base(rel) not in known | old
+    ]
     return audit
 
 
@@ -167,25 +181,6 @@ def _classify(audit: ObsIdAudit, f: FileResult, selection: Selection, checksums:
             audit.failing.append((f.relpath, exc.detail))
     else:
         audit.corrupt.append((f.relpath, f.reason or "larger than the archive's copy"))
-
-
-def _extra_files(top: Path, known: set[str]) -> list[str]:
-    """Files below ``top`` the listing does not have (our own in-progress files of listed
-    ones aside), sorted."""
-    extra: list[str] = []
-    if top.is_dir():
-        for dirpath, _dirs, names in os.walk(top):
-            for name in names:
-                rel = (Path(dirpath) / name).relative_to(top).as_posix()
-                base = rel
-                for suffix in (PART_SUFFIX + STATE_SUFFIX, PART_SUFFIX):  # ours, in progress
-                    if rel.endswith(suffix):
-                        base = rel[: -len(suffix)]
-                        break
-                if base not in known:
-                    extra.append(rel)
-    extra.sort()
-    return extra
 
 
 class _Quiet(Reporter):
@@ -219,6 +214,7 @@ def print_report(report: AuditReport, verbose: int = 1) -> None:
             f"ObsId {a.obsid}: {state}: {len(a.complete)} complete, {len(a.missing)} missing, "
             f"{len(a.partial)} partial, {len(a.failing)} failing a check, "
             f"{len(a.corrupt)} unusable, {len(a.extra)} extra"
+            + (f", {len(a.superseded)} superseded" if a.superseded else "")
         )
         if verbose >= 1:
             for rel in a.missing:
@@ -231,6 +227,11 @@ def print_report(report: AuditReport, verbose: int = 1) -> None:
                 print(f"  unusable {rel}: {why}")
             for rel in a.extra:
                 print(f"  extra    {rel}")
+            for sup in a.superseded:
+                print(
+                    f"  superseded {sup.relpath}: reprocessed as {sup.new_relpath} "
+                    f"(N{sup.old_version:03d} -> N{sup.new_version:03d})"
+                )
         if verbose >= 2:
             for rel in a.complete:
                 print(f"  ok       {rel}")
@@ -244,12 +245,18 @@ def what_to_run(report: AuditReport) -> str | None:
     audits = [a for a in report.obsids if a.found]
     fetch = any(a.missing or a.partial for a in audits)
     failing = any(a.failing for a in audits)
+    prune = (
+        " Add --prune-superseded to move superseded revisions to <outdir>/superseded/<ObsId>/ "
+        "once their new revision is complete (nothing is deleted)."
+        if any(a.superseded for a in audits)
+        else ""
+    )
     if failing:
         return (
             "To fix: run the same command without --check, adding --repair: it fetches what is "
             "missing, and fetches files failing their check again (one is kept, with a "
-            "warning, when the archive's own copy is the same)."
+            "warning, when the archive's own copy is the same)." + prune
         )
-    if fetch:
-        return "To fix: run the same command without --check; it fetches what is missing."
+    if fetch or prune:
+        return "To fix: run the same command without --check; it fetches what is missing." + prune
     return None

@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--verbose", type=int, default=1, choices=range(6), metavar="N", help="verbosity 0-5"
     )
     _add_ours(p)
+    _add_reproc_options(p)
     return p
 
 
@@ -131,6 +132,31 @@ def _add_ours(p: argparse.ArgumentParser) -> None:
     p.add_argument("--aws-profile", metavar="NAME", help="AWS profile for s3:// (default: none)")
     p.add_argument("--endpoint-url", metavar="URL", help="S3-compatible endpoint for s3://")
     p.add_argument("--no-progress", action="store_true", help="no live progress bars")
+
+
+# -- reprocessing, records, manifests (issue 16; reproc's block) ---------------------------
+def _add_reproc_options(p: argparse.ArgumentParser) -> None:
+    """A dynamic archive: superseded revisions, manifests, exact reproduction."""
+    p.add_argument(
+        "--prune-superseded",
+        action="store_true",
+        help="move local files the archive has reprocessed (a higher N00x) to "
+        "<outdir>/superseded/<ObsId>/ once the new revision is complete; never deleted",
+    )
+
+
+def _reproc_kwargs(args: argparse.Namespace) -> dict[str, object]:
+    """The API keywords of the options above, for a download."""
+    return {"prune_superseded": args.prune_superseded}
+
+
+def _superseded_listing(results: Results, verbose: int) -> None:
+    """``--list``: the local files the archive has reprocessed, after the table."""
+    from .revisions import superseded_lines
+
+    if verbose >= 1:
+        for line in superseded_lines(results):
+            print(line)
 
 
 def _size_arg(text: str) -> int:
@@ -353,6 +379,7 @@ def _dispatch(
         _base_hint(args, audit.listing or [], audit.mirror)
         return 0 if audit.ok else _incomplete(audit.summary())
     kwargs = dict(excludes=args.exclude, list_only=args.list, reporter=rep, **common)
+    kwargs.update(_reproc_kwargs(args))
     with rep if hasattr(rep, "__enter__") else nullcontext():
         results = download(obsids, args.filetypes, mirror, args.username, args.userpass, **kwargs)
     if args.json:
@@ -360,6 +387,7 @@ def _dispatch(
     if args.list:
         if verbose >= 1 and args.json != "-":
             print("\n".join(list_table(results, rep.mirror)))
+            _superseded_listing(results, verbose)
         ok = all(r.found and not r.failures for r in results)
     else:
         _totals(results, verbose)

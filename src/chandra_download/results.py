@@ -92,6 +92,9 @@ class ObsIdResult:
     #: The exceptions met while locating the ObsId, in order (the last one behind ``error``
     #: when it is set): typed, so e.g. a refused login (``AuthError``) can be raised again.
     causes: list[BaseException] = field(default_factory=list)
+    #: Local files the archive has reprocessed under a higher processing version
+    #: (:class:`chandra_download.revisions.Superseded`), left in place.
+    superseded: list[Any] = field(default_factory=list)
 
     @property
     def total_size(self) -> int:

@@ -20,6 +20,8 @@ _EXPORTS = {
     "DEFAULT_OBSIDS": "tree",
     "generate_archive": "tree",
     "iter_files": "tree",
+    "reprocess": "tree",
+    "Reprocessed": "tree",
     "obsid_dir": "tree",
     "LinkModel": "link",
     "ServerStats": "link",

@@ -106,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="TYPE=BYTES",
         help="size of one file type, e.g. evt1=2G (repeatable)",
     )
+    r = sub.add_parser("reprocess", help="reprocess ObsIds: next processing version")
+    r.add_argument("--root", type=Path, required=True, help="a generated archive root")
+    r.add_argument("obsids", type=int, nargs="+", help="ObsIds generated there")
     s = sub.add_parser("serve", help="serve a tree until Ctrl-C")
     s.add_argument(
         "--root",
@@ -136,6 +139,23 @@ def _generate(args: argparse.Namespace) -> int:
         sizes[ftype.strip()] = int(_bytes(value))
     root = generate_archive(args.root, args.obsids, scale=args.scale, seed=args.seed, sizes=sizes)
     print(f"Archive written to {root}", flush=True)
+    return 0
+
+
+def _reprocess(args: argparse.Namespace) -> int:
+    from .tree import reprocess
+
+    for obsid in args.obsids:
+        try:
+            done = reprocess(args.root, obsid)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(
+            f"ObsId {obsid}: N{done.old_version:03d} -> N{done.new_version:03d}: "
+            f"{len(done.renamed)} file(s) renamed, {len(done.changed)} changed in place",
+            flush=True,
+        )
     return 0
 
 
@@ -173,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "generate":
         return _generate(args)
+    if args.command == "reprocess":
+        return _reprocess(args)
     return _serve(args)
 
 

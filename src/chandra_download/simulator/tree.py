@@ -11,14 +11,24 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..filetypes import classify
 from .catalogue import update_catalogue
 from .content import MTIME, write_file
 
-__all__ = ["DEFAULT_OBSIDS", "DEFAULT_SIZES", "MTIME", "generate_archive", "iter_files"]
+__all__ = [
+    "DEFAULT_OBSIDS",
+    "DEFAULT_SIZES",
+    "MTIME",
+    "Reprocessed",
+    "generate_archive",
+    "iter_files",
+    "reprocess",
+]
 
 DEFAULT_OBSIDS: dict[int, str] = {1843: "acis", 2749: "acis-grating", 6298: "hrc"}
 KINDS: tuple[str, ...] = ("acis", "acis-grating", "hrc")
@@ -42,6 +52,8 @@ _OTHER_SIZE = 12_000
 
 _REVISION = {1843: 5, 2749: 4, 6298: 6}
 _STAMP_DIR = ".simulator"
+_VERSION = re.compile(r"N\d{3}")
+_REPROCESS_STEP = 30 * 86400  # each reprocessing is dated a month after the last
 
 
 def _kind_map(obsids: Mapping[int, str] | Iterable[int] | None) -> dict[int, str]:
@@ -57,10 +69,11 @@ def _kind_map(obsids: Mapping[int, str] | Iterable[int] | None) -> dict[int, str
     return out
 
 
-def _layout(obsid: int, kind: str) -> list[str]:
-    """Relative paths (below the ObsId directory) of one ObsId's files."""
+def _layout(obsid: int, kind: str, bump: int = 0) -> list[str]:
+    """Relative paths (below the ObsId directory) of one ObsId's files, after ``bump``
+    reprocessings."""
     o5 = f"{obsid:05d}"
-    rev = f"N{_REVISION.get(obsid, 4):03d}"
+    rev = f"N{_REVISION.get(obsid, 4) + bump:03d}"
     t = f"{60_000_000 + obsid * 45_000:09d}"  # spacecraft-clock-like stamp in names
     inst = "hrcf" if kind == "hrc" else "acisf"
     p, s, a, e = "primary/", "secondary/", "secondary/aspect/", "secondary/ephem/"
@@ -170,36 +183,129 @@ def generate_archive(
         in ``<root>/.simulator/`` records what was written, and complete files are kept.
     """
     root = Path(root)
-    stamps = root / _STAMP_DIR
-    stamps.mkdir(parents=True, exist_ok=True)
+    (root / _STAMP_DIR).mkdir(parents=True, exist_ok=True)
     overrides = dict(sizes or {})
     kinds = _kind_map(obsids)
     update_catalogue(root, kinds, observations)
     for obsid, kind in kinds.items():
         params = {"kind": kind, "scale": scale, "seed": seed, "sizes": sorted(overrides.items())}
-        stamp = stamps / f"{obsid}.json"
-        base = obsid_dir(root, obsid)
-        try:
-            old = json.loads(stamp.read_text())
-        except (OSError, ValueError):
-            old = {}
+        old = _read_stamp(root, obsid)
         done = old.get("files", {}) if old.get("params") == params else {}
-        written: dict[str, int] = {}
-        for rel in _layout(obsid, kind):
-            path = base / rel
-            if rel in done and path.is_file() and path.stat().st_size == done[rel]:
-                written[rel] = done[rel]
-                continue
-            ftype = classify(rel)
-            size = overrides.get(ftype or "", 0) or int(
-                DEFAULT_SIZES.get(ftype, _OTHER_SIZE) * scale
-            )
-            path.parent.mkdir(parents=True, exist_ok=True)
-            written[rel] = write_file(path, rel, obsid, kind, max(size, 16), seed)
-        for d in sorted({(base / r).parent for r in written}, reverse=True) + [base]:
-            os.utime(d, (MTIME, MTIME))
-        stamp.write_text(json.dumps({"params": params, "files": written}, indent=1))
+        _write_obsid(root, obsid, params, done, int(old.get("reprocessed", 0)))
     return root
+
+
+def _read_stamp(root: Path, obsid: int) -> dict:
+    try:
+        stamp = json.loads((root / _STAMP_DIR / f"{obsid}.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return stamp if isinstance(stamp, dict) else {}
+
+
+def _in_place(rel: str) -> bool:
+    """A file whose name carries no processing version: reprocessing rewrites it in place."""
+    return _VERSION.search(rel.rsplit("/", 1)[-1]) is None
+
+
+def _write_obsid(
+    root: Path, obsid: int, params: dict, done: Mapping[str, int], bump: int
+) -> dict[str, int]:
+    """Write one ObsId's files (those in ``done`` with that size are kept) and its stamp.
+
+    ``bump`` is how many times the ObsId was reprocessed: versioned names carry a processing
+    version that much higher, files without a version get new content (and size), and what
+    changed carries a later modification time.
+    """
+    kind, seed, overrides = params["kind"], params["seed"], dict(params["sizes"])
+    base = obsid_dir(root, obsid)
+    written: dict[str, int] = {}
+    for rel in _layout(obsid, kind, bump):
+        path = base / rel
+        if rel in done and path.is_file() and path.stat().st_size == done[rel]:
+            written[rel] = done[rel]
+            continue
+        ftype = classify(rel)
+        size = overrides.get(ftype or "", 0) or int(
+            DEFAULT_SIZES.get(ftype, _OTHER_SIZE) * params["scale"]
+        )
+        new = bump and (_in_place(rel) or f"N{_REVISION.get(obsid, 4) + bump:03d}" in rel)
+        version = bump if bump and _in_place(rel) else 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        written[rel] = write_file(
+            path,
+            rel,
+            obsid,
+            kind,
+            max(size, 16) + 6000 * version,  # at least one more FITS block
+            seed,
+            version=version,
+            mtime=MTIME + _REPROCESS_STEP * bump if new else MTIME,
+        )
+    for d in sorted({(base / r).parent for r in written}, reverse=True) + [base]:
+        os.utime(d, (MTIME, MTIME))
+    stamp = {"params": params, "files": written, "reprocessed": bump}
+    (root / _STAMP_DIR / f"{obsid}.json").write_text(json.dumps(stamp, indent=1))
+    return written
+
+
+@dataclass(frozen=True)
+class Reprocessed:
+    """What :func:`reprocess` changed in one ObsId (paths relative to its directory)."""
+
+    obsid: int
+    old_version: int
+    new_version: int
+    #: (old name, new name) of every file whose name carries the processing version.
+    renamed: list[tuple[str, str]]
+    #: Files rewritten in place under the same name, with new content and size.
+    changed: list[str]
+
+
+def reprocess(root: Path | str, obsid: int) -> Reprocessed:
+    """Reprocess one ObsId of a generated archive, as the CXC does.
+
+    Every file whose name carries the ObsId's processing version (``N005``) is replaced by
+    one named with the next version (``N006``) and new content: the old names are gone.
+    Files whose names carry no version (``oif.fits``, ``00README``) are rewritten in place
+    with new content and a new size. What changed gets a later modification time (the HTTP
+    server's ``Last-Modified`` and ``ETag``); products of their own processing (``N001``
+    aspect and ephemeris files) are left alone.
+
+    Parameters
+    ----------
+    root : path
+        The archive root given to :func:`generate_archive`.
+    obsid : int
+        An ObsId generated there.
+
+    Returns
+    -------
+    Reprocessed
+        The old and new processing versions and what was renamed and rewritten.
+
+    Raises
+    ------
+    ValueError
+        When the ObsId was not generated in ``root``.
+    """
+    root = Path(root)
+    old = _read_stamp(root, obsid)
+    if "params" not in old:
+        raise ValueError(f"ObsId {obsid} was not generated in {root}")
+    bump = int(old.get("reprocessed", 0))
+    kind = old["params"]["kind"]
+    before, after = _layout(obsid, kind, bump), _layout(obsid, kind, bump + 1)
+    base = obsid_dir(root, obsid)
+    for rel in sorted(set(before) - set(after)):
+        (base / rel).unlink(missing_ok=True)
+    done = {r: n for r, n in old.get("files", {}).items() if r in after and not _in_place(r)}
+    _write_obsid(root, obsid, old["params"], done, bump + 1)
+    gone = sorted(set(before) - set(after))
+    renamed = list(zip(gone, sorted(set(after) - set(before)), strict=False))
+    first = _REVISION.get(obsid, 4)
+    changed = [r for r in after if _in_place(r)]
+    return Reprocessed(obsid, first + bump, first + bump + 1, renamed, changed)
 
 
 def iter_files(root: Path | str, obsid: int) -> list[tuple[str, Path]]:

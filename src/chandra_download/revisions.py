@@ -1,0 +1,233 @@
+"""Superseded revisions: local files the archive has since reprocessed under a new name.
+
+The CXC reprocesses observations and the processing version is part of the file names
+(``acisf01843N005_evt2.fits.gz`` becomes ``acisf01843N006_evt2.fits.gz``). A local file is
+*superseded* when the archive now lists, for the same ObsId and directory, the same product
+under a higher processing version, and no longer lists the local name. Left beside the new
+revision, such files make CIAO's ``chandra_repro`` refuse the directory ("Multiple evt1 files
+found"), so they are reported, and moved (never deleted) to
+``<outdir>/superseded/<ObsId>/<relpath>`` on request (``prune_superseded=True``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import VerificationError
+from .plan import PART_SUFFIX
+from .results import FileResult, ObsIdResult, Status
+from .split import STATE_SUFFIX
+from .verify import check_file
+
+#: The processing version in a file name: ``N005`` followed by ``_``.
+_VERSION = re.compile(r"N(\d{3})(?=_)")
+#: Where superseded files are moved, below the output directory.
+SUPERSEDED_DIR = "superseded"
+#: Our own in-progress names beside a listed file (older layouts kept them there).
+_OURS = (PART_SUFFIX + STATE_SUFFIX, PART_SUFFIX)
+
+
+def processing_version(relpath: str) -> int | None:
+    """The processing version in a file's name (``N005`` -> 5), or None when it has none."""
+    m = _VERSION.search(relpath.rsplit("/", 1)[-1])
+    return int(m[1]) if m else None
+
+
+def product_key(relpath: str) -> str | None:
+    """The product a file is a revision of: its directory and name with the version masked
+    (``primary/acisf01843N###_evt2.fits.gz``); None for a name without a version."""
+    head, slash, name = relpath.rpartition("/")
+    if _VERSION.search(name) is None:
+        return None
+    return head + slash + _VERSION.sub("N###", name, count=1)
+
+
+@dataclass(frozen=True)
+class Superseded:
+    """One local file the archive has reprocessed: ``relpath`` is the local (old) name,
+    ``new_relpath`` the name the archive lists now; both relative to ``<outdir>/<ObsId>/``."""
+
+    obsid: int
+    relpath: str
+    old_version: int
+    new_relpath: str
+    new_version: int
+
+
+def local_files(top: Path) -> list[str]:
+    """Every file below ``top`` (``/``-separated, sorted), our own in-progress names aside
+    (they are reported with the file they belong to)."""
+    out: list[str] = []
+    if not top.is_dir():
+        return out
+    for dirpath, _dirs, names in os.walk(top):
+        for name in names:
+            rel = (Path(dirpath) / name).relative_to(top).as_posix()
+            out.append(rel)
+    out.sort()
+    return out
+
+
+def own_base(rel: str) -> str:
+    """The listed name one of our in-progress files belongs to (itself for other names)."""
+    for suffix in _OURS:
+        if rel.endswith(suffix):
+            return rel[: -len(suffix)]
+    return rel
+
+
+def find_superseded(obsid: int, local: Iterable[str], listed: Iterable[str]) -> list[Superseded]:
+    """The local files superseded by what the archive lists now.
+
+    Parameters
+    ----------
+    obsid : int
+        The ObsId.
+    local : iterable of str
+        Local files, relative to ``<outdir>/<ObsId>/``.
+    listed : iterable of str
+        What the archive lists for the ObsId (of the selected types), same form.
+
+    Returns
+    -------
+    list of Superseded
+        Sorted by local name; each names the highest revision the archive lists.
+    """
+    listed = set(listed)
+    newest: dict[str, tuple[int, str]] = {}
+    for rel in listed:
+        key, version = product_key(rel), processing_version(rel)
+        if key is not None and version is not None and version > newest.get(key, (-1, ""))[0]:
+            newest[key] = (version, rel)
+    out = []
+    for rel in sorted(set(local) - listed):
+        key, version = product_key(rel), processing_version(rel)
+        if key is None or version is None or key not in newest:
+            continue
+        new_version, new_rel = newest[key]
+        if new_version > version:
+            out.append(Superseded(obsid, rel, version, new_rel, new_version))
+    return out
+
+
+def superseded_in(r: ObsIdResult, outdir: Path) -> list[Superseded]:
+    """The superseded local files of one ObsId's result (its listed files of the selection)."""
+    if not r.found:
+        return []
+    local = [rel for rel in local_files(outdir / str(r.obsid)) if own_base(rel) == rel]
+    return find_superseded(r.obsid, local, (f.relpath for f in r.files))
+
+
+def versions(items: list[Superseded]) -> str:
+    """``N005 -> N006`` (or ``N004, N005 -> N006``) for a message."""
+    old = ", ".join(f"N{v:03d}" for v in sorted({s.old_version for s in items}))
+    new = ", ".join(f"N{v:03d}" for v in sorted({s.new_version for s in items}))
+    return f"{old} -> {new}"
+
+
+@dataclass
+class Pruned:
+    """What :func:`prune` did for one ObsId."""
+
+    moved: list[Superseded]
+    #: Files left in place, with why (the new revision not complete, a name taken...).
+    kept: list[tuple[Superseded, str]]
+
+
+def prune(r: ObsIdResult, outdir: Path, items: list[Superseded]) -> Pruned:
+    """Move superseded files whose new revision is complete and verified to
+    ``<outdir>/superseded/<ObsId>/<relpath>``; never delete nor overwrite anything."""
+    by_rel = {f.relpath: f for f in r.files}
+    done = Pruned([], [])
+    for s in items:
+        why = _not_ready(by_rel.get(s.new_relpath))
+        if why is None:
+            why = _move(outdir, s)
+        if why is None:
+            done.moved.append(s)
+        else:
+            done.kept.append((s, why))
+    return done
+
+
+def _not_ready(fr: FileResult | None) -> str | None:
+    """Why a new revision does not yet allow moving the old one aside, or None."""
+    if fr is None or not fr.ok:
+        return "its new revision is not complete"
+    if fr.status is Status.PRESENT and not fr.warning:
+        try:  # complete before this run: verified now (a fresh download was, as it came)
+            check_file(fr.path, fr.relpath)
+        except VerificationError as exc:
+            return f"its new revision fails its check ({exc.detail})"
+        except OSError as exc:
+            return f"its new revision cannot be read ({exc.strerror})"
+    return None
+
+
+def _move(outdir: Path, s: Superseded) -> str | None:
+    source = outdir / str(s.obsid) / s.relpath
+    target = outdir / SUPERSEDED_DIR / str(s.obsid) / s.relpath
+    if os.path.lexists(target):
+        return f"{target} exists already"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(source, target)  # same file system: below the same output directory
+    except OSError as exc:
+        return f"cannot move it to {target}: {exc.strerror}"
+    return None
+
+
+def settle_superseded(
+    results: Iterable[ObsIdResult], outdir: Path, prune_them: bool, list_only: bool = False
+) -> None:
+    """After a download or ``--list``: set each ObsId's ``superseded`` files; after a
+    download also move them aside when asked (``prune_them``), and say per ObsId what is
+    left and what to run."""
+    from .log import vlog
+
+    for r in results:
+        r.superseded = superseded_in(r, outdir)
+        if not r.superseded or list_only:
+            continue
+        if prune_them:
+            done = prune(r, outdir, r.superseded)
+            r.superseded = [s for s, _why in done.kept]
+            if done.moved:
+                where = outdir / SUPERSEDED_DIR / str(r.obsid)
+                vlog(
+                    1,
+                    "ObsId %s: moved %d superseded file(s) (%s) to %s/",
+                    r.obsid,
+                    len(done.moved),
+                    versions(done.moved),
+                    where,
+                )
+            for s, why in done.kept:
+                vlog(0, "ObsId %s: superseded %s left in place: %s", r.obsid, s.relpath, why)
+            continue
+        vlog(
+            0,
+            "ObsId %s: %d local file(s) superseded by the archive's reprocessing (%s) are "
+            "still in %s/ (CIAO's chandra_repro refuses a directory holding two revisions); "
+            "run the same command with --prune-superseded (prune_superseded=True) to move "
+            "them to %s/",
+            r.obsid,
+            len(r.superseded),
+            versions(r.superseded),
+            outdir / str(r.obsid),
+            outdir / SUPERSEDED_DIR / str(r.obsid),
+        )
+
+
+def superseded_lines(results: Iterable[ObsIdResult]) -> list[str]:
+    """``--list``: one line per superseded local file."""
+    return [
+        f"{s.obsid:>6}  superseded {s.relpath} (N{s.old_version:03d} -> N{s.new_version:03d}: "
+        f"{s.new_relpath})"
+        for r in results
+        for s in getattr(r, "superseded", [])
+    ]
