@@ -6,8 +6,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import AuthError, Interrupted
+
+if TYPE_CHECKING:
+    from .revisions import Superseded
 
 
 class Status(str, Enum):
@@ -94,7 +98,7 @@ class ObsIdResult:
     causes: list[BaseException] = field(default_factory=list)
     #: Local files the archive has reprocessed under a higher processing version
     #: (:class:`chandra_download.revisions.Superseded`), left in place.
-    superseded: list[Any] = field(default_factory=list)
+    superseded: list[Superseded] = field(default_factory=list)
 
     @property
     def total_size(self) -> int:
