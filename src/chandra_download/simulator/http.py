@@ -123,6 +123,8 @@ class _Handler(ResponseHandler):
             realm = {"WWW-Authenticate": 'Basic realm="Chandra archive simulator"'}
             return self._error(401, "Authorization required.", realm)
         sim.link.delay(sim._stopping)
+        if sim.redirect_base is not None:  # a mirror that moved: every request goes there
+            return self._redirect(sim.redirect_base + url.path[len(prefix) :])
         if decoded + "/" == prefix:
             return self._redirect(url.path + "/")
         target = sim.resolve(below) if decoded.startswith(prefix) else None
@@ -180,6 +182,9 @@ class _Handler(ResponseHandler):
         self.send_header("Last-Modified", modified)
         self.send_header("ETag", etag)
         self.send_header("Accept-Ranges", "bytes")
+        if self.sim.gz_encoding and target.name.endswith(".gz"):
+            # Apache's ``AddEncoding x-gzip .gz``: the stored bytes, labelled as encoded.
+            self.send_header("Content-Encoding", self.sim.gz_encoding)
         if code == 206:
             self.send_header("Content-Range", f"bytes {start}-{start + length - 1}/{total}")
         self.end_headers()
@@ -209,7 +214,8 @@ class _Server(ThreadingHTTPServer):
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls getfqdn(), which can hang without DNS.
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
 
     def finish_request(self, request, client_address) -> None:
         sim = self.sim
@@ -222,7 +228,7 @@ class _Server(ThreadingHTTPServer):
                 except (OSError, ValueError):
                     return  # failed handshake (e.g. client rejected our certificate)
                 sim._track(request, True)
-            self.RequestHandlerClass(request, client_address, self)
+            self.RequestHandlerClass(request, client_address, self)  # type: ignore[arg-type]
         finally:
             sim.stats.connection_closed()
             sim._track(request, False)
@@ -256,6 +262,9 @@ class ArchiveHTTPServer:
         URL path of the mirror base (the directory holding ``byobsid/``).
     auth : (str, str), optional
         Require HTTP basic auth with this user name and password.
+    gz_encoding : str or None
+        Label ``.gz`` files ``Content-Encoding: <this>`` (``"x-gzip"`` or ``"gzip"``), as Apache
+        mirrors set up with ``AddEncoding x-gzip .gz`` do; the body stays the stored file.
     """
 
     def __init__(
@@ -269,6 +278,8 @@ class ArchiveHTTPServer:
         faults: FaultPlan | None = None,
         prefix: str = "/cdaftp/",
         auth: tuple[str, str] | None = None,
+        gz_encoding: str | None = None,
+        redirect_base: str | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.host, self.port, self.tls = host, port, tls
@@ -276,6 +287,8 @@ class ArchiveHTTPServer:
         self.faults = faults if faults is not None else FaultPlan()
         self.prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
         self.auth = auth
+        self.gz_encoding = gz_encoding
+        self.redirect_base = redirect_base
         self.stats = ServerStats()
         self.ca_file: str | None = None
         self._ssl_context: ssl.SSLContext | None = None
@@ -322,9 +335,10 @@ class ArchiveHTTPServer:
             cert.configure_cert(ctx)  # type: ignore[attr-defined]
             ctx.set_alpn_protocols(["http/1.1"])
             self._ssl_context = ctx
-        cls = type("_BoundServer", (_Server,), {"sim": self})
+        attrs: dict[str, object] = {"sim": self}
         if ":" in self.host:
-            cls.address_family = socket.AF_INET6
+            attrs["address_family"] = socket.AF_INET6
+        cls = type("_BoundServer", (_Server,), attrs)
         self._server = cls((self.host, self.port), _Handler)
         self.port = self._server.server_address[1]
         self._stopping.clear()

@@ -135,7 +135,8 @@ class ResponseHandler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        sim, out = self.sim, None
+        sim = self.sim
+        out: dict[str, Any] | list[dict[str, Any]] | None = None
         if path == "/_simulator/stats" and method in ("GET", "HEAD"):
             out = sim.stats.to_dict()
         elif path == "/_simulator/stats" and method == "DELETE":

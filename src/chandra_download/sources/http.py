@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import quote, urlsplit
+from typing import Any
+from urllib.parse import quote, urljoin, urlsplit
 
 import urllib3
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, MaxRetryError, SSLError
@@ -84,7 +85,7 @@ class HTTPSource(Source):
             maxsize=cfg.jobs,
             block=True,
             timeout=urllib3.Timeout(connect=cfg.timeout, read=cfg.timeout),
-            retries=urllib3.Retry(
+            retries=(_AnyRedirects if cfg.insecure else _Redirects)(
                 total=None,
                 connect=0,
                 read=0,
@@ -117,6 +118,8 @@ class HTTPSource(Source):
                 decode_content=False,
                 redirect=True,
             )
+        except _RedirectRefused as exc:
+            raise SourceError(scrub(str(exc), self._secrets)) from None
         except MaxRetryError as exc:
             vlog(5, "HTTP < %s: %s", mask_url(url), scrub(str(exc.reason), self._secrets))
             raise self._connection_error(url, exc.reason) from None
@@ -176,10 +179,14 @@ class HTTPSource(Source):
         raise SourceError(f"{what}: server answered HTTP {status} at {shown}")
 
     @staticmethod
-    def _refuse_encoded(resp, what: str, noun: str = "the file") -> None:
-        """We ask for ``Accept-Encoding: identity``: encoded bytes are not the file's bytes."""
+    def _refuse_encoded(resp, what: str, noun: str = "the file", gz: bool = False) -> None:
+        """We ask for ``Accept-Encoding: identity``: encoded bytes are not the file's bytes,
+        except a ``.gz`` file labelled gzip: Apache's ``AddEncoding x-gzip .gz`` labels the
+        stored file so, and those bytes are the archive's (the gzip check still runs). Any
+        other coding, or gzip on another name, is refused (a body compressed on the fly
+        would not match the listing's size nor be the stored file)."""
         coding = resp.headers.get("Content-Encoding", "").strip().lower()
-        if coding in ("", "identity"):
+        if coding in ("", "identity") or (gz and coding in ("gzip", "x-gzip")):
             return
         resp.close()  # unread: the connection cannot go back to the pool
         resp.release_conn()
@@ -204,7 +211,7 @@ class HTTPSource(Source):
                 f"listing at {scrub(url, self._secrets)} is larger than "
                 f"{MAX_LISTING_BYTES >> 20} MiB; refusing to parse it"
             )
-        if resp.headers.get("Content-Length") is None and not ends_html(raw):
+        if content_length(resp.headers) is None and not ends_html(raw):
             # Without a Content-Length a closed connection looks like the end of the page:
             # a table cut there would silently drop files.
             raise TransientError(f"the listing of {scrub(url, self._secrets)} was cut short")
@@ -297,7 +304,7 @@ class HTTPSource(Source):
             self._learn(f.url, total)
             raise RangeNotSatisfiable(f"{f.relpath}: offset {offset} is past the end", total)
         self._check_status(resp, f.url, f.relpath)
-        self._refuse_encoded(resp, f.relpath)
+        self._refuse_encoded(resp, f.relpath, gz=f.relpath.lower().endswith(".gz"))
         if "text/html" in resp.headers.get("Content-Type", "") and not f.relpath.endswith(
             (".html", ".htm")
         ):
@@ -313,8 +320,7 @@ class HTTPSource(Source):
 
     def _body(self, resp, f: RemoteFile, offset: int, end: int | None) -> HTTPBody:
         """The body of a 200 (the whole file) or a 206 that answers the request exactly."""
-        length = resp.headers.get("Content-Length")
-        length = int(length) if length and length.isdigit() else None
+        length = content_length(resp.headers)
         if resp.status != 206:
             self._learn(f.url, length)
             return HTTPBody(resp, 0, length, self._secrets)
@@ -344,15 +350,68 @@ class HTTPSource(Source):
             return known
         resp = self._request("HEAD", f.url, stream=False)
         self._check_status(resp, f.url, f.relpath)
-        length = resp.headers.get("Content-Length")
-        if not length or not length.isdigit():
+        length = content_length(resp.headers)
+        if length is None:
             raise SourceError(f"{f.relpath}: the server did not give a size")
-        self._learn(f.url, int(length))
-        return int(length)
+        self._learn(f.url, length)
+        return length
 
     def close(self) -> None:
         self._lister.shutdown(wait=False)
         self._pool.clear()
+
+
+class _RedirectRefused(Exception):
+    """A redirect that is not followed: its text is the one clear line for the user."""
+
+
+class _Redirects(urllib3.Retry):
+    """urllib3's bounded redirects, refusing a downgrade from HTTPS to plain HTTP (issue 20.3:
+    every file would then travel unauthenticated) and any scheme but http(s)."""
+
+    downgrade_ok = False
+
+    def increment(  # type: ignore[override]  # noqa: D102 - urllib3's
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: Any = None,
+        *a: Any,
+        **kw: Any,
+    ) -> urllib3.Retry:
+        location = response.get_redirect_location() if response is not None else None
+        if location and url:
+            problem = _redirect_problem(url, urljoin(url, location), self.downgrade_ok)
+            if problem is not None:
+                response.drain_conn()
+                response.release_conn()
+                raise _RedirectRefused(problem)
+        return super().increment(method, url, response, *a, **kw)
+
+
+class _AnyRedirects(_Redirects):
+    """--insecure: a downgrade to plain HTTP is followed too."""
+
+    downgrade_ok = True
+
+
+def _redirect_problem(url: str, target: str, downgrade_ok: bool) -> str | None:
+    """Why a redirect from ``url`` to ``target`` is refused, or None."""
+    scheme = urlsplit(target).scheme.lower()
+    if scheme not in ("http", "https"):
+        return f"refusing the redirect from {mask_url(url)} to a {scheme or 'schemeless'} URL"
+    if scheme == "http" and urlsplit(url).scheme.lower() == "https" and not downgrade_ok:
+        return (
+            f"refusing the redirect from {mask_url(url)} to {mask_url(target)}: it downgrades "
+            "HTTPS to plain HTTP (pass --insecure to allow it)"
+        )
+    return None
+
+
+def content_length(headers) -> int | None:
+    """A response's ``Content-Length`` (digits only), or None when absent or malformed."""
+    value = (headers.get("Content-Length") or "").strip()
+    return int(value) if value.isdigit() else None
 
 
 def _refuse_file_and_dir(obsid: int, prefix: str, entries: list[ListingEntry]) -> None:

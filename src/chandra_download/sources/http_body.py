@@ -3,8 +3,11 @@ page read whole up to a cap; headers that must arrive within a deadline."""
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import socket
 import threading
+import time
 
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -91,6 +94,76 @@ def read_capped(resp, cap: int, guard: RateGuard | None = None) -> bytes | None:
     return b"".join(chunks)
 
 
+class _Watchdog:
+    """One thread for every header deadline of the process (not a ``threading.Timer`` thread
+    per request): each armed deadline that passes shuts its socket down, so the read blocked
+    on it returns at once."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Armed]] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, sock: socket.socket, seconds: float) -> _Armed:
+        armed = _Armed(sock)
+        with self._cond:
+            heapq.heappush(self._heap, (time.monotonic() + seconds, next(self._seq), armed))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="chandra-download header deadlines", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+        return armed
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][2].done:
+                    heapq.heappop(self._heap)  # disarmed: the headers came in time
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                wait = self._heap[0][0] - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)[2].expire()
+
+
+class _Armed:
+    """One armed deadline: ``disarm()`` when the headers came; ``fired`` when they did not."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.done = False
+        self.fired = False
+        self._lock = threading.Lock()
+
+    def disarm(self) -> None:
+        with self._lock:
+            self.done = True
+
+    def expire(self) -> None:
+        with self._lock:
+            if self.done:
+                return
+            self.done = self.fired = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # the blocked read returns at once
+        except OSError:
+            pass
+
+
+_WATCHDOG = _Watchdog()
+
+
+def arm_header_deadline(sock: socket.socket, seconds: float) -> _Armed:
+    """Shut ``sock`` down unless ``disarm()`` is called on the result within ``seconds``."""
+    return _WATCHDOG.arm(sock, seconds)
+
+
 class _HeaderDeadline:
     """Mixin for urllib3 connections: the response's headers must arrive within
     ``header_window`` seconds, else the socket is shut down and a TransientError raised (a
@@ -99,27 +172,16 @@ class _HeaderDeadline:
     header_window: float = 60.0
 
     def getresponse(self):  # noqa: D102 - urllib3's
-        sock, fired = self.sock, threading.Event()
-
-        def expire() -> None:
-            fired.set()
-            try:
-                sock.shutdown(socket.SHUT_RDWR)  # the blocked read returns at once
-            except OSError:
-                pass
-
-        timer = threading.Timer(self.header_window, expire)
-        timer.daemon = True
-        timer.start()
+        armed = arm_header_deadline(self.sock, self.header_window)  # type: ignore[attr-defined]
         try:
             resp = super().getresponse()  # type: ignore[misc]
         except Exception:
-            if fired.is_set():
+            armed.disarm()
+            if armed.fired:
                 raise self._too_slow() from None
             raise
-        finally:
-            timer.cancel()
-        if fired.is_set():
+        armed.disarm()
+        if armed.fired:
             # Cut between two header lines, http.client takes the end of the stream for the
             # end of the headers: a response without its Content-Length, and an empty body.
             resp.close()
@@ -127,10 +189,14 @@ class _HeaderDeadline:
         return resp
 
     def _too_slow(self) -> TransientError:
-        return TransientError(
-            f"response headers too slow: not complete after {self.header_window:.0f} s, "
-            "below the minimum rate"
-        )
+        return too_slow(self.header_window)
+
+
+def too_slow(window: float) -> TransientError:
+    """The error of a response whose headers missed their deadline."""
+    return TransientError(
+        f"response headers too slow: not complete after {window:.0f} s, below the minimum rate"
+    )
 
 
 def header_deadline_pools(window: float) -> dict[str, type[HTTPConnectionPool]]:
