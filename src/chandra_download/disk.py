@@ -3,39 +3,25 @@
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 from pathlib import Path
 
+from . import locks
 from .errors import LocalError
-from .log import vlog
 
 
 def acquire(part: Path) -> int:
     """Open and lock the live ``.part`` file; the lock holder is its only writer.
 
-    A waiter wakes when the holder closes; if the holder renamed the ``.part`` into place
-    meanwhile, the inode it locked is no longer at the ``.part`` name and the waiter locks a
-    fresh one (and then finds the file done when it looks again).
+    ``flock`` where the file system has it, else an ``fcntl`` lock, else a lock file (see
+    :mod:`chandra_download.locks`). Give the descriptor back with :func:`release`.
     """
-    while True:
-        try:
-            # O_NOFOLLOW: a symlink planted at the .part name must not be written through.
-            fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-        except OSError as exc:
-            raise LocalError.from_os(exc, part) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            vlog(2, "Waiting for another process writing %s", part.name[: -len(".part")])
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            live = os.lstat(part).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            live = False
-        if live:
-            return fd
-        os.close(fd)
+    return locks.lock_part(part)
+
+
+def release(fd: int) -> None:
+    """Close a descriptor :func:`acquire` gave, letting its lock go."""
+    locks.release(fd)
 
 
 def unlink_quietly(path: Path) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import _crashpoint
 from .context import Context, sha256_of
-from .disk import acquire, flush, fsync_dir, make_dirs, unlink_quietly
+from .disk import acquire, flush, fsync_dir, make_dirs, release, unlink_quietly
 from .errors import (
     ContentRangeMismatch,
     LocalError,
@@ -146,7 +146,7 @@ class FileJob(RangedParts):
         if d.action is Action.ADOPT:
             # CIAO's tool leaves partial files at the final name; resume them via .part.
             os.replace(self.target, self.part)
-            os.close(self.fd)
+            release(self.fd)
             self.fd = acquire(self.part)
         if d.action is Action.PARTS:
             self.parts, self.resumed = disk.state, True
@@ -443,7 +443,7 @@ class FileJob(RangedParts):
         except LocalError:
             pass  # (a directory planted at a name): the next run refuses it, clearly
         finally:
-            os.close(self.fd)
+            release(self.fd)
             self.fd = -1
 
 
