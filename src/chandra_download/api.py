@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from .config import SessionConfig, configured
 from .engine import Engine
@@ -15,7 +16,7 @@ from .errors import SourceError
 from .filetypes import Selection
 from .log import LOGGER
 from .obsids import validate_obsids
-from .progress import Reporter
+from .progress import Reporter, shown
 from .results import Results
 from .revisions import settle_superseded
 from .sources import DEFAULT_SITE, Source, choose_source, expand_mirror
@@ -28,13 +29,13 @@ Types = str | Iterable[str] | None
 def _mirrors(mirror: Mirror) -> list[str | None]:
     if mirror is None or isinstance(mirror, str):
         return [mirror]
-    mirrors = list(mirror)
+    mirrors: list[str | None] = list(mirror)
     if not mirrors:
         raise ValueError("mirror is an empty list")
     return mirrors
 
 
-def session_config(config: SessionConfig | None, options: dict[str, object]) -> SessionConfig:
+def session_config(config: SessionConfig | None, options: dict[str, Any]) -> SessionConfig:
     """A copy of ``config`` (never the caller's object) with ``options`` applied and checked."""
     return configured(config, options, "download")
 
@@ -92,7 +93,7 @@ def download(
     status: bool = True,
     ocat_url: str | None = None,
     prune_superseded: bool = False,
-    **options: object,
+    **options: Any,
 ) -> Results:
     """Download ObsIds and report what happened to every file.
 
@@ -152,7 +153,7 @@ def download(
         is_mirror = expand_mirror(mirrors[0]).rstrip("/") != DEFAULT_SITE.rstrip("/")
         rep = _start_reporter(reporter, progress, ids, is_mirror)
         engine = Engine(sources, cfg, rep, explain=_catalogue(cfg, status, ocat_url))
-        with rep if hasattr(rep, "__enter__") and reporter is None else nullcontext():
+        with shown(rep) if reporter is None else nullcontext():
             items = engine.run(ids, selection, Path(outdir), list_only=list_only)
     settle_superseded(items, Path(outdir), prune_superseded, list_only)
     # The same download again, with the settings this one resolved (config, not options).
@@ -217,7 +218,7 @@ def download_chandra_obsids(
     userpass: str | None = None,
     *,
     excludes: Types = None,
-    **options: object,
+    **options: Any,
 ) -> list[bool]:
     """Download public Chandra data by ObsId, as CIAO's function of the same name does.
 

@@ -16,7 +16,6 @@ import sys
 import traceback
 import warnings
 from collections.abc import Sequence
-from contextlib import nullcontext
 from pathlib import Path
 
 from ._version import __version__
@@ -28,7 +27,7 @@ from .filetypes import DESCRIPTIONS, FILETYPES, Selection, named_selections
 from .log import command_line_output, stdout_closed, vlog
 from .obsids import parse_obsid_args
 from .output import list_table
-from .progress import Reporter
+from .progress import Reporter, shown
 from .results import Results
 
 PROG = "download_chandra_obsid"
@@ -380,7 +379,7 @@ def _dispatch(
         return 0 if audit.ok else _incomplete(audit.summary())
     kwargs = dict(excludes=args.exclude, list_only=args.list, reporter=rep, **common)
     kwargs.update(_reproc_kwargs(args))
-    with rep if hasattr(rep, "__enter__") else nullcontext():
+    with shown(rep):
         results = download(obsids, args.filetypes, mirror, args.username, args.userpass, **kwargs)
     if args.json:
         report.write(report.results_report(results, "list" if args.list else "download"), args.json)

@@ -29,4 +29,6 @@ def network_config(args: argparse.Namespace, **more: object) -> SessionConfig:
 def mirror_value(mirrors: list[str] | None) -> str | list[str] | None:
     """``download()``'s ``mirror`` for the repeated ``--mirror``: a list only when there are
     several (a fallback list), else the one site, else None (the default)."""
-    return mirrors if mirrors and len(mirrors) > 1 else (mirrors or [None])[0]
+    if not mirrors:
+        return None
+    return mirrors if len(mirrors) > 1 else mirrors[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 
 @dataclass
@@ -78,9 +79,7 @@ class SessionConfig:
             raise ValueError(f"split_threshold must be 0 or more, not {self.split_threshold}")
 
 
-def configured(
-    config: SessionConfig | None, options: dict[str, object], caller: str
-) -> SessionConfig:
+def configured(config: SessionConfig | None, options: dict[str, Any], caller: str) -> SessionConfig:
     """A copy of ``config`` (never the caller's object) with keyword ``options`` applied and
     checked; an unknown keyword is ``caller``'s TypeError, as Python would raise it."""
     known = {f.name for f in fields(SessionConfig)}

@@ -75,10 +75,12 @@ def named_selections() -> list[tuple[str, str, tuple[str, ...]]]:
 
 
 # Order matters: the first `_T` found in a name wins, most specific first.
-_MATCH_ORDER: tuple[str, ...] = (
-    "oif vv bpix fov evt2 src2 cntr_img full_img src_img asol eph0 eph1 aoff evt1a evt1 flt "
-    "msk mtl soff stat arf rmf bias pbk osol aqual sum pha2 dtf plt adat vvref readme"
-).split()
+_MATCH_ORDER: tuple[str, ...] = tuple(
+    (
+        "oif vv bpix fov evt2 src2 cntr_img full_img src_img asol eph0 eph1 aoff evt1a evt1 flt "
+        "msk mtl soff stat arf rmf bias pbk osol aqual sum pha2 dtf plt adat vvref readme"
+    ).split()
+)
 
 
 def classify(name: str) -> str | None:

@@ -37,8 +37,8 @@ def validate_obsid(value: object) -> int:
 
 def validate_obsids(values: Iterable[object] | int | str) -> list[int]:
     """Validate a list of ObsIds (order kept, duplicates kept as given)."""
-    if isinstance(values, (numbers.Integral, str)):
-        values = [values]
+    if isinstance(values, (int, numbers.Integral, str)):
+        return [validate_obsid(values)]
     return [validate_obsid(v) for v in values]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 from .log import LOGGER, vlog
 from .output import KB, MB, obsid_block
@@ -234,3 +235,9 @@ class Tally:
         """(bytes done, total bytes), done never above total."""
         with self.lock:
             return min(self.done, self.total), self.total
+
+
+def shown(rep: object) -> AbstractContextManager[object]:
+    """``with shown(rep):`` draws a live display (a reporter with ``__enter__`` and
+    ``__exit__``) for the block's duration; any other reporter needs no context."""
+    return rep if isinstance(rep, AbstractContextManager) else nullcontext()

@@ -90,7 +90,7 @@ def audit_report(audit: Any) -> dict[str, Any]:
             *((rel, "corrupt", why) for rel, why in a.corrupt),
         ]
         for rel, state, why in sorted(states):
-            entry = file_entry(files[rel], state) if rel in files else {"path": rel}
+            entry: dict[str, Any] = file_entry(files[rel], state) if rel in files else {"path": rel}
             entry.update(status=state, reason=why)
             entries.append(entry)
         entries.extend({"obsid": a.obsid, "path": rel, "status": "extra"} for rel in a.extra)
