@@ -266,3 +266,18 @@ def test_real_enolck_from_the_c_library(root, tmp_path):
     assert done.returncode == 0, done.stderr
     assert mismatches(root, out) == []
     assert (done.stdout + done.stderr).count("using lock files") == 1
+
+
+def test_a_lock_file_goes_in_the_open_directory_given(no_locks, tmp_path):
+    """With ``dir_fd`` the .part and its lock file are named relative to that directory,
+    whatever the path's own directory (here one that does not exist)."""
+    (tmp_path / "d").mkdir()
+    dfd = os.open(tmp_path / "d", os.O_RDONLY)
+    try:
+        fd = disk.acquire(tmp_path / "elsewhere" / "f.part", dir_fd=dfd)
+        assert (tmp_path / "d" / "f.part.lock").is_file()
+        assert (tmp_path / "d" / "f.part").is_file()
+        disk.release(fd)
+        assert not (tmp_path / "d" / "f.part.lock").exists()
+    finally:
+        os.close(dfd)

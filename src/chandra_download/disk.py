@@ -10,13 +10,14 @@ from . import locks
 from .errors import LocalError
 
 
-def acquire(part: Path) -> int:
+def acquire(part: Path, dir_fd: int | None = None) -> int:
     """Open and lock the live ``.part`` file; the lock holder is its only writer.
 
-    ``flock`` where the file system has it, else an ``fcntl`` lock, else a lock file (see
-    :mod:`chandra_download.locks`). Give the descriptor back with :func:`release`.
+    ``flock`` where the file system has it, else an ``fcntl`` lock, else a lock file beside
+    the ``.part`` (see :mod:`chandra_download.locks`); with ``dir_fd``, ``part.name`` in that
+    open directory. Give the descriptor back with :func:`release`.
     """
-    return locks.lock_part(part)
+    return locks.lock_part(part, dir_fd)
 
 
 def release(fd: int) -> None:

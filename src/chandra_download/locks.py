@@ -107,32 +107,65 @@ _told: set[tuple[int, Kind]] = set()
 _state_lock = threading.Lock()
 
 
-def _open_part(part: Path) -> int:
+@dataclass(frozen=True)
+class Name:
+    """A file name in a directory: by path, or relative to an open directory (``dir_fd``),
+    which a rename of a directory above cannot redirect."""
+
+    path: Path
+    dir_fd: int | None = None
+
+    def _at(self) -> str | Path:
+        return self.path.name if self.dir_fd is not None else self.path
+
+    def sibling(self, suffix: str) -> Name:
+        return Name(self.path.with_name(self.path.name + suffix), self.dir_fd)
+
+    def open(self, flags: int, mode: int = 0o644) -> int:
+        return os.open(self._at(), flags | os.O_NOFOLLOW, mode, dir_fd=self.dir_fd)
+
+    def stat(self) -> os.stat_result:
+        return os.stat(self._at(), dir_fd=self.dir_fd, follow_symlinks=False)
+
+    def unlink(self) -> None:
+        try:
+            os.unlink(self._at(), dir_fd=self.dir_fd)
+        except FileNotFoundError:
+            pass
+
+    def rename_to(self, other: Name) -> None:
+        os.rename(self._at(), other._at(), src_dir_fd=self.dir_fd, dst_dir_fd=other.dir_fd)
+
+    def link_to(self, other: Name) -> None:
+        os.link(self._at(), other._at(), src_dir_fd=self.dir_fd, dst_dir_fd=other.dir_fd)
+
+
+def _open_part(part: Name) -> int:
     try:
         # O_NOFOLLOW: a symlink planted at the .part name must not be written through.
-        return os.open(part, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        return part.open(os.O_RDWR | os.O_CREAT)
     except OSError as exc:
-        raise LocalError.from_os(exc, part) from None
+        raise LocalError.from_os(exc, part.path) from None
 
 
-def _is_live(part: Path, fd: int) -> bool:
+def _is_live(part: Name, fd: int) -> bool:
     """Whether ``fd`` is still the file at the ``.part`` name (not renamed into place)."""
     try:
-        return os.lstat(part).st_ino == os.fstat(fd).st_ino
+        return part.stat().st_ino == os.fstat(fd).st_ino
     except FileNotFoundError:
         return False
 
 
-def _kernel_lock(kind: Kind, part: Path, fd: int) -> None:
+def _kernel_lock(kind: Kind, part: Name, fd: int) -> None:
     lock = _LOCKERS[kind]
     try:
         lock(fd, False)
     except BlockingIOError:
-        vlog(2, "Waiting for another process writing %s", part.name)
+        vlog(2, "Waiting for another process writing %s", part.path.name)
         lock(fd, True)
 
 
-def _kind_for(part: Path, fd: int) -> Kind:
+def _kind_for(part: Name, fd: int) -> Kind:
     """The lock that works on this file system, found once per file system (the first that
     does not answer "no locks here")."""
     forced = os.environ.get("CHANDRA_DOWNLOAD_LOCKS", "")
@@ -146,7 +179,8 @@ def _kind_for(part: Path, fd: int) -> Kind:
         told = (key[0], kind) in _told
         _told.add((key[0], kind))
     if kind is not Kind.FLOCK and not told:
-        vlog(0, "%s has no flock locks (%s): using %s", part.parent, why, kind.value)
+        where = part.path.parent
+        vlog(0, "the file system of %s has no flock locks (%s): using %s", where, why, kind.value)
     return kind
 
 
@@ -177,31 +211,38 @@ def _unlock(kind: Kind, fd: int) -> None:
 
 
 # -- the public pair --------------------------------------------------------------------------
-def lock_part(part: Path) -> int:
+def lock_part(part: Path, dir_fd: int | None = None) -> int:
     """Open and lock the live ``.part`` file; the lock holder is its only writer.
 
     A waiter wakes when the holder lets go; if the holder renamed the ``.part`` into place
     meanwhile, the file it locked is no longer at the ``.part`` name and the waiter locks a
     fresh one (and then finds the file done when it looks again).
 
+    Parameters
+    ----------
+    part : Path
+        The ``.part`` file (with ``dir_fd``, only its name is used, in that directory).
+    dir_fd : int, optional
+        An open directory holding the ``.part`` (and its lock file).
+
     Returns
     -------
     int
         The open descriptor; give it back with :func:`release`.
     """
+    name = Name(part, dir_fd)
     while True:
-        fd = _open_part(part)
+        fd = _open_part(name)
         try:
-            kind = _kind_for(part, fd)
+            kind = _kind_for(name, fd)
             if kind is Kind.FILES:
                 os.close(fd)
-                held = _lock_file(part)
-                return _register(part, held)
-            _kernel_lock(kind, part, fd)
+                return _register(name, _lock_file(name))
+            _kernel_lock(kind, name, fd)
         except OSError as exc:
             os.close(fd)
             raise LocalError.from_os(exc, part) from None
-        if _is_live(part, fd):
+        if _is_live(name, fd):
             return fd
         os.close(fd)
 
@@ -263,10 +304,6 @@ def _pidns() -> str:
         return ""
 
 
-def _lock_path(part: Path) -> Path:
-    return part.with_name(part.name + ".lock")
-
-
 @dataclass
 class _Seen:
     """One look at someone else's lock file, and since when it has not changed."""
@@ -278,11 +315,11 @@ class _Seen:
     since: float = field(default_factory=time.monotonic)
 
 
-def _look(path: Path) -> _Seen | None:
+def _look(path: Name) -> _Seen | None:
     """The lock file's state, read through a fresh open (NFS: fresh attributes); None when
     there is no lock file."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = path.open(os.O_RDONLY)
     except FileNotFoundError:
         return None
     try:
@@ -324,7 +361,7 @@ def _abandoned(seen: _Seen, first: _Seen | None) -> bool:
 class HeldFile:
     """A lock file of ours, renewed by the heartbeat while held."""
 
-    path: Path
+    path: Name
     fd: int  # the lock file's own descriptor: renewals touch our inode, never a successor's
     ino: int
     part_fd: int = -1
@@ -333,7 +370,7 @@ class HeldFile:
         """True while the lock file at the name is ours; False when gone or replaced; None
         when the file system cannot say now."""
         try:
-            return os.stat(self.path).st_ino == self.ino
+            return self.path.stat().st_ino == self.ino
         except FileNotFoundError:
             return False
         except OSError:
@@ -344,17 +381,14 @@ class HeldFile:
 
     def drop(self) -> None:
         if self.ours():
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
+            self.path.unlink()
         os.close(self.fd)
 
 
-def _create(path: Path, holder: Holder) -> HeldFile | None:
+def _create(path: Name, holder: Holder) -> HeldFile | None:
     """Create the lock file atomically; None when it exists already."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        fd = path.open(os.O_RDWR | os.O_CREAT | os.O_EXCL)
     except FileExistsError:
         return None
     body = json.dumps(holder.__dict__ | {"since": time.time()}).encode()
@@ -362,14 +396,14 @@ def _create(path: Path, holder: Holder) -> HeldFile | None:
         os.write(fd, body)
     except OSError:
         os.close(fd)
-        os.unlink(path)
+        path.unlink()
         raise
     return HeldFile(path, fd, os.fstat(fd).st_ino)
 
 
-def _lock_file(part: Path) -> HeldFile:
+def _lock_file(part: Name) -> HeldFile:
     """Take the lock file of ``part``, waiting for its holder or taking over from a gone one."""
-    path = _lock_path(part)
+    path = part.sibling(".lock")
     holder = Holder.me()
     holder.token = secrets.token_hex(8)
     first: _Seen | None = None
@@ -388,15 +422,15 @@ def _lock_file(part: Path) -> HeldFile:
             first = None
             continue
         if not said:
-            vlog(2, "Waiting for another process writing %s", part.name)
+            vlog(2, "Waiting for another process writing %s", part.path.name)
             said = True
         time.sleep(POLL * (0.5 + random.random()))
 
 
-def _take_over(path: Path, seen: _Seen, me: Holder) -> None:
+def _take_over(path: Name, seen: _Seen, me: Holder) -> None:
     """Remove an abandoned lock file, under the break lock; a live lock file renamed aside
     by mistake (its holder changed in between) is linked back."""
-    brk = path.with_name(path.name + ".break")
+    brk = path.sibling(".break")
     guard = _create(brk, me)
     if guard is None:
         _clear_stale_break(brk)
@@ -405,33 +439,33 @@ def _take_over(path: Path, seen: _Seen, me: Holder) -> None:
         now = _look(path)
         if now is None or now.signature != seen.signature:
             return  # it changed since we judged it: judge again
-        aside = path.with_name(f"{path.name}.{me.token}.stale")
-        os.rename(path, aside)
+        aside = path.sibling(f".{me.token}.stale")
+        path.rename_to(aside)
         moved = _look(aside)
         if moved is not None and moved.signature[0] != seen.signature[0]:
             _put_back(aside, path)
-            _unlink(aside)
+            aside.unlink()
             return
-        vlog(2, "Took over the lock of %s from %s", path.name, _who(seen))
-        _unlink(aside)
+        vlog(2, "Took over the lock of %s from %s", path.path.name, _who(seen))
+        aside.unlink()
     finally:
         guard.drop()
 
 
-def _put_back(aside: Path, path: Path) -> None:
+def _put_back(aside: Name, path: Name) -> None:
     try:
-        os.link(aside, path)
+        aside.link_to(path)
     except FileExistsError:
-        vlog(0, "lock %s: a live lock was moved aside and could not be put back", path)
+        vlog(0, "lock %s: a live lock was moved aside and could not be put back", path.path)
 
 
-def _clear_stale_break(brk: Path) -> None:
+def _clear_stale_break(brk: Name) -> None:
     """A break lock is held for an instant; one left by a crash is removed."""
     seen = _look(brk)
     if seen is not None and (
         (seen.holder is not None and seen.holder.gone()) or seen.age > stale_after()
     ):
-        _unlink(brk)
+        brk.unlink()
     time.sleep(POLL * random.random())
 
 
@@ -440,19 +474,12 @@ def _who(seen: _Seen) -> str:
     return f"pid {h.pid} on {h.host}" if h else "an unknown holder"
 
 
-def _unlink(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
 # -- held lock files and their heartbeat -------------------------------------------------------
 _held: dict[int, HeldFile] = {}  # .part descriptor -> its lock file
 _beat: threading.Thread | None = None
 
 
-def _register(part: Path, held: HeldFile) -> int:
+def _register(part: Name, held: HeldFile) -> int:
     global _beat
     try:
         fd = _open_part(part)
@@ -500,4 +527,4 @@ def _revoke(h: HeldFile) -> None:
         os.dup2(null, h.part_fd)
     finally:
         os.close(null)
-    vlog(0, "lost the lock %s to another process (this one was stalled); not writing", h.path)
+    vlog(0, "lost the lock %s to another process (this one was stalled); not writing", h.path.path)
