@@ -6,9 +6,13 @@ from __future__ import annotations
 import html
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from .progress import Reporter, Tally, fmt_size, interrupted
 from .results import FileResult, ObsIdResult
+
+if TYPE_CHECKING:  # rich is imported only when a terminal display is made
+    from rich.progress import TaskID
 
 
 def in_notebook() -> bool:
@@ -116,8 +120,8 @@ class RichReporter(_LiveReporter):
             redirect_stderr=True,
         )
         self._overall = self.progress.add_task("total", total=None, sizes="", rate="")
-        self._tasks: dict[int, int] = {}
-        self._note_tasks: dict[int, int] = {}
+        self._tasks: dict[int, TaskID] = {}
+        self._note_tasks: dict[int, TaskID] = {}
 
     def __enter__(self) -> RichReporter:
         self.progress.start()
@@ -146,7 +150,7 @@ class RichReporter(_LiveReporter):
                 self._note_tasks[obsid] = self.progress.add_task(
                     text, total=None, sizes="", rate=""
                 )
-            elif text is not None:
+            elif text is not None and task is not None:
                 self.progress.update(task, description=text)
 
     def _redraw_file(self, fr: FileResult, gone: bool) -> None:

@@ -10,9 +10,9 @@ footprint service for the public observations within ``radius`` arcmin, filters 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .config import SessionConfig, configured
 from .errors import ChandraDownloadError
@@ -64,8 +64,8 @@ GRATINGS: dict[str, set[str] | None] = {
     "hetg": {"HETG"},
     "any": {"LETG", "HETG"},
 }
-COLUMNS = ("obsid", "instrument", "grating", "exposure", "ra", "dec", "separation")
-COLUMNS += ("target", "obsdate", "pi")
+COLUMNS: tuple[str, ...] = ("obsid", "instrument", "grating", "exposure", "ra", "dec")
+COLUMNS += ("separation", "target", "obsdate", "pi")
 _OBSID = re.compile(r"^\d{1,5}$")
 
 
@@ -252,7 +252,8 @@ def search(
     unique = []
     for row in rows:
         try:
-            obsid = int(row["ObsId"])  # type: ignore[arg-type]
+            value: Any = row["ObsId"]  # a service's text: checked here
+            obsid = int(value)
         except (TypeError, ValueError):
             raise ServiceError("footprint", url, f"bad ObsId {row['ObsId']!r}") from None
         if obsid in seen:
@@ -264,7 +265,7 @@ def search(
     return _table(unique, ra, dec, radius)
 
 
-def _table(rows: list[Mapping[str, object]], ra: float, dec: float, radius: float) -> Table:
+def _table(rows: Sequence[Mapping[str, object]], ra: float, dec: float, radius: float) -> Table:
     import numpy as np
     from astropy import units as u
     from astropy.coordinates import SkyCoord

@@ -26,7 +26,8 @@ from .services import ServiceError
 
 PROG = "find_chandra_obsid"
 #: CIAO's own parameters (its parameter file), which win prefix matching over our options.
-CIAO_PARAMS = ("arg", "dec", "radius", "download", "instrument", "grating", "detail", "mirror")
+CIAO_PARAMS: tuple[str, ...] = ("arg", "dec", "radius", "download", "instrument", "grating")
+CIAO_PARAMS += ("detail", "mirror")
 CIAO_PARAMS += ("verbose",)
 _PARAM_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 EPILOG = """examples:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import urllib.request
+from typing import Any
 from urllib.parse import urlsplit
 
 import certifi
@@ -36,6 +37,6 @@ def proxy_for(url: str) -> str | None:
     return proxy
 
 
-def pool_manager(proxy: str | None, **kw: object) -> urllib3.PoolManager:
+def pool_manager(proxy: str | None, **kw: Any) -> urllib3.PoolManager:
     """A pool manager going through ``proxy`` when there is one."""
     return urllib3.ProxyManager(proxy, **kw) if proxy else urllib3.PoolManager(**kw)

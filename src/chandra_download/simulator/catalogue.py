@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "CATALOGUE_FILE",
@@ -88,7 +89,7 @@ _DEFAULTS: dict[int, dict[str, object]] = {
 def observation_for(obsid: int, kind: str, **overrides: object) -> Observation:
     """Metadata of a generated ObsId: the defaults above, else derived from ObsId and kind."""
     instrument, grating = _KIND_SETUP[kind]
-    spec: dict[str, object] = {"instrument": instrument, "grating": grating}
+    spec: dict[str, Any] = {"instrument": instrument, "grating": grating}
     spec.update(
         _DEFAULTS.get(obsid)
         or dict(
@@ -100,10 +101,10 @@ def observation_for(obsid: int, kind: str, **overrides: object) -> Observation:
         )
     )
     spec.update(overrides)
-    dra, ddec = spec.pop("offset", (0.0, 0.0))  # type: ignore[misc]
+    dra, ddec = spec.pop("offset", (0.0, 0.0))
     if "ra" not in spec and "dec" not in spec:
-        spec["ra"], spec["dec"] = _offset(*M87, dra, ddec)  # type: ignore[arg-type]
-    return Observation(obsid=obsid, **spec)  # type: ignore[arg-type]
+        spec["ra"], spec["dec"] = _offset(*M87, dra, ddec)
+    return Observation(obsid=obsid, **spec)
 
 
 def not_public_observations(today: dt.date | None = None) -> list[Observation]:
@@ -111,7 +112,7 @@ def not_public_observations(today: dt.date | None = None) -> list[Observation]:
     today = today or dt.date.today()
     later = (today + dt.timedelta(days=400)).isoformat()
     near = _offset(*M87, 0.2, 0.1)
-    common = dict(ra=near[0], dec=near[1], target="M87", pi="Lee")
+    common: dict[str, Any] = dict(ra=near[0], dec=near[1], target="M87", pi="Lee")
     return [
         Observation(30001, "observed", "ACIS-S", "NONE", 30.0, obs_date=f"{today} 01:00:00",
                     public_avail=later, **common),

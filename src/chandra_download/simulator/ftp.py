@@ -261,7 +261,7 @@ class ArchiveFTPServer:
             authorizer.add_user(user, password, self.root, perm="elr")
         if self.anonymous:
             authorizer.add_anonymous(self.root, perm="elr")
-        base: type = FTPHandler
+        base: Any = FTPHandler
         attrs: dict[str, Any] = {"authorizer": authorizer, "abstracted_fs": _FS, "owner": self}
         attrs.update(banner="Chandra archive simulator ready.", timeout=self.idle_timeout)
         attrs.update(auth_failed_timeout=0.2)  # pyftpdlib waits 3 s before a 530

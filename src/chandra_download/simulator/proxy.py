@@ -87,7 +87,7 @@ class FaultProxy:
     def url(self) -> str:
         """``http://host:port`` of the proxy."""
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> FaultProxy:
         """Serve in a daemon thread; return self."""
@@ -150,7 +150,7 @@ class FaultProxy:
             conn.request(req.command, req.path, body=body_in, headers=headers)
             resp = conn.getresponse()
             if fault is not None and kind == "traversal":
-                return _send_listing(req, resp, fault, self.prefix + path)
+                return _send_listing(req, resp, fault, self.prefix + (path or ""))
             self._relay(req, resp, fault)
         finally:
             conn.close()

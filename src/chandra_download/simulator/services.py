@@ -294,7 +294,7 @@ class ArchiveServicesServer:
         if tls:
             self._wrap_tls()
         h, p = self._httpd.server_address[:2]
-        self.base_url = f"{'https' if tls else 'http'}://{h}:{p}"
+        self.base_url = f"{'https' if tls else 'http'}://{h!s}:{p}"
         self._thread: threading.Thread | None = None
 
     def _wrap_tls(self) -> None:

@@ -285,6 +285,8 @@ class FTPSource(ListingMixin, Source):
 class _FTPBody(Body):
     """The data connection of one RETR; owns its control connection until closed."""
 
+    total: int  # SIZE told it: always known here
+
     def __init__(
         self, src: FTPSource, conn: Conn, sock: socket.socket, start: int, total: int, url: str
     ) -> None:

@@ -43,7 +43,9 @@ class FTPTLS(ProtocolLog, ftplib.FTP_TLS):
             sock, server_hostname=self.host, session=getattr(self.sock, "session", None)
         )
 
-    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int]:
+    def ntransfercmd(
+        self, cmd: str, rest: int | str | None = None
+    ) -> tuple[socket.socket, int | None]:
         conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
         if self._prot_p:  # type: ignore[attr-defined]
             conn = self.wrap_data(conn)
@@ -87,12 +89,15 @@ def abort_transfer(ftp: ftplib.FTP) -> bool:
     ABOR and NOOP go out together; the replies before NOOP's 200 (the RETR's final one and
     ABOR's, one or two of them) are skipped.
     """
+    sock = ftp.sock
+    if sock is None:  # closed already
+        return False
     try:
-        ftp.sock.settimeout(min(ftp.timeout or ABORT_TIMEOUT, ABORT_TIMEOUT))
-        ftp.sock.sendall(b"ABOR\r\nNOOP\r\n")
+        sock.settimeout(min(ftp.timeout or ABORT_TIMEOUT, ABORT_TIMEOUT))
+        sock.sendall(b"ABOR\r\nNOOP\r\n")
         for _ in range(4):
             if ftp.getmultiline()[:3] == "200":
-                ftp.sock.settimeout(ftp.timeout)
+                sock.settimeout(ftp.timeout)
                 return True
     except Exception:
         pass
@@ -103,7 +108,8 @@ def discard(conn: Conn, polite: bool) -> None:
     """Close a control connection (saying QUIT first when it is still in sync)."""
     if polite:
         try:
-            conn.ftp.sock.settimeout(ABORT_TIMEOUT)
+            if conn.ftp.sock is not None:
+                conn.ftp.sock.settimeout(ABORT_TIMEOUT)
             conn.ftp.quit()
         except Exception:
             pass

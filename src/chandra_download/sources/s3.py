@@ -150,17 +150,18 @@ class S3Source(Source):
         }
         if self.unsigned:
             options["signature_version"] = botocore.UNSIGNED
-        keys: dict[str, str] = {}
-        if creds is not None:
-            keys = {"aws_access_key_id": creds.username, "aws_secret_access_key": creds.password}
-        session = boto3.session.Session(profile_name=config.profile if not keys else None)
+        # Given keys win over a profile (None for both: the profile's, or unsigned).
+        key_id = creds.username if creds is not None else None
+        secret = creds.password if creds is not None else None
+        session = boto3.session.Session(profile_name=config.profile if creds is None else None)
         return session.client(
             "s3",
             region_name=region or DEFAULT_REGION,
             endpoint_url=config.endpoint_url,
             verify=_verify(config),
             config=Config(**options),
-            **keys,
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
         )
 
     def _scrub(self, text: str) -> str:
