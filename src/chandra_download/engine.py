@@ -179,6 +179,12 @@ class Engine:
             self._listings[key] = result
         return result
 
+    def _listed(self, index: int, obsid: int) -> Listing:
+        """The cached listing of an ObsId a file of it was selected from (so it was found)."""
+        listing = self._listings[(index, obsid)]
+        assert listing is not None, f"ObsId {obsid} was not found at source {index}"
+        return listing
+
     def _locate(self, r: ObsIdResult) -> Listing | None:
         """First source holding the ObsId; listing errors fall through to the next source.
         When a site said "not found" and others could not be asked, it is not found (the
@@ -272,13 +278,14 @@ class Engine:
 
     def _fetch(self, run: _ObsIdRun, fr: FileResult, index: int) -> bool:
         """Start one file at one source; False when it went on as ranged parts."""
-        remote = self._listings[(index, run.result.obsid)][fr.relpath]
+        remote = self._listed(index, run.result.obsid)[fr.relpath]
         fr.url, fr.status, fr.reason = remote.url, Status.PLANNED, None
         job = FileJob(self.ctx, self.sources[index], remote, fr)
         step = job.start()
         if step is Next.WHOLE:
             job.run_whole()
         elif step is Next.PARTS:
+            assert job.parts is not None  # PARTS: start() made the state
             first, *rest = job.parts.pending
             for i in rest:  # idle workers take these next: same (largest) priority
                 self._put(-(job.size or 0), self._part_step, run, job, i, index)
@@ -327,7 +334,7 @@ class Engine:
     def _describe(self, r: ObsIdResult, fr: FileResult, index: int) -> None:
         """--list: the exact size and the local state, writing nothing."""
         source = self.sources[index]
-        remote = self._listings[(index, r.obsid)][fr.relpath]
+        remote = self._listed(index, r.obsid)[fr.relpath]
         try:
             size = remote.size
             if size is None:
