@@ -1,5 +1,7 @@
-"""The code base stays ruff-clean (lint and format), as the project's standards require."""
+"""The code base stays ruff-clean (lint and format), its documentation builds without a
+warning, and it ships its type information, as the project's standards require."""
 
+import importlib.resources
 import shutil
 import subprocess
 import sys
@@ -20,3 +22,19 @@ def test_ruff_clean(args: list[str]) -> None:
     paths = [str(ROOT / p) for p in ("src", "tests", "benchmarks") if (ROOT / p).exists()]
     proc = subprocess.run(_ruff() + args + paths, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_docs_build_without_warnings(tmp_path: Path) -> None:
+    # Warnings are errors: a docstring numpydoc cannot parse, a broken cross-reference or a
+    # module autodoc cannot import fails here, not silently on a docs site.
+    out = tmp_path / "html"
+    cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html"]
+    proc = subprocess.run([*cmd, str(ROOT / "docs"), str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    api = (out / "api.html").read_text(encoding="utf-8")
+    assert "download_chandra_obsids" in api and "Parameters" in api  # autodoc + numpydoc ran
+
+
+def test_the_package_ships_py_typed() -> None:
+    # PEP 561: type checkers use our annotations only if the installed package has py.typed.
+    assert importlib.resources.files("chandra_download").joinpath("py.typed").is_file()
