@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+import math
+import os
+from collections.abc import Callable
+from dataclasses import Field, dataclass, field, fields, replace
 from typing import Any
 
 
 @dataclass
 class SessionConfig:
     """Settings shared by the sources, the plan and the transfer engine.
+
+    Every field is checked when a config is made or copied (``dataclasses.replace``): a
+    value of the wrong type is a ``TypeError``, one out of range (``chunk_size=0``, a
+    negative ``retries``, a timeout of 0 or NaN) a ``ValueError``, each one line naming the
+    field. A new field gets its type checked from its annotation and its bounds from
+    ``field(metadata={"at_least": ...})`` or ``{"above": ...}``.
 
     Parameters
     ----------
@@ -51,32 +60,58 @@ class SessionConfig:
         once the good one is in place.
     """
 
-    jobs: int = 8
-    retries: int = 5
-    timeout: float = 60.0
-    backoff: float = 0.5
-    backoff_max: float = 30.0
+    jobs: int = field(default=8, metadata={"at_least": 1})
+    retries: int = field(default=5, metadata={"at_least": 0})
+    timeout: float = field(default=60.0, metadata={"above": 0})
+    backoff: float = field(default=0.5, metadata={"at_least": 0})
+    backoff_max: float = field(default=30.0, metadata={"at_least": 0})
     verify_checksums: bool = True
     ca_bundle: str | None = None
     insecure: bool = False
-    chunk_size: int = 1024 * 1024
-    split_threshold: int = 16 * 1024 * 1024
+    chunk_size: int = field(default=1024 * 1024, metadata={"at_least": 1})
+    split_threshold: int = field(default=16 * 1024 * 1024, metadata={"at_least": 0})
     profile: str | None = None
     endpoint_url: str | None = None
     use_netrc: bool = True
     fsync: bool = True
-    min_rate: float = 1024.0
+    min_rate: float = field(default=1024.0, metadata={"at_least": 0})
     repair: bool = False
 
     def __post_init__(self) -> None:
-        if self.jobs < 1:
-            raise ValueError(f"jobs must be at least 1, not {self.jobs}")
-        if self.retries < 0:
-            raise ValueError(f"retries must be 0 or more, not {self.retries}")
-        if self.timeout <= 0:
-            raise ValueError(f"timeout must be positive, not {self.timeout}")
-        if self.split_threshold < 0:
-            raise ValueError(f"split_threshold must be 0 or more, not {self.split_threshold}")
+        if isinstance(self.ca_bundle, os.PathLike):  # a Path is as good as its text
+            self.ca_bundle = os.fspath(self.ca_bundle)
+        for f in fields(self):
+            problem = _problem(f, getattr(self, f.name))
+            if problem is not None:
+                raise problem
+
+
+#: What each annotation accepts: (check, what the message calls it).
+_KINDS: dict[str, tuple[Callable[[object], bool], str]] = {
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an int"),
+    "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "bool": (lambda v: isinstance(v, bool), "True or False"),
+    "str | None": (lambda v: v is None or isinstance(v, str), "a string or None"),
+}
+
+
+def _problem(f: Field[Any], value: object) -> TypeError | ValueError | None:
+    """What is wrong with one field's value, as the error to raise (one line naming the
+    field), or None. The type comes from the annotation, the bounds from the field's
+    metadata (``at_least``, ``above``)."""
+    kind = _KINDS.get(str(f.type))
+    if kind is not None and not kind[0](value):
+        return TypeError(f"{f.name} must be {kind[1]}, not {value!r}")
+    if not isinstance(value, (int, float)):
+        return None
+    if not math.isfinite(value):
+        return ValueError(f"{f.name} must be a finite number, not {value!r}")
+    at_least, above = f.metadata.get("at_least"), f.metadata.get("above")
+    if at_least is not None and value < at_least:
+        return ValueError(f"{f.name} must be at least {at_least}, not {value!r}")
+    if above is not None and value <= above:
+        return ValueError(f"{f.name} must be more than {above}, not {value!r}")
+    return None
 
 
 def configured(config: SessionConfig | None, options: dict[str, Any], caller: str) -> SessionConfig:
