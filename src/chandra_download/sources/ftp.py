@@ -23,6 +23,7 @@ from ..errors import (
     SourceError,
     TransientError,
 )
+from . import wire
 from .base import Body, RemoteFile, Source, obsid_dir
 from .ftp_conn import (
     FTPTLS,
@@ -261,12 +262,7 @@ class FTPSource(ListingMixin, Source):
             host, port = ftp.makepasv()
             sock: socket.socket = socket.create_connection((host, port), self._config.timeout)
             try:
-                start = 0
-                if offset:
-                    try:
-                        start = offset if ftp.sendcmd(f"REST {offset}")[:1] == "3" else 0
-                    except ftplib.error_perm:
-                        start = 0
+                start = self._rest(ftp, offset)
                 resp = ftp.sendcmd(f"RETR {path}")
                 if resp[:1] == "2":
                     resp = ftp.getresp()
@@ -280,6 +276,18 @@ class FTPSource(ListingMixin, Source):
             return _FTPBody(self, conn, sock, start, total, f.url)
 
         return self._run(work, f"fetching {f.url}", missing=True, keep=True)
+
+    @staticmethod
+    def _rest(ftp: ftplib.FTP, offset: int) -> int:
+        """Ask to resume at ``offset`` (``REST``); the byte the data will start at."""
+        command = wire.rest_command(offset)
+        if command is None:
+            return 0
+        try:
+            reply: str | None = ftp.sendcmd(command)
+        except ftplib.error_perm:  # 5xx: this server does not restart transfers
+            reply = None
+        return wire.rest_start(offset, reply)
 
 
 class _FTPBody(Body):

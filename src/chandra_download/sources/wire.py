@@ -3,6 +3,8 @@
 ``Range`` is what a client asks (:func:`range_header`), ``Content-Range`` what a server says
 it sent (:func:`parse_content_range`), and :func:`check_content_range` decides whether the two
 agree; ``Retry-After`` (seconds or an HTTP-date) is read by :func:`parse_retry_after`.
+FTP's equivalent of ``Range`` is ``REST`` (:func:`rest_command`), and its reply says where
+the data will start (:func:`rest_start`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ __all__ = [
     "parse_content_range",
     "parse_retry_after",
     "range_header",
+    "rest_command",
+    "rest_start",
 ]
 
 _SATISFIED = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
@@ -104,3 +108,15 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if when is None or when.tzinfo is None:
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def rest_command(offset: int) -> str | None:
+    """FTP's ``REST`` command to start the next ``RETR`` at byte ``offset``; None from 0."""
+    return f"REST {offset}" if offset else None
+
+
+def rest_start(offset: int, reply: str | None) -> int:
+    """The byte the next ``RETR``'s data starts at, after ``REST offset`` got ``reply``
+    (None: refused with a 5xx error). Only a 3xx reply (350, "pending further information")
+    means the server will skip to ``offset``; any other answer sends the file from byte 0."""
+    return offset if offset and reply is not None and reply[:1] == "3" else 0
