@@ -10,6 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from .budget import BudgetedSource, ConnectionBudget
 from .config import SessionConfig, configured
 from .engine import Engine
 from .errors import SourceError
@@ -19,6 +20,7 @@ from .obsids import validate_obsids
 from .progress import Reporter, shown
 from .results import Results
 from .revisions import settle_superseded
+from .shard import select as select_shard
 from .sources import DEFAULT_SITE, Source, choose_source, expand_mirror
 
 ObsIds = Iterable[int | str] | int | str
@@ -93,6 +95,8 @@ def download(
     status: bool = True,
     ocat_url: str | None = None,
     prune_superseded: bool = False,
+    shard: tuple[int, int] | None = None,
+    budget: ConnectionBudget | None = None,
     **options: Any,
 ) -> Results:
     """Download ObsIds and report what happened to every file.
@@ -133,13 +137,19 @@ def download(
         Move local files the archive has reprocessed under a higher processing version
         (``ObsIdResult.superseded``) to ``<outdir>/superseded/<ObsId>/``, once the new
         revision of each is complete and verified; never deleted. Without it they are said.
+    shard : (int, int), optional
+        ``(K, N)``: only the K-th of N parts of ``obsids`` (positions K, K+N, K+2N... of the
+        list as given, 1-based): the same on every run and machine, for job arrays.
+    budget : ConnectionBudget, optional
+        Leases a connection to a site around each request (a cluster's shared budget, see
+        :mod:`chandra_download.cluster`); by default ``jobs`` alone bounds connections.
 
     Returns
     -------
     Results
         One :class:`ObsIdResult` per ObsId, in order, each listing its files' outcomes.
     """
-    ids = validate_obsids(obsids)
+    ids = select_shard(validate_obsids(obsids), shard)
     selection = _selection(filetypes, excludes, exclude)
     if selection.conflicts:
         _warn_once(
@@ -150,6 +160,8 @@ def download(
         _warn_once("TLS certificate verification is OFF (insecure): data could be tampered with")
     mirrors = _mirrors(mirror)
     with _sources(mirrors, cfg, username, userpass) as sources:
+        if budget is not None:
+            sources = [BudgetedSource(s, budget) for s in sources]
         is_mirror = expand_mirror(mirrors[0]).rstrip("/") != DEFAULT_SITE.rstrip("/")
         rep = _start_reporter(reporter, progress, ids, is_mirror)
         engine = Engine(sources, cfg, rep, explain=_catalogue(cfg, status, ocat_url))
@@ -173,6 +185,7 @@ def download(
         status=status,
         ocat_url=ocat_url,
         prune_superseded=prune_superseded,
+        budget=budget,
     )
     return Results(items, rerun=rerun)
 

@@ -17,6 +17,7 @@ import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ._version import __version__
 from .cli_common import add_tls_options, mirror_value, network_config
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_ours(p)
     _add_reproc_options(p)
+    _add_cluster_options(p)
     return p
 
 
@@ -147,6 +149,64 @@ def _add_reproc_options(p: argparse.ArgumentParser) -> None:
 def _reproc_kwargs(args: argparse.Namespace) -> dict[str, object]:
     """The API keywords of the options above, for a download."""
     return {"prune_superseded": args.prune_superseded}
+
+
+# -- job arrays and Dask clusters (issue 15; cluster's block) ---------------------------------
+def _add_cluster_options(p: argparse.ArgumentParser) -> None:
+    """Past one machine: a part of the ObsId list, or a Dask cluster."""
+    p.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="only the K-th of N parts of the ObsId list (positions K, K+N, ...): one task "
+        "of a job array (e.g. --shard $SLURM_ARRAY_TASK_ID/100)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on the Dask cluster of this scheduler (tcp://host:8786); needs "
+        "chandra-download[dask] and an output directory the workers share",
+    )
+    p.add_argument(
+        "--connections",
+        type=int,
+        metavar="N",
+        help="with --scheduler: the most connections to a site at once, cluster-wide (default 8)",
+    )
+
+
+def _sharded(args: argparse.Namespace, obsids: list[int]) -> list[int]:
+    """The ObsIds of ``--shard`` (all without it); a bad value is a ValueError (exit 2)."""
+    from .shard import parse_shard, select
+
+    if args.connections is not None and not args.scheduler:
+        raise ValueError("--connections needs --scheduler")
+    if args.connections is not None and args.connections < 1:
+        raise ValueError(f"--connections {args.connections}: must be at least 1")
+    if args.scheduler and (args.list or args.check):
+        raise ValueError("--scheduler runs downloads only (not --list or --check)")
+    return select(obsids, parse_shard(args.shard)) if args.shard is not None else obsids
+
+
+def _empty_shard(args: argparse.Namespace, obsids: list[int]) -> bool:
+    """A shard with no ObsIds (more parts than ObsIds): nothing to do, said once."""
+    if args.shard and not obsids:
+        vlog(1, "Shard %s of the ObsId list is empty: nothing to do", args.shard)
+        return True
+    return False
+
+
+def _downloader(args: argparse.Namespace, verbose: int) -> Any:
+    """chandra_download.download, or the same through the Dask scheduler of --scheduler."""
+    from functools import partial
+
+    from .api import download
+
+    if not args.scheduler:
+        return download
+    from .cluster import cli_download
+
+    show = verbose >= 1 and args.json != "-"
+    return partial(cli_download, args.scheduler, args.connections or 8, blocks=show)
 
 
 def _superseded_listing(results: Results, verbose: int) -> None:
@@ -298,7 +358,7 @@ def types_arg(text: str | None) -> str | None:
 
 def _values(args: argparse.Namespace) -> tuple[list[int], SessionConfig]:
     """The ObsIds and the session's settings; the type lists' @files read into ``args``."""
-    obsids = parse_obsid_args(args.obsids)
+    obsids = _sharded(args, parse_obsid_args(args.obsids))
     args.filetypes = types_arg(args.filetypes)
     args.exclude = types_arg(args.exclude)
     Selection(args.filetypes, args.exclude)
@@ -360,8 +420,9 @@ def _dispatch(
     args: argparse.Namespace, obsids: list[int], config: SessionConfig, rep: Reporter, verbose: int
 ) -> int:
     from . import report
-    from .api import download
 
+    if _empty_shard(args, obsids):
+        return 0
     mirror = mirror_value(args.mirror)
     common = dict(outdir=args.outdir, config=config, status=not args.no_status)
     if args.check:
@@ -379,8 +440,9 @@ def _dispatch(
         return 0 if audit.ok else _incomplete(audit.summary())
     kwargs = dict(excludes=args.exclude, list_only=args.list, reporter=rep, **common)
     kwargs.update(_reproc_kwargs(args))
+    fetch = _downloader(args, verbose)
     with shown(rep):
-        results = download(obsids, args.filetypes, mirror, args.username, args.userpass, **kwargs)
+        results = fetch(obsids, args.filetypes, mirror, args.username, args.userpass, **kwargs)
     if args.json:
         report.write(report.results_report(results, "list" if args.list else "download"), args.json)
     if args.list:

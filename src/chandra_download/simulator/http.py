@@ -85,10 +85,12 @@ class _Handler(ResponseHandler):
             self.close_connection = True
 
     def do_GET(self) -> None:
-        self._archive(head=False)
+        with self.sim.stats.answering():
+            self._archive(head=False)
 
     def do_HEAD(self) -> None:
-        self._archive(head=True)
+        with self.sim.stats.answering():
+            self._archive(head=True)
 
     def do_POST(self) -> None:
         self._control("POST")

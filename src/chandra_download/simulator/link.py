@@ -12,6 +12,8 @@ import fnmatch
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 __all__ = ["LinkModel", "ServerStats", "TokenBucket"]
@@ -132,6 +134,9 @@ class ServerStats:
         Keyed by (method, path below the base), e.g. ``("GET", "byobsid/3/1843/oif.fits")``.
     current_connections, peak_connections, connections_opened : int
         Open connections now, the most at once, and the total opened.
+    current_requests, peak_requests : int
+        Requests being answered now (arrived, response not yet all sent), and the most at
+        once: the connections in use, idle keep-alive ones aside.
     bytes_sent : int
         Body bytes sent.
     """
@@ -139,6 +144,7 @@ class ServerStats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.current_connections = 0
+        self.current_requests = 0
         self.reset()
 
     def reset(self) -> None:
@@ -148,6 +154,7 @@ class ServerStats:
             self.bytes_sent = 0
             self.connections_opened = 0
             self.peak_connections = self.current_connections
+            self.peak_requests = self.current_requests
 
     def record(self, method: str, path: str) -> None:
         """Count one request."""
@@ -164,6 +171,18 @@ class ServerStats:
             self.connections_opened += 1
             self.current_connections += 1
             self.peak_connections = max(self.peak_connections, self.current_connections)
+
+    @contextmanager
+    def answering(self) -> Iterator[None]:
+        """Count one request as being answered for the ``with`` block."""
+        with self._lock:
+            self.current_requests += 1
+            self.peak_requests = max(self.peak_requests, self.current_requests)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.current_requests -= 1
 
     def connection_closed(self) -> None:
         with self._lock:
@@ -190,4 +209,5 @@ class ServerStats:
                 "connections_opened": self.connections_opened,
                 "current_connections": self.current_connections,
                 "peak_connections": self.peak_connections,
+                "peak_requests": self.peak_requests,
             }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
@@ -359,6 +360,11 @@ class HTTPSource(Source):
     def close(self) -> None:
         self._lister.shutdown(wait=False)
         self._pool.clear()
+
+    def under_budget(self, wrap: Callable[[urllib3.PoolManager], Any]) -> None:
+        """Send every request through ``wrap(pool)``: a cluster's connection budget leases
+        each request there (chandra_download.budget)."""
+        self._pool = wrap(self._pool)
 
 
 class _RedirectRefused(Exception):
