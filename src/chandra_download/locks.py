@@ -102,7 +102,7 @@ def _ofd(fd: int, wait: bool) -> None:
 
 
 _LOCKERS = {Kind.FLOCK: _flock, Kind.FCNTL: _ofd}
-_kinds: dict[tuple[int, str], Kind] = {}  # (st_dev, forced) -> the kind that works there
+_kinds: dict[tuple[int, str], Kind] = {}  # (st_dev, switches) -> the kind that works there
 _told: set[tuple[int, Kind]] = set()
 _state_lock = threading.Lock()
 
@@ -169,7 +169,7 @@ def _kind_for(part: Name, fd: int) -> Kind:
     """The lock that works on this file system, found once per file system (the first that
     does not answer "no locks here")."""
     forced = os.environ.get("CHANDRA_DOWNLOAD_LOCKS", "")
-    key = (os.fstat(fd).st_dev, forced)
+    key = (os.fstat(fd).st_dev, forced + os.environ.get("CHANDRA_DOWNLOAD_TEST_LOCKS_FAIL", ""))
     with _state_lock:
         if key in _kinds:
             return _kinds[key]
