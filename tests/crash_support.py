@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -109,14 +110,34 @@ def spawn(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen
     )
 
 
-def kill_after(proc: subprocess.Popen, delay: float) -> bool:
-    """SIGKILL ``proc`` after ``delay`` seconds; True when it was still running (a real kill)."""
-    try:
-        proc.wait(timeout=delay)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=30)
-        return True
+def disk_bytes(outdir: Path) -> int:
+    """Bytes stored in every regular file below ``outdir``, our hidden state included: what
+    runs have written (allocated blocks, so the holes of a split ``.part`` do not count)."""
+    total = 0
+    for p in Path(outdir).rglob("*"):
+        try:
+            st = p.lstat()
+        except OSError:  # renamed or removed meanwhile
+            continue
+        if stat.S_ISREG(st.st_mode):
+            total += st.st_blocks * 512
+    return total
+
+
+def kill_once_written(
+    proc: subprocess.Popen, outdir: Path, at_least: int, timeout: float = 60
+) -> bool:
+    """SIGKILL ``proc`` as soon as :func:`disk_bytes` of ``outdir`` reaches ``at_least``
+    (polled every few ms); True when it was still running then (a real kill), False when it
+    ended first. A condition, not a clock: under load a run may take seconds before it
+    writes its first byte."""
+    end = time.monotonic() + timeout
+    while proc.poll() is None:
+        if disk_bytes(outdir) >= at_least or time.monotonic() > end:
+            proc.kill()
+            proc.wait(timeout=30)
+            return True
+        time.sleep(0.005)
     return False
 
 

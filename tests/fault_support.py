@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from signal_support import sigint_as_default
 
 from chandra_download.results import FileResult, Results, Status
 from chandra_download.simulator import FaultPlan, iter_files
@@ -128,6 +129,7 @@ def run_api(code: str, *args: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=sigint_as_default,  # SIGINT tests: Ctrl-C even if the run ignores it
     )
 
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from signal_support import sigint_as_default
 
 from chandra_download import DESCRIPTIONS, FILETYPES, __version__, classify, cli
 from chandra_download.simulator import Fault
@@ -390,6 +391,7 @@ def test_ctrl_c_prints_one_line_with_the_counts(archive_root, tmp_path):
             [sys.executable, "-m", "chandra_download", "1843,2749", "-m", slow.base_url,
              "--outdir", str(tmp_path), "--jobs", "2"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=sigint_as_default,
         )  # fmt: skip
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not any(

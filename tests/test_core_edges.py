@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from signal_support import sigint_as_default
 
 from chandra_download import download
 from chandra_download.progress import Reporter
@@ -170,6 +171,7 @@ def test_ctrl_c_ends_the_command_at_once_while_a_listing_still_trickles(tmp_path
         [sys.executable, "-m", "chandra_download", str(OBSID), "-m", mirror, "--outdir",
          str(tmp_path), "--no-status", "--timeout", "60"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=sigint_as_default,
     )  # fmt: skip
     time.sleep(1.5)
     proc.send_signal(signal.SIGINT)

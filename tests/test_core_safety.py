@@ -26,6 +26,7 @@ from crash_support import (
     tree,
     wait_for,
 )
+from signal_support import sigint_as_default
 
 from chandra_download import cli, download
 from chandra_download.results import Status
@@ -258,6 +259,7 @@ def test_ctrl_c_leaves_no_empty_part_files(root: Path, tmp_path: Path) -> None:
             stderr=subprocess.PIPE,
             text=True,
             env=child_env(),
+            preexec_fn=sigint_as_default,
         )
         try:
             started = wait_for(lambda: any(out.rglob("*.part")), timeout=30)

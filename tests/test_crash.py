@@ -21,11 +21,13 @@ from crash_support import (
     OBSID,
     OIF,
     SPLIT,
+    archive_bytes,
     archive_files,
     archive_fixture,
     command,
+    disk_bytes,
     http_fixture,
-    kill_after,
+    kill_once_written,
     mismatches,
     outside_obsid,
     run,
@@ -60,15 +62,21 @@ def finish_and_check(root: Path, site: str | list[str], out: Path, *args: str) -
     assert outside_obsid(out) == []
 
 
-def kill_repeatedly(cmds: list[list[str]], seed: int, kills: int) -> int:
-    """Start the commands in turn, again and again, SIGKILLing each run after a seeded random
-    delay, until ``kills`` runs were really killed (at most 4 * kills starts); the kills."""
+def kill_repeatedly(cmds: list[list[str]], out: Path, total: int, seed: int, kills: int) -> int:
+    """Start the commands in turn, again and again, SIGKILLing each run once it has written a
+    seeded random number of bytes below ``out`` (a condition, not a clock: under load a run
+    may take seconds to write its first byte), until ``kills`` runs were really killed (at
+    most 4 * kills starts); the kills. Each run may write at most a small share of the
+    ``total`` bytes before its kill, so the kills do not run out of work to interrupt."""
     rng = random.Random(seed)
     killed = 0
     for i in range(4 * kills):
         if killed >= kills:
             break
-        killed += kill_after(spawn(cmds[i % len(cmds)]), rng.uniform(0.15, 0.9))
+        before = disk_bytes(out)
+        most = max(2, min(total // (2 * kills), (total - before) // 2))
+        proc = spawn(cmds[i % len(cmds)])
+        killed += kill_once_written(proc, out, before + rng.randint(1, most))
     return killed
 
 
@@ -90,7 +98,7 @@ def test_random_kills_then_one_clean_run(
     out = tmp_path / "out"
     with serve(protocol, root, LinkModel(latency=LATENCY)) as site:
         cmds = [command(site, out, "-j", "4", "--split-size", s, "--retries", "1") for s in splits]
-        assert kill_repeatedly(cmds, seed, KILLS) >= KILLS
+        assert kill_repeatedly(cmds, out, archive_bytes(root), seed, KILLS) >= KILLS
         assert (out / str(OBSID)).is_dir()  # the kills landed while files were being written
         finish_and_check(root, site, out, "--split-size", splits[0])
 
