@@ -40,8 +40,9 @@ from .shard import select
 from .sources import DEFAULT_SITE, expand_mirror
 
 #: Seconds a lease lives without its holder's refresh: a dead worker's leases come back
-#: after this (plus the scheduler's ``locks.lease-validation-interval``).
-LEASE_TIMEOUT = 5.0
+#: after this (plus the scheduler's ``locks.lease-validation-interval``). 5 s proved too short
+#: on a loaded machine: refreshes (every fifth of it) came late and live leases were dropped.
+LEASE_TIMEOUT = 10.0
 #: Keywords of chandra_download.download that are not SessionConfig fields.
 _API_KEYWORDS = {
     "mirror", "username", "userpass", "excludes", "exclude", "outdir", "list_only", "config",
