@@ -150,7 +150,7 @@ def test_ctrl_c_ends_the_command_at_once_while_a_listing_still_trickles(tmp_path
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen()
-    stop = threading.Event()
+    stop, trickling = threading.Event(), threading.Event()
 
     def trickle() -> None:  # an honest Content-Length, then a byte every 0.2 s
         conn, _ = server.accept()
@@ -159,6 +159,7 @@ def test_ctrl_c_ends_the_command_at_once_while_a_listing_still_trickles(tmp_path
             conn.sendall(
                 b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 9999\r\n\r\n"
             )
+            trickling.set()
             while not stop.wait(0.2):
                 try:
                     conn.sendall(b"<")
@@ -173,7 +174,9 @@ def test_ctrl_c_ends_the_command_at_once_while_a_listing_still_trickles(tmp_path
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=sigint_as_default,
     )  # fmt: skip
-    time.sleep(1.5)
+    # On a condition, not a clock: under load the child may take seconds to ask.
+    assert trickling.wait(60), "the listing was never asked for"
+    time.sleep(0.3)  # a byte or two of the trickle: the listing is under way
     proc.send_signal(signal.SIGINT)
     t0 = time.monotonic()
     try:
