@@ -94,8 +94,10 @@ def test_check_missing_obsid_on_a_mirror_uses_ciaos_skip_line_and_why(archive_ht
     p = run("99999", "--check", "-m", archive_http.base_url, "--outdir", str(tmp_path))
     lines = p.stdout.splitlines()
     assert lines[0] == "Skipping ObsId 99999 as it was not found on the mirror site."
-    # The catalogue (refusing here) is asked why, as for --list and --json.
-    assert lines[1].startswith("  ObsId 99999: the observation catalogue could not be reached")
+    # The catalogue (refusing here) is asked why, as for --list and --json; its failure is
+    # said once, on stderr (issue 17.7), not as the ObsId's reason.
+    assert p.stderr.count("the observation catalogue could not be reached") == 1
+    assert all(len(line) <= 80 for line in lines)
     assert "not found in the archive" not in p.stdout
     assert p.returncode == 1
 

@@ -125,8 +125,12 @@ def test_wanted_types_only_and_no_untyped():
 
 def test_comma_string_and_empty_items():
     assert Selection("evt2,,bpix, fov").wanted == {"evt2", "bpix", "fov"}
-    assert Selection("").wanted == set()
-    assert Selection([]).accepts(None)
+    # Empty is no longer "everything" (issue 17.3: an unset $TYPES in a script).
+    for empty in ("", " , ", []):
+        with pytest.raises(ValueError, match="empty"):
+            Selection(empty)
+        with pytest.raises(ValueError, match="empty"):
+            Selection(None, empty)
 
 
 def test_exclude_only_keeps_untyped():

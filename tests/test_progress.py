@@ -71,22 +71,22 @@ def test_repeated_obsids_each_get_their_block(out):
     assert out.getvalue().count("Downloading files for ObsId 5") == 2
 
 
-def test_per_obsid_time_runs_from_its_first_start_to_its_last_end(out, monkeypatch):
-    clock = iter([10.0, 11.0, 20.0, 50.0, 52.0, 200.0])
+def test_per_obsid_time_is_the_time_its_files_were_downloading(out, monkeypatch):
+    """CIAO adds its files' download times (one at a time); files in parallel count once."""
+    clock = iter([20.0, 50.0, 200.0])
     monkeypatch.setattr("chandra_download.progress.time.monotonic", lambda: next(clock))
     rep = Reporter()
     a = _obsid(7, 2048, 4096)
     rep.begin([7])
     rep.obsid_listed(a)
-    rep.file_started(a.files[0])  # 10
-    rep.file_started(a.files[1])  # 11
-    for f in a.files:
-        f.status, f.bytes_transferred, f.elapsed = Status.DOWNLOADED, f.size, 1.0
-    rep.file_done(a.files[0])  # 20
-    rep.file_done(a.files[1])  # 50: last end
+    for f, took in zip(a.files, (9.0, 35.0), strict=True):
+        rep.file_started(f)
+        f.status, f.bytes_transferred, f.elapsed = Status.DOWNLOADED, f.size, took
+    rep.file_done(a.files[0])  # 11 to 20
+    rep.file_done(a.files[1])  # 15 to 50: overlaps the first
     rep.obsid_done(a)
     text = out.getvalue()
-    assert "Total download time for ObsId 7 = 40 s" in text  # 50 - 10, not the session's time
+    assert "Total download time for ObsId 7 = 39 s" in text  # 11 to 50, each second once
     assert "Total download size for ObsId 7 = 6 Kb" in text  # its own bytes
 
 

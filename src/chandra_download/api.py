@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .budget import BudgetedSource, ConnectionBudget
 from .config import SessionConfig, configured
 from .engine import Engine
 from .errors import SourceError
-from .filetypes import Selection
+from .filetypes import DESCRIPTIONS, SELECTIONS, Selection
 from .log import LOGGER
 from .obsids import validate_obsids
 from .progress import Reporter, shown
 from .results import Results
 from .revisions import settle_superseded
 from .shard import select as select_shard
-from .sources import DEFAULT_SITE, Source, choose_source, expand_mirror
+from .sources import DEFAULT_SITE, NAMED_SITES, Source, choose_source, expand_mirror
+
+if TYPE_CHECKING:
+    from .status import CatalogueStatus
 
 ObsIds = Iterable[int | str] | int | str
 Mirror = str | Sequence[str] | None
@@ -75,7 +80,29 @@ def _catalogue(
         return None
     from .status import CatalogueStatus
 
-    return CatalogueStatus(cfg, ocat_url).why_missing
+    return _Explainer(CatalogueStatus(cfg, ocat_url))
+
+
+class _Explainer:
+    """``why_missing`` for the engine. A catalogue that cannot be reached is no reason for an
+    ObsId to be missing: its failure is said once (a warning; standard error on the command
+    line), and the ObsIds' ``why_missing`` stay None."""
+
+    def __init__(self, catalogue: CatalogueStatus) -> None:
+        self._catalogue = catalogue
+        self._lock = threading.Lock()
+        self._said = False
+
+    def __call__(self, obsid: int) -> str | None:
+        why = self._catalogue.why_missing(obsid)
+        failure = self._catalogue.unreachable
+        if failure is None:
+            return why
+        with self._lock:
+            said, self._said = self._said, True
+        if not said:
+            _warn_once(f"{failure}: cannot tell why ObsIds are missing")
+        return None
 
 
 def download(
@@ -223,31 +250,130 @@ def _start_reporter(
     return rep
 
 
+@dataclass
+class _CiaoArgs:
+    """What the positional arguments after ``filetypes`` meant (either of CIAO's forms)."""
+
+    excludes: Types = None
+    mirror: Mirror = None
+    username: str | None = None
+    userpass: str | None = None
+
+
+def _is_site(value: object) -> bool:
+    """A mirror value: a URL, a site name, a path, or a list of those (a fallback list)."""
+    if isinstance(value, str):
+        text = value.strip()
+        return (
+            "://" in text
+            or text.lower() in NAMED_SITES
+            or text.startswith(("/", ".", "~"))
+            or os.path.isdir(text)
+        )
+    if isinstance(value, (list, tuple)):
+        return bool(value) and all(_is_site(v) for v in value)
+    return False
+
+
+def _is_types(value: object) -> bool:
+    """A list of file types (or selections): a comma string or a sequence of names."""
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple, set, frozenset)):
+        return False
+    words = [str(n).strip().lower() for n in names]
+    return bool(words) and all(w in DESCRIPTIONS or w in SELECTIONS for w in words if w)
+
+
+def _ambiguous(position: str, value: object, meanings: str) -> TypeError:
+    return TypeError(
+        f"download_chandra_obsids: the {position} positional argument {value!r} is neither "
+        f"{meanings}; pass it by keyword (excludes=, mirror=, username=)"
+    )
+
+
+def _ciao_positional(args: tuple[object, ...]) -> _CiaoArgs:
+    """Read the arguments after ``filetypes`` as CIAO's current ``(excludes, mirror)`` or the
+    2013 ``(mirror, username, userpass)``, by their values: file types are ``excludes``, a
+    site is ``mirror`` (see :func:`download_chandra_obsids`)."""
+    if len(args) > 3:
+        raise TypeError(
+            f"download_chandra_obsids takes at most 5 positional arguments, not {len(args) + 2}"
+        )
+    third, fourth, fifth = (*args, None, None, None)[:3]
+    if third is not None and _is_site(third) and _is_types(third):
+        raise _ambiguous("third", third, "only file types nor only a site (it is both)")
+    if len(args) == 3 or (third is not None and _is_site(third)):  # 2013
+        if third is not None and not _is_site(third):
+            raise _ambiguous("third", third, "a site (the 2013 form's mirror)")
+        return _CiaoArgs(None, third, _text(fourth, "username"), _text(fifth, "userpass"))
+    if third is not None:
+        if not _is_types(third):
+            raise _ambiguous("third", third, "file types to exclude nor a site")
+        return _CiaoArgs(third, fourth)  # type: ignore[arg-type]
+    if fourth is None or _is_site(fourth):
+        return _CiaoArgs(None, fourth)  # type: ignore[arg-type]
+    raise _ambiguous(
+        "fourth", fourth, "a site (the current form's mirror) nor, with no mirror, a user name"
+    )
+
+
+def _text(value: object, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"download_chandra_obsids: {name} must be a string, not {value!r}")
+
+
+def _merge(found: _CiaoArgs, keywords: dict[str, object]) -> _CiaoArgs:
+    """The positional meaning plus the keywords; one value given twice is an error."""
+    for name, value in keywords.items():
+        if value is None:
+            continue
+        if getattr(found, name) is not None:
+            raise TypeError(
+                f"download_chandra_obsids: {name} given twice (by position and keyword)"
+            )
+        setattr(found, name, value)
+    return found
+
+
 def download_chandra_obsids(
     obsids: ObsIds,
     filetypes: Types = None,
-    mirror: str | None = None,
+    *args: object,
+    excludes: Types = None,
+    mirror: Mirror = None,
     username: str | None = None,
     userpass: str | None = None,
-    *,
-    excludes: Types = None,
     **options: Any,
 ) -> list[bool]:
     """Download public Chandra data by ObsId, as CIAO's function of the same name does.
+
+    Both of CIAO's signatures work, positionally too: the current release's
+    ``download_chandra_obsids(obsids, filetypes=None, excludes=None, mirror=None)`` and the
+    2013 ``download_chandra_obsids(obsids, filetypes, mirror, username, userpass)``. The
+    arguments after ``filetypes`` are read by their values: a list of file types (or a
+    comma string of them) is ``excludes``; a site (a URL, a name such as ``heasarc``, a
+    path, or a list of those) is ``mirror``; five positional arguments are the 2013 form.
+    A value that is neither, where it matters, is refused with a TypeError (pass it by
+    keyword): ``(obsids, types, None, "x")`` is refused, as ``"x"`` is no site and a user
+    name without a mirror means nothing.
 
     Parameters
     ----------
     obsids : iterable of int or str
         The ObsIds (ints or strings of digits).
     filetypes : iterable of str, optional
-        Only these file types (e.g. ``["evt2", "asol"]``); None downloads everything.
+        Only these file types (e.g. ``["evt2", "asol"]``); None downloads everything. An
+        empty list is an error (it would select nothing).
+    *args
+        ``excludes, mirror`` (current) or ``mirror, username, userpass`` (2013), as above.
+    excludes : iterable of str, optional
+        File types not to download (CIAO's current keyword).
     mirror : str, optional
         Another site, the location up to but not including ``byobsid/``; an ObsId missing
         there is not looked for at the CDA.
     username, userpass : str, optional
         Credentials for the mirror (may also be userinfo in the mirror URL).
-    excludes : iterable of str, optional
-        File types not to download (CIAO's current keyword).
     **options
         Any keyword of :func:`download` (``outdir=``, ``jobs=``...).
 
@@ -258,13 +384,19 @@ def download_chandra_obsids(
 
     Raises
     ------
+    TypeError
+        Positional arguments that fit neither signature (see above).
     AuthError
         When the site refused the login: that is not "not in the archive".
     SourceError
         When an ObsId could not be listed at all (the site cannot be reached, or does not
         answer with archive listings): False would claim it is not in the archive.
     """
-    results = download(obsids, filetypes, mirror, username, userpass, excludes=excludes, **options)
+    given = dict(excludes=excludes, mirror=mirror, username=username, userpass=userpass)
+    a = _merge(_ciao_positional(args), given)
+    results = download(
+        obsids, filetypes, a.mirror, a.username, a.userpass, excludes=a.excludes, **options
+    )
     if results.refused:
         raise results.refused[0]  # the typed exception the site's refusal raised
     unknown = [r for r in results if not r.found and r.error]

@@ -3,7 +3,7 @@
 Exit status: 0 when everything asked for is complete; 1 when anything is missing or failed,
 including ObsIds that could not be listed because a site is unusable (CIAO always exits 0: the
 one deliberate difference); 2 for a bad argument or a setup error (unknown type or site,
-malformed URL); 130 when interrupted.
+malformed URL); 130 when interrupted (Ctrl-C), 143 when terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -25,7 +25,14 @@ from .config import SessionConfig
 from .credentials import mask_url
 from .errors import ChandraDownloadError
 from .filetypes import DESCRIPTIONS, FILETYPES, Selection, named_selections
-from .log import command_line_output, stdout_closed, vlog
+from .log import (
+    GuardedStdout,
+    command_line_output,
+    stdout_closed,
+    stdout_error,
+    stdout_failed,
+    vlog,
+)
 from .obsids import parse_obsid_args
 from .output import list_table
 from .progress import Reporter, shown
@@ -52,7 +59,7 @@ EPILOG = """examples:
 
 exit status: 0 all complete; 1 anything missing, including ObsIds a site could not list
 (CIAO's tool exits 0); 2 bad argument or setup error (unknown type or site, malformed URL);
-130 interrupted.
+130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
 """
 
 
@@ -257,12 +264,38 @@ def error(message: str) -> None:
     print(f"{PREFIX} ERROR {message}", file=sys.stderr)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a batch system's time limit): stops the session as Ctrl-C does,
+    and is reported as what it is."""
+
+
 def _sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit status (see the module's docstring)."""
+    """Run the command; returns the exit status (see the module's docstring). Standard
+    output closed (``>&-``) or unwritable (``> /dev/full``) is one error line, status 1."""
+    if sys.stdout is None:  # started with stdout closed: nowhere for CIAO's table
+        error("standard output is closed (>&-); redirect it to a file or /dev/null")
+        return 1
+    given, sys.stdout = sys.stdout, GuardedStdout(sys.stdout)  # a full disk: said once
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        stdout_closed()
+        code = 0
+    finally:
+        sys.stdout = given
+    failed = stdout_error()
+    if failed is not None:
+        error(f"cannot write to standard output: {failed.strerror or failed}")
+        return code or 1
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -272,6 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         stdout_closed()
         return 0
+    except OSError as exc:
+        stdout_failed(exc)
+        return 1
     if not args.obsids:
         parser.error("the ObsIds argument is required")
     verbose = 3 if args.debug else 0 if args.quiet else args.verbose
@@ -296,10 +332,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # the logger has shown them
             return _dispatch(args, obsids, config, reporter, verbose)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         reporter.silence()
-        _interrupted(reporter)
-        return 130
+        _interrupted(reporter, isinstance(exc, Terminated))
+        return 143 if isinstance(exc, Terminated) else 130
     except BrokenPipeError:
         stdout_closed()
         return 0
@@ -347,13 +383,26 @@ def types_arg(text: str | None) -> str | None:
         if not part.startswith("@"):
             out.append(part)
             continue
-        try:
-            content = Path(part[1:]).read_text()
-        except OSError as exc:
-            raise ValueError(f"Cannot read file type list {part[1:]}: {exc.strerror}") from None
-        for line in content.splitlines():
-            out.extend(t for t in re.split(r"[\s,]+", line.split("#", 1)[0]) if t)
+        types = _types_in(Path(part[1:]))
+        if not types:
+            raise ValueError(f"The file type list {part[1:]} holds no types")
+        out.extend(types)
     return ",".join(out)
+
+
+def _types_in(path: Path) -> list[str]:
+    """The types an ``@file`` lists (one or more a line, ``#`` comments), or ValueError
+    naming the file when it cannot be read or is not text."""
+    try:
+        content = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"Cannot read file type list {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"Cannot read file type list {path}: not a text file") from None
+    found: list[str] = []
+    for line in content.splitlines():
+        found.extend(t for t in re.split(r"[\s,]+", line.split("#", 1)[0]) if t)
+    return found
 
 
 def _values(args: argparse.Namespace) -> tuple[list[int], SessionConfig]:
@@ -405,11 +454,12 @@ def _reporter(args: argparse.Namespace, verbose: int) -> Reporter:
     return reporter
 
 
-def _interrupted(reporter: Reporter) -> None:
+def _interrupted(reporter: Reporter, terminated: bool = False) -> None:
     c = reporter.counts
     left = c["queued"] - c["downloaded"] - c["present"] - c["failed"] - c["skipped"]
+    what = "Terminated (SIGTERM)" if terminated else "Keyboard interrupt (control-c)"
     print(
-        f"{PREFIX} Keyboard interrupt (control-c): {c['downloaded']} file(s) downloaded, "
+        f"{PREFIX} {what}: {c['downloaded']} file(s) downloaded, "
         f"{c['present']} already present, {c['failed']} failed, {max(left, 0)} not finished; "
         "partial files are kept and resumed by the next run",
         file=sys.stderr,
@@ -462,15 +512,30 @@ def _dispatch(
 
 
 def _base_hint(args: argparse.Namespace, results: Sequence, mirror: bool) -> None:
-    """Every ObsId not found on a mirror: the base given is likely not the archive's."""
+    """Every ObsId not found on a mirror, and a sign that the base given is not the
+    archive's: several ObsIds, or a directory without ``byobsid/``. One ObsId missing from
+    a partial mirror is no such sign (an HTTP site's own "not found" checks ``byobsid/``)."""
     if not (mirror and results and all(not r.found and not r.error for r in results)):
         return
     sites = args.mirror or [os.environ.get("CDA_MIRROR_SITE") or ""]
+    if len(results) < 2 and not any(_lacks_byobsid(m) for m in sites):
+        return
     print(
         f"{PREFIX} is {' or '.join(mask_url(m) for m in sites)} the archive's base, up to "
         "byobsid/? e.g. https://cxc.cfa.harvard.edu/cdaftp/",
         file=sys.stderr,
     )
+
+
+def _lacks_byobsid(mirror: str) -> bool:
+    """A local mirror directory with no ``byobsid/`` in it (a remote site: False)."""
+    from .sources import expand_mirror
+
+    url = expand_mirror(mirror)
+    if "://" in url and not url.startswith("file://"):
+        return False
+    path = Path(url.removeprefix("file://")).expanduser()
+    return path.is_dir() and not (path / "byobsid").is_dir()
 
 
 def _incomplete(summary: str) -> int:
@@ -508,7 +573,7 @@ def run() -> None:
     otherwise hold the interpreter's exit); what is on disk is left for the next run, as
     after any crash."""
     code = main()
-    if code == 130:
+    if code in (130, 143):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

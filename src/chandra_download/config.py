@@ -8,6 +8,10 @@ from collections.abc import Callable
 from dataclasses import Field, dataclass, field, fields, replace
 from typing import Any
 
+#: The most ``jobs`` a session may run: each is a thread and a connection to one site, and
+#: a few tens already fill any link the archive has (CIAO's own tool uses one).
+MAX_JOBS = 64
+
 
 @dataclass
 class SessionConfig:
@@ -60,7 +64,7 @@ class SessionConfig:
         once the good one is in place.
     """
 
-    jobs: int = field(default=8, metadata={"at_least": 1})
+    jobs: int = field(default=8, metadata={"at_least": 1, "at_most": MAX_JOBS})
     retries: int = field(default=5, metadata={"at_least": 0})
     timeout: float = field(default=60.0, metadata={"above": 0})
     backoff: float = field(default=0.5, metadata={"at_least": 0})
@@ -111,6 +115,9 @@ def _problem(f: Field[Any], value: object) -> TypeError | ValueError | None:
         return ValueError(f"{f.name} must be at least {at_least}, not {value!r}")
     if above is not None and value <= above:
         return ValueError(f"{f.name} must be more than {above}, not {value!r}")
+    at_most = f.metadata.get("at_most")
+    if at_most is not None and value > at_most:
+        return ValueError(f"{f.name} must be at most {at_most}, not {value!r}")
     return None
 
 

@@ -132,8 +132,10 @@ def _normalise(types: str | Iterable[str] | None, what: str) -> tuple[set[str], 
         types = types.split(",")
     out: set[str] = set()
     named: set[str] = set()
-    for t in types:
-        t = str(t).strip().lower()
+    given = [str(t).strip().lower() for t in types]
+    if not any(given):  # an empty $TYPES in a script: not "everything"
+        raise ValueError(f"The {what} file type list is empty; give types (see -t), or none at all")
+    for t in given:
         if not t:
             continue
         if t in SELECTIONS:
@@ -155,11 +157,13 @@ class Selection:
     Parameters
     ----------
     filetypes : str or iterable of str, optional
-        Types to fetch (a comma-separated string or a list). None or empty: everything.
+        Types to fetch (a comma-separated string or a list). None: everything. An empty
+        list or string is a ValueError (it selects nothing, and is usually an unset
+        variable).
         A named selection (``repro``, ``level2``, ``images``; see ``SELECTIONS``) stands
         for its types.
     exclude : str or iterable of str, optional
-        Types never to fetch (selections allowed). A type in both lists is excluded (see
+        Types never to fetch (selections allowed); None: none. Empty is a ValueError. A type in both lists is excluded (see
         ``conflicts``).
     """
 

@@ -38,11 +38,61 @@ class _StdoutHandler(_LiveStreamHandler):
     redirects stdout keeps log lines above its bars."""
 
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
-        # A reader that went away (``| head``) is not an error to report line by line.
-        if isinstance(sys.exc_info()[1], BrokenPipeError):
+        # A reader that went away (``| head``) is not an error to report line by line; nor
+        # is a full disk (``> /dev/full``): the command line says it once, at its end.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, BrokenPipeError):
             stdout_closed()
             return
+        if isinstance(exc, OSError):
+            stdout_failed(exc)
+            return
         super().handleError(record)
+
+
+_stdout_error: list[OSError] = []
+
+
+def stdout_failed(exc: OSError) -> None:
+    """Standard output cannot be written (a full disk, ``> /dev/full``): remember why (see
+    :func:`stdout_error`) and send the rest of the output nowhere."""
+    if not _stdout_error:
+        _stdout_error.append(exc)
+    stdout_closed()
+
+
+class GuardedStdout:
+    """Standard output whose write errors, other than a reader gone (BrokenPipeError), are
+    remembered once (:func:`stdout_error`) rather than raised mid-run: the output goes
+    nowhere after, and the command line ends with one line saying why."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            stdout_failed(exc)
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            stdout_failed(exc)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
+
+
+def stdout_error() -> OSError | None:
+    """Why standard output could not be written in this process, or None."""
+    return _stdout_error[0] if _stdout_error else None
 
 
 def stdout_closed() -> None:

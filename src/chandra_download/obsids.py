@@ -77,6 +77,8 @@ def _tokens(text: str) -> list[str]:
                 content = path.read_text()
             except OSError as exc:
                 raise ValueError(f"Cannot read ObsId list {path}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise ValueError(f"Cannot read ObsId list {path}: not a text file") from None
             for line in content.splitlines():
                 line = line.split("#", 1)[0]
                 tokens.extend(t for t in re.split(r"[\s,]+", line) if t)

@@ -21,6 +21,11 @@ FORMATS = ("ascii", "fits", "html", "jpg", "pdf", "ps")
 ROW_WIDTH = 79
 
 
+def _half_up(x: float) -> int:
+    """CIAO's rounding (``int(x + 0.5)``): halves go up, for the non-negative values it has."""
+    return int(x + 0.5)
+
+
 def ciao_size(nbytes: int | None) -> str:
     """CIAO's size string: ``< 1 Kb``, ``%d Kb``, ``%d Mb`` or ``%.1f Gb`` (powers of 1024).
 
@@ -32,33 +37,42 @@ def ciao_size(nbytes: int | None) -> str:
     Returns
     -------
     str
-        For example ``27 Kb`` or ``1.2 Gb``; whole units are truncated, as CIAO does.
+        For example ``17 Kb`` (17,280 bytes) or ``1.2 Gb``; Kb and Mb are rounded half up,
+        as CIAO's ``stringify_size`` does, so 4,801,118 bytes are ``5 Mb``.
     """
     if nbytes is None:
         return "?"
     if nbytes < KB:
         return "< 1 Kb"
     if nbytes < MB:
-        return f"{nbytes // KB} Kb"
+        return f"{_half_up(nbytes / KB)} Kb"
     if nbytes < GB:
-        return f"{nbytes // MB} Mb"
+        return f"{_half_up(nbytes / MB)} Mb"
     return f"{nbytes / GB:.1f} Gb"
 
 
 def ciao_time(seconds: float) -> str:
-    """CIAO's duration string: ``< 1 s``, ``%d s``, ``%d m %d s``, ``%d h %d m``,
-    ``%d day[s] %d h``."""
-    s = int(seconds)
+    """CIAO's duration string (its ``stringify_dt``): ``< 1 s`` below a second; else the
+    largest non-zero unit and the next one only when it is not zero: ``%d day[s] [%d h]``,
+    ``%d h [%d m]``, ``%d m [%d s]``, ``%d s``.
+
+    Days, hours and minutes are whole; the seconds are rounded half up (9.6 s is ``10 s``,
+    62.3 s ``1 m 2 s``, 60 s ``1 m``, 3,600 s ``1 h``). As in CIAO, the seconds are rounded
+    after the minutes are taken, so 59.6 s is ``60 s``.
+    """
     if seconds < 1:
         return "< 1 s"
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} m {s % 60} s"
-    if s < 86400:
-        return f"{s // 3600} h {s % 3600 // 60} m"
-    days = s // 86400
-    return f"{days} day{'s' if days > 1 else ''} {s % 86400 // 3600} h"
+    days = int(seconds // 86400)
+    hours = int(seconds % 86400 // 3600)
+    minutes = int(seconds % 3600 // 60)
+    secs = _half_up(seconds % 60)
+    if days:
+        return f"{days} day{'s' if days > 1 else ''}" + (f" {hours} h" if hours else "")
+    if hours:
+        return f"{hours} h" + (f" {minutes} m" if minutes else "")
+    if minutes:
+        return f"{minutes} m" + (f" {secs} s" if secs else "")
+    return f"{secs} s"
 
 
 def ciao_format(relpath: str) -> str:
@@ -144,17 +158,31 @@ def row_order(files: Iterable[FileResult]) -> list[FileResult]:
     return sorted(files, key=lambda f: (-(f.size or 0), f.relpath))
 
 
+def _wrapped(text: str, indent: str = "", more: str = "    ") -> list[str]:
+    """``text`` in lines of at most 79 columns (terminals wrap at 80); long words kept."""
+    return textwrap.wrap(
+        text,
+        width=ROW_WIDTH,
+        initial_indent=indent,
+        subsequent_indent=more,
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [indent.rstrip()]
+
+
 def missing_block(r: ObsIdResult, mirror: bool) -> list[str]:
     """An ObsId that is not there, or could not be listed. When one site answered "not found"
-    and the others failed (``site_failures``), it is not found, the failures as detail."""
+    and the others failed (``site_failures``), it is not found, the failures as detail.
+    Every line fits in 79 columns (a long error is wrapped, CIAO's first words kept)."""
     if r.error:
-        return [f"Skipping ObsId {r.obsid} as it could not be listed: {r.error}", ""]
+        text = f"Skipping ObsId {r.obsid} as it could not be listed: {r.error}"
+        return [*_wrapped(text), ""]
     site = "mirror" if mirror else "archive"
     lines = [f"Skipping ObsId {r.obsid} as it was not found on the {site} site."]
     if r.why_missing:
-        lines.append(f"  ObsId {r.obsid}: {r.why_missing}")
+        lines.extend(_wrapped(f"ObsId {r.obsid}: {r.why_missing}", "  ", "    "))
     for failure in getattr(r, "site_failures", None) or ():
-        lines.append(f"  (another site could not be asked: {failure})")
+        lines.extend(_wrapped(f"(another site could not be asked: {failure})", "  ", "    "))
     return lines
 
 
@@ -166,7 +194,9 @@ def obsid_block(r: ObsIdResult, elapsed: float, mirror: bool = False) -> list[st
     r : ObsIdResult
         The finished ObsId.
     elapsed : float
-        Seconds from its first file's start to its last file's end.
+        CIAO's "Total download time": the seconds its files spent downloading in this run,
+        request to last byte (CIAO, one file at a time, adds the files' times; files in
+        parallel count once: see :func:`busy_time`).
     mirror : bool
         Whether a site other than the CDA was used (``mirror site`` in the skip line).
     """
@@ -192,12 +222,26 @@ def obsid_block(r: ObsIdResult, elapsed: float, mirror: bool = False) -> list[st
     return lines
 
 
+def busy_time(spans: Iterable[tuple[float, float]]) -> float:
+    """Seconds covered by any of the ``(start, end)`` spans: the sum of the files' download
+    times when they ran one at a time (CIAO's total), the time any ran when in parallel."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
 def download_size(fr: FileResult) -> int:
-    """CIAO's download size of one file: the bytes it received, each byte of the file counted
-    once (a file fetched again after a damaged copy moved more than it holds)."""
-    if fr.size is None:
-        return fr.bytes_transferred
-    return min(fr.bytes_transferred, fr.size)
+    """A file's part of CIAO's "Total download size": the size of each file fetched in this
+    run, whole or resumed (CIAO adds the length of the file it wrote), each file once; files
+    already complete, skipped or failed add nothing (CIAO's ``(0, 0)``)."""
+    if fr.status not in (Status.DOWNLOADED, Status.RESUMED):
+        return 0
+    if fr.size is not None:
+        return fr.size
+    return fr.local_size + fr.bytes_transferred
 
 
 def _interrupted(fr: FileResult) -> bool:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 
 from .log import LOGGER, vlog
-from .output import KB, MB, obsid_block
+from .output import KB, MB, busy_time, obsid_block
 from .results import FileResult, ObsIdResult, Status
 
 
@@ -55,8 +55,8 @@ class Reporter:
         self._slots: list[ObsIdResult | None] = []
         self._done: set[int] = set()  # id() of finished ObsIdResults
         self._next = 0  # first block not yet printed
-        self._first_start: dict[int, float] = {}
-        self._last_end: dict[int, float] = {}
+        # id(ObsIdResult) -> (start, end) of each file it fetched: the totals' download time
+        self._spans: dict[int, list[tuple[float, float]]] = {}
         self._owners: dict[int, int] = {}  # id(FileResult) -> id(its ObsIdResult)
         self._silent = False
         self.counts = {"downloaded": 0, "present": 0, "failed": 0, "skipped": 0, "queued": 0}
@@ -88,8 +88,6 @@ class Reporter:
             vlog(3, "ObsId %s: could not be listed: %s", r.obsid, r.error)
 
     def file_started(self, fr: FileResult) -> None:
-        with self._lock:
-            self._first_start.setdefault(self._owner(fr), time.monotonic())
         if fr.local_size:
             vlog(3, "%s/%s: fetching %s from byte %d", fr.obsid, fr.relpath, fr.url, fr.local_size)
         else:
@@ -112,7 +110,9 @@ class Reporter:
             self._silent = True  # Ctrl-C: the command line says it in one line
             return
         with self._lock:
-            self._last_end[self._owner(fr)] = time.monotonic()
+            if fr.status in (Status.DOWNLOADED, Status.RESUMED):
+                now = time.monotonic()  # its elapsed runs from its request to its last byte
+                self._spans.setdefault(self._owner(fr), []).append((now - fr.elapsed, now))
             key = {
                 Status.DOWNLOADED: "downloaded",
                 Status.RESUMED: "downloaded",
@@ -155,8 +155,7 @@ class Reporter:
             self._next += 1
             if self._silent:
                 continue
-            t0 = self._first_start.get(id(r))
-            elapsed = self._last_end.get(id(r), t0 or 0.0) - t0 if t0 is not None else 0.0
+            elapsed = busy_time(self._spans.pop(id(r), ()))
             vlog(1, "%s", "\n".join(obsid_block(r, elapsed, self.mirror)))
 
 

@@ -102,6 +102,12 @@ class CatalogueStatus:
         # Once the catalogue could not be reached, later ObsIds are not made to wait for it.
         self._down: str | None = None
 
+    @property
+    def unreachable(self) -> str | None:
+        """The catalogue's failure once it could not be reached (later ObsIds are not asked),
+        else None: a session says it once rather than as each ObsId's reason."""
+        return self._down
+
     def why_missing(self, obsid: int) -> str:
         """Why ``obsid`` is not on the site, as one phrase; never raises.
 

@@ -286,6 +286,7 @@ class FileJob(RangedParts):
         if self.size is not None and have == self.size:
             return  # already whole (a crash before the rename): finish it
         asked = resume_from(have)
+        t0 = time.monotonic()  # a file's time runs from its request to its last byte (CIAO's)
         try:
             body = self.source.open(self.remote, asked)
         except RangeNotSatisfiable as exc:
@@ -297,7 +298,6 @@ class FileJob(RangedParts):
                 have = self._restart_point(body, asked)
             self.resumed = have > 0  # this attempt's bytes join ones already on disk
             self._attempt_started(have)
-            t0 = time.monotonic()
             try:
                 pos = self._copy(body, have, self.size, self._whole_progress).run()
             finally:
