@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .budget import BudgetedSource, ConnectionBudget
 from .config import SessionConfig, configured
@@ -305,13 +305,14 @@ def _ciao_positional(args: tuple[object, ...]) -> _CiaoArgs:
     if len(args) == 3 or (third is not None and _is_site(third)):  # 2013
         if third is not None and not _is_site(third):
             raise _ambiguous("third", third, "a site (the 2013 form's mirror)")
-        return _CiaoArgs(None, third, _text(fourth, "username"), _text(fifth, "userpass"))
+        site = cast(Mirror, third)
+        return _CiaoArgs(None, site, _text(fourth, "username"), _text(fifth, "userpass"))
     if third is not None:
         if not _is_types(third):
             raise _ambiguous("third", third, "file types to exclude nor a site")
-        return _CiaoArgs(third, fourth)  # type: ignore[arg-type]
+        return _CiaoArgs(cast(Types, third), cast(Mirror, fourth))
     if fourth is None or _is_site(fourth):
-        return _CiaoArgs(None, fourth)  # type: ignore[arg-type]
+        return _CiaoArgs(None, cast(Mirror, fourth))
     raise _ambiguous(
         "fourth", fourth, "a site (the current form's mirror) nor, with no mirror, a user name"
     )
@@ -323,7 +324,7 @@ def _text(value: object, name: str) -> str | None:
     raise TypeError(f"download_chandra_obsids: {name} must be a string, not {value!r}")
 
 
-def _merge(found: _CiaoArgs, keywords: dict[str, object]) -> _CiaoArgs:
+def _merge(found: _CiaoArgs, keywords: Mapping[str, object]) -> _CiaoArgs:
     """The positional meaning plus the keywords; one value given twice is an error."""
     for name, value in keywords.items():
         if value is None:
