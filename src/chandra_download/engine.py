@@ -1,9 +1,18 @@
-"""The engine: lists ObsIds, queues their files largest first, runs them on ``jobs`` workers.
+"""The engine: every network step of a session on one queue, run by ``jobs`` workers.
 
-Work is a priority queue of named steps: a file step (:meth:`Engine._file_step`) decides and
-fetches one file; a large file's ranged parts go back on the queue as part steps
-(:meth:`Engine._part_step`) at the file's priority, so idle workers take them next. There are
-never more transfers, or connections, than workers.
+Work is a priority queue of named steps, each at most one connection at a time, so ``jobs``
+bounds the connections to a site, listings included:
+
+- a **page step** (:meth:`Engine._page_step`) fetches one listing page of an ObsId (a
+  directory, or an S3 continuation page) and queues the pages it leads to; a failed page is
+  retried on its own. When an ObsId's last page is in, its files are selected and queued;
+- a **file step** (:meth:`Engine._file_step`) decides and fetches one file; a large file's
+  ranged parts go back on the queue as **part steps** (:meth:`Engine._part_step`) at the
+  file's priority, so idle workers take them next.
+
+Priorities put ObsIds in the order given: the first ObsId's pages, then its files largest
+first; a later ObsId's steps run only when nothing of an earlier one waits (they fill free
+workers), so ObsIds complete, and are reported, roughly in order.
 """
 
 from __future__ import annotations
@@ -12,9 +21,10 @@ import itertools
 import os
 import queue
 import shutil
+import sys
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,28 +37,50 @@ from .plan import decide, look, unsafe_target
 from .progress import Reporter
 from .results import FileResult, ObsIdResult, Status
 from .retry import Interrupted, with_retries
-from .sources.base import RemoteFile, Source, check_relpath
+from .sources.base import ListingPage, ListingWalk, PageRef, RemoteFile, Source, check_relpath
 from .transfer import FileJob, Next
 
 Listing = dict[str, RemoteFile]
 
+#: A step's place in the queue: (the ObsId's rank in the order given, then a weight within
+#: it: listing pages first, then files largest first). The session's end sorts after all.
+Priority = tuple[int, float]
+_PAGE = float("-inf")
+_LAST: Priority = (sys.maxsize, 0.0)
+
 
 @dataclass(order=True)
 class _Task:
-    """One step on the work queue: ``step(*args)``, largest files first."""
+    """One step on the work queue: ``step(*args)``."""
 
-    priority: float
+    priority: Priority
     seq: int
     step: Callable[..., None] | None = field(compare=False)  # None: the session is over
     args: tuple = field(compare=False, default=())
 
 
 @dataclass
+class _Walk:
+    """One ObsId's listing at one source while its pages come in."""
+
+    index: int
+    pages: ListingWalk
+    pending: int = 1  # pages queued or running
+    failure: BaseException | None = None  # the first page's failure (the walk then ends)
+    missing: bool = False  # the top page said "not found"
+
+
+@dataclass
 class _ObsIdRun:
-    """One ObsId's result and how many of its files are still running."""
+    """One ObsId's result, its rank in the order given, and how many of its files are still
+    running; ``failures``/``answered`` collect the sources' listing outcomes."""
 
     result: ObsIdResult
+    rank: int
     left: int = 0
+    failures: list[str] = field(default_factory=list)
+    answered: bool = False
+    walk: _Walk | None = None
 
 
 class Engine:
@@ -77,6 +109,8 @@ class Engine:
         self._open = 0  # ObsIds not yet listed + files not yet settled
         self._done = threading.Event()
         self._list_only = False
+        self._selection = Selection()
+        self._outdir = Path(".")
         self._space_needed = 0
         self._space_warned = False
 
@@ -84,33 +118,32 @@ class Engine:
     def run(
         self, obsids: list[int], selection: Selection, outdir: Path, list_only: bool = False
     ) -> list[ObsIdResult]:
-        runs = [_ObsIdRun(ObsIdResult(o)) for o in obsids]
+        runs = [_ObsIdRun(ObsIdResult(o), rank) for rank, o in enumerate(obsids)]
         self._list_only, self._open = list_only, len(runs)
+        self._selection, self._outdir = selection, outdir
         if not runs:
             return []
         workers = [
             threading.Thread(target=self._worker, daemon=True) for _ in range(self.config.jobs)
         ]
+        for run in runs:
+            self._start_walk(run, 0)
         for t in workers:
             t.start()
-        lister = ThreadPoolExecutor(max_workers=min(len(runs), self.config.jobs, 8))
         try:
-            for run in runs:
-                lister.submit(self._list_step, run, selection, outdir)
             while not self._done.wait(0.2):
                 pass
         except BaseException:
             self.stop.set()
             raise
         finally:
-            lister.shutdown(wait=not self.stop.is_set(), cancel_futures=True)
             for _ in workers:
-                self._put(float("inf"), None)
+                self._queue.put(_Task(_LAST, next(self._seq), None))
             for t in workers:
                 t.join(timeout=5 if self.stop.is_set() else None)
         return [run.result for run in runs]
 
-    def _put(self, priority: float, step: Callable[..., None] | None, *args: object) -> None:
+    def _put(self, priority: Priority, step: Callable[..., None], *args: object) -> None:
         self._queue.put(_Task(priority, next(self._seq), step, args))
 
     def _closed_one(self) -> None:
@@ -126,18 +159,94 @@ class Engine:
                 return
             task.step(*task.args)
 
-    # -- listing --------------------------------------------------------------------------
-    def _list_step(self, run: _ObsIdRun, selection: Selection, outdir: Path) -> None:
+    @contextmanager
+    def _on_site(self, index: int) -> Iterator[None]:
+        """Around every network step at one source (a listing page, a file, a part): the
+        hook for a site's health and a shared connection budget."""
+        yield
+
+    # -- listing: one step per page -------------------------------------------------------
+    def _start_walk(self, run: _ObsIdRun, index: int) -> None:
+        """List the ObsId at source ``index``: its top page goes on the queue."""
+        run.walk = _Walk(index, ListingWalk(run.result.obsid))
+        self._put((run.rank, _PAGE), self._page_step, run, run.walk, PageRef())
+
+    def _page_step(self, run: _ObsIdRun, walk: _Walk, ref: PageRef) -> None:
+        """Fetch one listing page (retried on its own) and queue the pages it names."""
+        more: list[PageRef] = []
+        failure: BaseException | None = None
+        try:
+            if self.stop.is_set():
+                raise Interrupted()
+            if walk.failure is None:
+                more = walk.pages.add(self._fetch_page(run.result.obsid, walk.index, ref))
+        except ObsIdNotFound:
+            walk.missing = True
+        except Exception as exc:  # (Interrupted, SourceError, OSError; a bug must not hang)
+            failure = exc
+        with self._lock:
+            if failure is not None and walk.failure is None:
+                walk.failure = failure
+            if walk.failure is None:
+                walk.pending += len(more)
+            walk.pending -= 1
+            finished = walk.pending == 0
+        if walk.failure is None:
+            for page in more:
+                self._put((run.rank, _PAGE), self._page_step, run, walk, page)
+        if finished:
+            self._walk_ended(run, walk)
+
+    def _fetch_page(self, obsid: int, index: int, ref: PageRef) -> ListingPage:
+        source = self.sources[index]
+        with self._on_site(index):
+            return with_retries(
+                lambda: source.list_page(obsid, ref),
+                self.config,
+                self.stop,
+                f"ObsId {obsid}",
+                on_retry=lambda n, d, e: self.ctx.notify("obsid_retry", obsid, n, d, e),
+            )
+
+    def _walk_ended(self, run: _ObsIdRun, walk: _Walk) -> None:
+        """One source's listing is over: found, missing, or failed (then the next source)."""
+        r, source = run.result, self.sources[walk.index]
+        listing: Listing | None = None
+        if walk.failure is None and not walk.missing:
+            listing = {f.relpath: f for f in walk.pages.files}
+        with self._lock:
+            if walk.failure is None:
+                self._listings[(walk.index, r.obsid)] = listing
+        if walk.failure is not None:
+            why = _failure_text(walk.failure)
+            error = f"{source.label}: {why}" if len(self.sources) > 1 else why
+            vlog(2, "ObsId %s: %s", r.obsid, error)
+            run.failures.append(error)
+            r.causes.append(walk.failure)
+        elif listing is None:
+            run.answered = True
+        else:
+            r.found, r.site, r.error = True, source.label, None
+        if listing is None and walk.index + 1 < len(self.sources) and not self.stop.is_set():
+            self._start_walk(run, walk.index + 1)
+            return
+        self._listed(run, listing)
+
+    def _listed(self, run: _ObsIdRun, listing: Listing | None) -> None:
+        """The ObsId's listing is settled: select its files and queue them, largest first.
+        When a site said "not found" and others could not be asked, it is not found (the
+        others' failures are kept as detail); when none could be asked, it is an error."""
         r = run.result
         try:
-            listing = self._locate(r)
             if listing is not None:
-                r.files = self._select(r, listing, selection, outdir)
-            elif not r.error and self.explain is not None:
-                r.why_missing = self.explain(r.obsid)
-        except Interrupted as exc:
-            r.error = "interrupted"
-            r.causes.append(exc)
+                r.files = self._select(r, listing, self._selection, self._outdir)
+            else:
+                r.error = None if run.answered or not run.failures else run.failures[-1]
+                r.site_failures = run.failures if run.answered else []
+                if self.stop.is_set():
+                    r.error = "interrupted"
+                elif not r.error and self.explain is not None:
+                    r.why_missing = self.explain(r.obsid)
         except Exception as exc:  # a bug must not hang the session
             r.error, r.files = f"internal error: {exc!r}", []
             r.causes.append(exc)
@@ -148,65 +257,39 @@ class Engine:
         self.reporter.obsid_listed(r)
         if not todo:
             self.reporter.obsid_done(r)
-        self._check_space(todo, outdir)
-        # Largest first even for a worker that wakes at the first put, before the rest are in.
+        self._check_space(todo, self._outdir)
+        index = self._site_index(r)
         for fr in sorted(todo, key=lambda f: -(f.size or 0)):
-            self._put(-(fr.size or 0), self._file_step, run, fr, self._site_index(r))
+            self._put((run.rank, -(fr.size or 0)), self._file_step, run, fr, index)
         self._closed_one()
 
     def _site_index(self, r: ObsIdResult) -> int:
         return next(i for i, s in enumerate(self.sources) if s.label == r.site) if r.site else 0
 
     def _list(self, index: int, obsid: int) -> Listing | None:
-        """Listing of an ObsId on one source, cached; None when it is not there."""
+        """Listing of an ObsId on one source, cached, its pages fetched in turn on this
+        worker (a file failed at an earlier source); None when it is not there."""
         key = (index, obsid)
         with self._lock:
             if key in self._listings:
                 return self._listings[key]
-        source = self.sources[index]
+        walk, pending = ListingWalk(obsid), [PageRef()]
+        result: Listing | None = None
         try:
-            files = with_retries(
-                lambda: source.list_obsid(obsid),
-                self.config,
-                self.stop,
-                f"ObsId {obsid}",
-                on_retry=lambda n, d, e: self.ctx.notify("obsid_retry", obsid, n, d, e),
-            )
-            result: Listing | None = {f.relpath: f for f in files}
+            while pending:
+                pending = walk.add(self._fetch_page(obsid, index, pending[0])) + pending[1:]
+            result = {f.relpath: f for f in walk.files}
         except ObsIdNotFound:
-            result = None
+            pass
         with self._lock:
             self._listings[key] = result
         return result
 
-    def _listed(self, index: int, obsid: int) -> Listing:
+    def _listing_of(self, index: int, obsid: int) -> Listing:
         """The cached listing of an ObsId a file of it was selected from (so it was found)."""
         listing = self._listings[(index, obsid)]
         assert listing is not None, f"ObsId {obsid} was not found at source {index}"
         return listing
-
-    def _locate(self, r: ObsIdResult) -> Listing | None:
-        """First source holding the ObsId; listing errors fall through to the next source.
-        When a site said "not found" and others could not be asked, it is not found (the
-        others' failures are kept as detail); when none could be asked, it is an error."""
-        failures: list[str] = []
-        answered = False
-        for index, source in enumerate(self.sources):
-            try:
-                listing = self._list(index, r.obsid)
-            except (SourceError, OSError) as exc:
-                error = f"{source.label}: {exc}" if len(self.sources) > 1 else str(exc)
-                vlog(2, "ObsId %s: %s", r.obsid, error)
-                failures.append(error)
-                r.causes.append(exc)
-                continue
-            if listing is not None:
-                r.found, r.site, r.error = True, source.label, None
-                return listing
-            answered = True
-        r.error = None if answered or not failures else failures[-1]
-        r.site_failures = failures if answered else []
-        return None
 
     def _select(
         self, r: ObsIdResult, listing: Listing, selection: Selection, outdir: Path
@@ -278,23 +361,26 @@ class Engine:
 
     def _fetch(self, run: _ObsIdRun, fr: FileResult, index: int) -> bool:
         """Start one file at one source; False when it went on as ranged parts."""
-        remote = self._listed(index, run.result.obsid)[fr.relpath]
+        remote = self._listing_of(index, run.result.obsid)[fr.relpath]
         fr.url, fr.status, fr.reason = remote.url, Status.PLANNED, None
         job = FileJob(self.ctx, self.sources[index], remote, fr)
-        step = job.start()
-        if step is Next.WHOLE:
-            job.run_whole()
-        elif step is Next.PARTS:
+        with self._on_site(index):
+            step = job.start()
+            if step is Next.WHOLE:
+                job.run_whole()
+        if step is Next.PARTS:
             assert job.parts is not None  # PARTS: start() made the state
             first, *rest = job.parts.pending
             for i in rest:  # idle workers take these next: same (largest) priority
-                self._put(-(job.size or 0), self._part_step, run, job, i, index)
+                self._put((run.rank, -(job.size or 0)), self._part_step, run, job, i, index)
             self._part_step(run, job, first, index)
             return False
         return True
 
     def _part_step(self, run: _ObsIdRun, job: FileJob, i: int, index: int) -> None:
-        if job.run_part(i):
+        with self._on_site(index):
+            ended = job.run_part(i)
+        if ended:
             self._settled(run, job.fr, index)
 
     def _settled(self, run: _ObsIdRun, fr: FileResult, index: int) -> None:
@@ -334,16 +420,28 @@ class Engine:
     def _describe(self, r: ObsIdResult, fr: FileResult, index: int) -> None:
         """--list: the exact size and the local state, writing nothing."""
         source = self.sources[index]
-        remote = self._listed(index, r.obsid)[fr.relpath]
+        remote = self._listing_of(index, r.obsid)[fr.relpath]
         try:
             size = remote.size
             if size is None:
-                size = with_retries(lambda: source.size(remote), self.config, self.stop, fr.relpath)
+                with self._on_site(index):
+                    size = with_retries(
+                        lambda: source.size(remote), self.config, self.stop, fr.relpath
+                    )
             d = decide(look(fr.path), size)
         except (SourceError, LocalError) as exc:  # e.g. listed but gone (404)
             fr.status, fr.reason = Status.FAILED, str(exc)
             return
         fr.size, fr.local, fr.local_size = size, d.local, d.offset
+
+
+def _failure_text(exc: BaseException) -> str:
+    """What a failed listing says: the error's own line; "interrupted"; else a bug's repr."""
+    if isinstance(exc, Interrupted):
+        return "interrupted"
+    if isinstance(exc, (SourceError, OSError)):
+        return str(exc)
+    return f"internal error: {exc!r}"
 
 
 def _file_and_directory(listing: Listing) -> str | None:

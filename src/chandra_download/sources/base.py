@@ -5,9 +5,18 @@ from __future__ import annotations
 import posixpath
 import unicodedata
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import SourceError, UnsafeEntry
+
+#: Bounds on one ObsId's listing (a hostile site could list an endless tree): deepest
+#: sub-directory level, most listing pages (directories and continuation pages together),
+#: most entries and most listing bytes in all. The archive's trees are 2 levels, a handful
+#: of directories and a few hundred files.
+MAX_DEPTH = 16
+MAX_PAGES = 256
+MAX_ENTRIES = 1_000_000
+MAX_LISTING_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,75 @@ class RemoteFile:
         if self.size is not None:
             return self.size
         return self.approx_size or 0
+
+
+@dataclass(frozen=True)
+class PageRef:
+    """One listing page of an ObsId still to fetch.
+
+    ``prefix`` is the directory below the ObsId directory (``""`` for the top, else ending in
+    ``/``), ``token`` a site's continuation token (S3), ``depth`` how far below the top.
+    """
+
+    prefix: str = ""
+    token: str | None = None
+    depth: int = 0
+
+    @property
+    def is_top(self) -> bool:
+        """The ObsId directory's first page (the one that says "not found")."""
+        return not self.prefix and self.token is None
+
+
+@dataclass
+class ListingPage:
+    """One fetched listing page: its files, the pages it leads to, and its size in bytes."""
+
+    files: list[RemoteFile]
+    more: list[PageRef] = field(default_factory=list)
+    nbytes: int = 0
+
+
+class ListingWalk:
+    """One ObsId's listing as its pages come in, bounded in pages, depth, entries and bytes.
+
+    :meth:`add` takes a page and returns the pages still to fetch that it names; it raises
+    ``UnsafeEntry`` (a tree too deep or too large) before any of them is fetched.
+    """
+
+    def __init__(self, obsid: int) -> None:
+        self.obsid = obsid
+        self.files: list[RemoteFile] = []
+        self.pages = 0
+        self.nbytes = 0
+
+    def add(self, page: ListingPage) -> list[PageRef]:
+        self.pages += 1
+        self.nbytes += page.nbytes
+        self.files.extend(page.files)
+        deepest = max((r.depth for r in page.more), default=0)
+        if deepest > MAX_DEPTH:
+            what = "directories nest too deep"
+        elif self.pages + len(page.more) > MAX_PAGES:
+            what = f"more than {MAX_PAGES} listing pages"
+        elif len(self.files) + len(page.more) > MAX_ENTRIES:
+            what = f"more than {MAX_ENTRIES} entries"
+        elif self.nbytes > MAX_LISTING_BYTES:
+            what = f"more than {MAX_LISTING_BYTES >> 20} MiB of listings"
+        else:
+            return page.more
+        first = page.more[0].prefix if page.more else ""
+        raise UnsafeEntry(f"ObsId {self.obsid}: refusing the listing at {first!r}: {what}")
+
+
+def walk_listing(source: Source, obsid: int) -> list[RemoteFile]:
+    """Every file of an ObsId, its pages fetched one after another (``list_obsid`` of a
+    source that lists by pages; the engine runs the pages as steps of its own)."""
+    walk = ListingWalk(obsid)
+    pending = [PageRef()]
+    while pending:
+        pending = walk.add(source.list_page(obsid, pending[0])) + pending[1:]
+    return walk.files
 
 
 class Body(ABC):
@@ -89,6 +167,18 @@ class Source(ABC):
     @abstractmethod
     def list_obsid(self, obsid: int) -> list[RemoteFile]:
         """Every file under the ObsId directory, at any depth."""
+
+    def list_page(self, obsid: int, ref: PageRef) -> ListingPage:
+        """One listing page: its files, and the pages (sub-directories, continuations) it
+        leads to. The top page (``PageRef()``) raises ``ObsIdNotFound`` for a missing ObsId.
+
+        Each page is one request (or a few on one connection), so the engine can run pages
+        as steps within its connection budget and retry a failed page on its own. This
+        default lists the whole ObsId as one page.
+        """
+        if not ref.is_top:
+            raise SourceError(f"{self.label}: no listing page {ref.prefix!r}")
+        return ListingPage(self.list_obsid(obsid))
 
     @abstractmethod
     def open(self, f: RemoteFile, offset: int = 0, end: int | None = None) -> Body:

@@ -24,7 +24,7 @@ from ..errors import (
     TransientError,
 )
 from . import wire
-from .base import Body, RemoteFile, Source, obsid_dir
+from .base import Body, ListingPage, PageRef, RemoteFile, Source, obsid_dir, walk_listing
 from .ftp_conn import (
     FTPTLS,
     Conn,
@@ -226,20 +226,25 @@ class FTPSource(ListingMixin, Source):
 
     # -- listing -------------------------------------------------------------------------------
     def list_obsid(self, obsid: int) -> list[RemoteFile]:
+        return walk_listing(self, obsid)
+
+    def list_page(self, obsid: int, ref: PageRef) -> ListingPage:
+        """One directory of an ObsId on one pooled control connection."""
         rel = obsid_dir(obsid)
         display = f"{self._display}{rel}/"
 
-        def work(conn: Conn) -> list[RemoteFile]:
+        def work(conn: Conn) -> ListingPage:
             top = self._server_path(self._urlpath + rel)
-            try:
-                conn.ftp.cwd(top)
-            except ftplib.error_perm as exc:
-                if reply_code(exc) == "550":
-                    raise ObsIdNotFound(f"ObsId {obsid} not found at {self.label}") from None
-                raise
-            out: list[RemoteFile] = []
-            self._walk(conn, top, "", display, out, 0)
-            return out
+            if ref.is_top:
+                try:
+                    conn.ftp.cwd(top)
+                except ftplib.error_perm as exc:
+                    if reply_code(exc) == "550":
+                        raise ObsIdNotFound(f"ObsId {obsid} not found at {self.label}") from None
+                    raise
+            path = f"{top}/{ref.prefix.rstrip('/')}" if ref.prefix else top
+            files, more = self._page(conn, path, ref, display)
+            return ListingPage(files, more)
 
         return self._run(work, f"listing ObsId {obsid}")
 

@@ -6,11 +6,10 @@ import ftplib
 from urllib.parse import quote
 
 from ..errors import SourceError, UnsafeEntry
-from .base import RemoteFile, check_relpath
+from .base import PageRef, RemoteFile, check_relpath
 from .ftp_conn import Conn, reply_code
 from .ftp_parse import Entry, parse_ls, parse_mlsd
 
-MAX_DEPTH = 16
 #: A directory listing larger than this is refused (parsing stays in bounded memory).
 MAX_LISTING_BYTES = 64 * 1024 * 1024
 
@@ -47,16 +46,19 @@ class ListingMixin:
     _host: str
     _mlsd: bool | None
 
-    def _walk(
-        self, conn: Conn, path: str, prefix: str, display: str, out: list[RemoteFile], depth: int
-    ) -> None:
+    def _page(
+        self, conn: Conn, path: str, ref: PageRef, display: str
+    ) -> tuple[list[RemoteFile], list[PageRef]]:
+        """The files of one directory and its sub-directories (the pages that follow)."""
+        files: list[RemoteFile] = []
+        more: list[PageRef] = []
         for name, kind, size in self._entries(conn, path):
             if kind in ("cdir", "pdir") or (kind == "dir" and name in (".", "..")):
                 continue
             if "/" in name:
                 shown = name.encode("unicode_escape").decode("ascii")
                 raise UnsafeEntry(f"Refusing listing entry {shown!r}: slash in a name")
-            rel = check_relpath(prefix + name)
+            rel = check_relpath(ref.prefix + name)
             if kind == "link":
                 try:
                     size = self._size_cmd(conn, f"{path}/{name}")
@@ -64,13 +66,12 @@ class ListingMixin:
                 except ftplib.error_perm:
                     kind = "dir"
             if kind == "dir":
-                if depth >= MAX_DEPTH:
-                    raise UnsafeEntry(f"Refusing listing entry {rel!r}: directories nest too deep")
-                self._walk(conn, f"{path}/{name}", rel + "/", display, out, depth + 1)
+                more.append(PageRef(rel + "/", depth=ref.depth + 1))
             elif kind == "file":
                 if size is None:
                     size = self._size_cmd(conn, f"{path}/{name}")
-                out.append(RemoteFile(rel, size, display + quote(rel)))
+                files.append(RemoteFile(rel, size, display + quote(rel)))
+        return files, more
 
     def _entries(self, conn: Conn, path: str) -> list[Entry]:
         lines = _Lines(path)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -23,12 +22,11 @@ from ..errors import (
     SiteUnreachable,
     SourceError,
     TransientError,
-    UnsafeEntry,
 )
 from ..http_pool import pool_manager, proxy_for, tls_options
 from ..log import vlog
 from ..stream import RateGuard
-from .base import Body, RemoteFile, Source, obsid_dir
+from .base import Body, ListingPage, PageRef, RemoteFile, Source, obsid_dir, walk_listing
 from .http_body import HTTPBody, header_deadline_pools, read_capped
 from .listing import DirectoryPage, ListingEntry, ends_html, parse_page
 from .wire import check_content_range, parse_content_range, parse_retry_after, range_header
@@ -38,10 +36,6 @@ MAX_REDIRECTS = 5
 #: A listing page larger than this is refused (parsing stays in bounded memory).
 MAX_LISTING_BYTES = 64 * 1024 * 1024
 ARCHIVE_BASE_EXAMPLE = "https://cxc.cfa.harvard.edu/cdaftp/"
-#: Deepest sub-directory level and most entries of one ObsId (a hostile site could list an
-#: endless tree); far beyond the archive's 2 levels and few hundred files.
-MAX_DEPTH = 16
-MAX_ENTRIES = 1_000_000
 
 
 class HTTPSource(Source):
@@ -76,7 +70,6 @@ class HTTPSource(Source):
         self._sizes: dict[str, int] = {}  # URL -> exact size a response stated
         self._ceilings: dict[str, int] = {}  # URL -> most bytes its listed size allows
         self._base_hint: str | None = None  # see _hint()
-        self._lister = ThreadPoolExecutor(max_workers=min(8, config.jobs + 1))
 
     def _make_pool(self) -> urllib3.PoolManager:
         cfg = self.config
@@ -249,30 +242,23 @@ class HTTPSource(Source):
         return self._base_hint
 
     def list_obsid(self, obsid: int) -> list[RemoteFile]:
+        return walk_listing(self, obsid)
+
+    def list_page(self, obsid: int, ref: PageRef) -> ListingPage:
+        """One directory page of an ObsId (its sub-directories are the pages that follow)."""
         top = self.base + obsid_dir(obsid) + "/"
         try:
-            page = self._list_dir(top)
+            page = self._list_dir(top + quote(ref.prefix))
         except FileMissing:
+            if not ref.is_top:
+                raise
             raise ObsIdNotFound(f"ObsId {obsid} not found at {self.label}{self._hint()}") from None
-        if not page.entries and not page.unsafe:
+        if ref.is_top and not page.entries and not page.unsafe:
             raise SourceError(f"{self._not_a_listing(top)}: the page lists no entries")
         files: list[RemoteFile] = []
-        pending = [("", page)]
-        for depth in range(MAX_DEPTH + 1):
-            subdirs = []
-            for prefix, pg in pending:
-                subdirs += self._take(obsid, top, prefix, pg, files)
-            if not subdirs:
-                return files
-            if depth == MAX_DEPTH or len(files) + len(subdirs) > MAX_ENTRIES:
-                raise UnsafeEntry(
-                    f"ObsId {obsid}: refusing listing entry {subdirs[0]!r}: directories nest "
-                    f"too deep or hold too many entries"
-                )
-            # Sub-directories of one level are listed concurrently.
-            listed = list(self._lister.map(lambda d: self._list_dir(top + quote(d)), subdirs))
-            pending = list(zip(subdirs, listed, strict=True))
-        raise AssertionError("unreachable")
+        subdirs = self._take(obsid, top, ref.prefix, page, files)
+        more = [PageRef(d, depth=ref.depth + 1) for d in subdirs]
+        return ListingPage(files, more, page.nbytes)
 
     def _take(
         self, obsid: int, top: str, prefix: str, page: DirectoryPage, files: list[RemoteFile]
@@ -358,7 +344,6 @@ class HTTPSource(Source):
         return length
 
     def close(self) -> None:
-        self._lister.shutdown(wait=False)
         self._pool.clear()
 
     def under_budget(self, wrap: Callable[[urllib3.PoolManager], Any]) -> None:

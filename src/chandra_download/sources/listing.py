@@ -35,11 +35,12 @@ class ListingEntry:
 class DirectoryPage:
     """A parsed listing page: its entries in page order, the hrefs that leave the directory
     (``unsafe``), and whether the page looks like a directory index at all (``is_index``:
-    an index title, or a link to the parent directory)."""
+    an index title, or a link to the parent directory), and the page's length (``nbytes``)."""
 
     entries: list[ListingEntry]
     unsafe: list[str]
     is_index: bool
+    nbytes: int = 0
 
 
 class _Parser(HTMLParser):
@@ -149,4 +150,4 @@ def parse_page(html: str, page_url: str) -> DirectoryPage:
         if old is None or size is not None:
             entries[(name, is_dir)] = ListingEntry(name, is_dir, size, ceiling)
     is_index = parent or _INDEX_TITLE.search(html) is not None
-    return DirectoryPage(list(entries.values()), unsafe, is_index)
+    return DirectoryPage(list(entries.values()), unsafe, is_index, len(html))

@@ -25,7 +25,16 @@ from ..errors import (
     TransientError,
 )
 from ..log import vlog
-from .base import Body, RemoteFile, Source, check_relpath, obsid_dir
+from .base import (
+    Body,
+    ListingPage,
+    PageRef,
+    RemoteFile,
+    Source,
+    check_relpath,
+    obsid_dir,
+    walk_listing,
+)
 from .wire import check_content_range, parse_content_range, parse_retry_after, range_header
 
 DEFAULT_REGION = "us-east-1"
@@ -170,31 +179,44 @@ class S3Source(Source):
     # ------------------------------------------------------------------ listing
     def list_obsid(self, obsid: int) -> list[RemoteFile]:
         """Every object under ``<prefix>byobsid/<digit>/<obsid>/``, with exact sizes."""
-        base = f"{self.prefix}{obsid_dir(obsid)}/"
-        files: list[RemoteFile] = []
-        paginator = self._client.get_paginator("list_objects_v2")
-        try:
-            vlog(5, "S3 > ListObjectsV2 bucket=%s prefix=%s", self.bucket, base)
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=base):
-                self._answered = True
-                vlog(5, "S3 < ListObjectsV2 %d key(s)", len(page.get("Contents", ())))
-                if len(files) + len(page.get("Contents", ())) > MAX_KEYS:
-                    raise SourceError(
-                        f"ObsId {obsid} at {self.label} lists more than {MAX_KEYS} objects; "
-                        "refusing the listing"
-                    )
-                for obj in page.get("Contents", ()):
-                    key = obj["Key"]
-                    if not key.startswith(base) or key.endswith("/"):
-                        continue
-                    relpath = check_relpath(key[len(base) :])
-                    url = f"s3://{self.bucket}/{key}"
-                    files.append(RemoteFile(relpath, int(obj["Size"]), url))
-        except (bexc.ClientError, bexc.BotoCoreError) as exc:
-            raise self._map_error(exc, f"s3://{self.bucket}/{base}") from exc
+        files = walk_listing(self, obsid)
         if not files:
             raise ObsIdNotFound(f"ObsId {obsid} not found at {self.label}")
         return files
+
+    def list_page(self, obsid: int, ref: PageRef) -> ListingPage:
+        """One ``ListObjectsV2`` page; its continuation token is the page that follows."""
+        base = f"{self.prefix}{obsid_dir(obsid)}/"
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": base}
+        if ref.token is not None:
+            kwargs["ContinuationToken"] = ref.token
+        vlog(5, "S3 > ListObjectsV2 bucket=%s prefix=%s", self.bucket, base)
+        try:
+            page = self._client.list_objects_v2(**kwargs)
+        except (bexc.ClientError, bexc.BotoCoreError) as exc:
+            raise self._map_error(exc, f"s3://{self.bucket}/{base}") from exc
+        self._answered = True
+        contents = page.get("Contents") or ()
+        vlog(5, "S3 < ListObjectsV2 %d key(s)", len(contents))
+        if len(contents) > MAX_KEYS:
+            raise SourceError(
+                f"ObsId {obsid} at {self.label} lists more than {MAX_KEYS} objects; "
+                "refusing the listing"
+            )
+        files = [f for f in map(lambda o: self._remote(base, o), contents) if f is not None]
+        token = page.get("NextContinuationToken")
+        more = [PageRef(token=str(token))] if page.get("IsTruncated") and token else []
+        if ref.is_top and not files and not more:
+            raise ObsIdNotFound(f"ObsId {obsid} not found at {self.label}")
+        return ListingPage(files, more, nbytes=200 * len(contents))
+
+    def _remote(self, base: str, obj: dict[str, Any]) -> RemoteFile | None:
+        key = str(obj["Key"])
+        if not key.startswith(base) or key.endswith("/"):
+            return None
+        return RemoteFile(
+            check_relpath(key[len(base) :]), int(obj["Size"]), f"s3://{self.bucket}/{key}"
+        )
 
     # ------------------------------------------------------------------ reading
     def open(self, f: RemoteFile, offset: int = 0, end: int | None = None) -> Body:
