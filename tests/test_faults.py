@@ -108,8 +108,9 @@ def test_5xx_bursts_on_files_and_listings(
     assert_complete(results, archive_root, tmp_path)
     assert by_rel(results)[EVT2].attempts >= 4
     assert len(plan) == 0  # every fault fired, and the run still completed
-    # Two refusals, one listing whose primary/ sub-listing failed (the walk restarts), one good.
-    assert archive_http.stats.get_count("byobsid/3/1843/") == 4
+    # Two refusals and one good top page; the failed primary/ page is retried on its own.
+    assert archive_http.stats.get_count("byobsid/3/1843/") == 3
+    assert archive_http.stats.get_count("byobsid/3/1843/primary/") == 2
 
 
 def test_permanent_failure_is_isolated_and_rerun_fetches_only_it(

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
-from .sources.base import Body, RemoteFile, Source
+from .sources.base import Body, ListingPage, PageRef, RemoteFile, Source
 
 
 class ConnectionBudget(Protocol):
@@ -145,6 +145,13 @@ class BudgetedSource(Source):
         release = self._lease()
         try:
             return self._inner.list_obsid(obsid)
+        finally:
+            release()
+
+    def list_page(self, obsid: int, ref: PageRef) -> ListingPage:  # noqa: D102
+        release = self._lease()
+        try:
+            return self._inner.list_page(obsid, ref)
         finally:
             release()
 
