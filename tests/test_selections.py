@@ -30,6 +30,14 @@ REPRO = {
         "secondary/acisf142935000N005_0_bias0.fits.gz",
         "secondary/acisf142935000N005_1_bias0.fits.gz",
         "secondary/acisf142936110N005_pbk0.fits.gz",
+        # every eph1 file (chandra_repro reads the orbit one and a moving target's), and the
+        # OBC aspect it uses when an observation has no asol (issue 17.6)
+        "primary/orbitf142935000N001_eph1.fits.gz",
+        "secondary/ephem/anglesf142935000N001_eph1.fits.gz",
+        "secondary/ephem/lunarf142935000N001_eph1.fits.gz",
+        "secondary/ephem/solarf142935000N001_eph1.fits.gz",
+        "secondary/aspect/pcadf142935000N001_osol1.fits.gz",
+        "secondary/aspect/pcadf142936021N001_osol1.fits.gz",
     ],
     6298: [
         "primary/hrcf06298N006_evt2.fits.gz",
@@ -43,6 +51,12 @@ REPRO = {
         "secondary/hrcf06298_000N006_mtl1.fits.gz",
         "secondary/hrcf06298_000N006_std_dtfstat1.fits.gz",
         "secondary/hrcf06298_000N006_std_flt1.fits.gz",
+        "primary/orbitf343410000N001_eph1.fits.gz",
+        "secondary/ephem/anglesf343410000N001_eph1.fits.gz",
+        "secondary/ephem/lunarf343410000N001_eph1.fits.gz",
+        "secondary/ephem/solarf343410000N001_eph1.fits.gz",
+        "secondary/aspect/pcadf343410000N001_osol1.fits.gz",
+        "secondary/aspect/pcadf343411021N001_osol1.fits.gz",
     ],
 }
 LEVEL2_2749 = [
@@ -76,6 +90,14 @@ def picked(archive_root, obsid: int, filetypes, exclude=None) -> list[str]:
 @pytest.mark.parametrize("obsid", sorted(REPRO))
 def test_repro_picks_what_chandra_repro_reads(archive_root, obsid):
     assert picked(archive_root, obsid, "repro") == sorted(REPRO[obsid])
+
+
+def test_repro_keeps_a_moving_targets_ephemeris():
+    """chandra_repro runs sso_freeze with a non-orbit eph1 file in primary/ (a solar system
+    target); without it the correction is silently skipped (issue 17.6)."""
+    sso = "primary/acisf03412_000N002_eph1.fits.gz"
+    assert classify(sso) == "eph1" and Selection("repro").accepts("eph1")
+    assert Selection("repro").accepts(classify("secondary/aspect/pcadf1_osol1.fits.gz"))
 
 
 def test_level2_picks_grating_spectra_responses_and_ephemeris(archive_root):

@@ -45,16 +45,15 @@ FILETYPES: tuple[str, ...] = tuple(sorted(DESCRIPTIONS))
 
 # Named selections, accepted wherever a list of types is (filetypes and exclude lists).
 SELECTIONS: dict[str, tuple[str, ...]] = {
-    # What CIAO's chandra_repro reads, from its documentation (CIAO "ahelp chandra_repro",
-    # https://cxc.cfa.harvard.edu/ciao/ahelp/chandra_repro.html, ciao-contrib
-    # share/doc/xml/chandra_repro.xml): it reprocesses the level-1 events (evt1) with the
-    # good-time intervals of flt1, builds a new bad-pixel file with acis_build_badpix (whose
-    # own ahelp names the bias0 maps and pbk0 parameter block as inputs) or hrc_run_hotpix;
-    # the documented repro/ directory links the files analysis needs
-    # (asol1, bpix1, fov1, msk1, mtl1, stat1, pbk0); recreate_tg_mask=no takes the grating
-    # region from the level-2 event file (evt2); HRC dead time is recomputed from dtf1.
+    # What CIAO's chandra_repro reads (ciao-contrib bin/chandra_repro, the files it looks for
+    # in primary/ and secondary/): evt1; flt1, msk1, mtl1, stat1 (ACIS); bpix1; bias0 and pbk0
+    # (ACIS, for acis_build_badpix); asol1, or osol1 for OBC-mode observations without asol;
+    # fov1; evt2 (tg_zo_position=evt2, and copied when no step runs); dtf1 (HRC); and every
+    # eph1 file: the orbit ephemeris, and a non-orbit one that marks a moving (solar system)
+    # target, which it corrects with sso_freeze (without it the correction is skipped).
     "repro": (
-        "evt1", "evt2", "flt", "bpix", "bias", "pbk", "asol", "fov", "msk", "mtl", "stat", "dtf",
+        "evt1", "evt2", "flt", "bpix", "bias", "pbk", "asol", "osol", "fov", "msk", "mtl",
+        "stat", "dtf", "eph1",
     ),
     # A level-2 analysis: events, aspect, field of view, bad pixels, mask, dead time, orbit
     # ephemeris, and the grating spectra and responses where the observation has them.
@@ -63,9 +62,12 @@ SELECTIONS: dict[str, tuple[str, ...]] = {
     "images": ("cntr_img", "full_img", "src_img"),
 }  # fmt: skip
 SELECTION_DESCRIPTIONS: dict[str, str] = {
-    "repro": "What CIAO's chandra_repro reads to reprocess an observation",
-    "level2": "What a level-2 analysis needs (events, aspect, FOV, masks, spectra, responses)",
-    "images": "The archive's ready-made images",
+    "repro": "What CIAO's chandra_repro reads to reprocess an observation: level-1 events, "
+    "GTIs, bad pixels, bias and parameter block, aspect (or OBC aspect), FOV, masks, "
+    "timeline, exposure stats, dead time, and the ephemerides (moving targets)",
+    "level2": "What a level-2 analysis needs (specextract, fluximage): level-2 events, aspect, "
+    "FOV, bad pixels, mask, dead time, orbit ephemeris, grating spectra and responses",
+    "images": "The archive's ready-made images (JPEG and FITS): center, full field, source",
 }
 
 
