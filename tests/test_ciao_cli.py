@@ -212,3 +212,30 @@ def test_base_hint_when_the_mirror_is_not_the_archives_base(tmp_path):
     wrong.mkdir()
     p = run("1843", "-m", str(wrong), "--outdir", str(tmp_path / "o"), "--no-status")
     assert p.returncode == 1 and "the archive's base, up to byobsid/" in p.stderr, p.stderr
+
+
+def test_results_in_a_notebook_are_a_short_repr_and_a_table(archive_root, tmp_path, fast):
+    from chandra_download import download
+
+    results = download([1843, 2749, 99999], mirror=str(archive_root), outdir=tmp_path,
+                       status=False, **fast)  # fmt: skip
+    text = repr(results)
+    assert len(text) < 1500, len(text)  # 54 KB of dataclass text before
+    lines = text.splitlines()
+    assert lines[0].startswith("<Results: 3 ObsId(s), 2 found; ")
+    assert "downloaded" in lines[0] and len(lines) == 4
+    assert lines[1].startswith("  ObsIdResult(obsid=1843, found=True")
+    assert "files=" in lines[1] and "relpath" not in text
+    page = results._repr_html_()
+    assert page.startswith("<table>") and page.count("<tr>") == 4  # the head and 3 ObsIds
+    assert "<td>99999</td><td>not found</td>" in page
+
+
+def test_results_repr_masks_credentials(archive_ftp, tmp_path, fast):
+    from chandra_download import download
+    from chandra_download.simulator.fixtures import FTP_PASSWORD, FTP_USER
+
+    url = archive_ftp.base_url.replace("ftp://", f"ftp://{FTP_USER}:{FTP_PASSWORD}@")
+    results = download([1843], "oif", url, outdir=tmp_path, **fast)
+    assert results.ok
+    assert FTP_PASSWORD not in repr(results) and FTP_PASSWORD not in results._repr_html_()

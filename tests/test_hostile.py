@@ -109,7 +109,7 @@ def test_lying_content_range_on_resume_is_caught(
     part.parent.mkdir(parents=True, exist_ok=True)
     part.write_bytes(data[: len(data) // 2])
     archive_http.faults.add(Fault("lying_range", rel, times=1))
-    results = download(OBSID, [], mirror=archive_http.base_url, outdir=tmp_path, **FAST)
+    results = download(OBSID, None, mirror=archive_http.base_url, outdir=tmp_path, **FAST)
     assert by_rel(results)[rel].ok, by_rel(results)[rel].reason
     assert sha256(tmp_path / str(OBSID) / rel) == sha256(src)
 

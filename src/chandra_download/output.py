@@ -9,6 +9,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Iterable
 
+from .credentials import mask_url
 from .results import FileResult, LocalState, ObsIdResult, Status
 
 KB, MB, GB = 1024, 1024**2, 1024**3
@@ -308,3 +309,54 @@ def list_table(results: Iterable[ObsIdResult], mirror: bool = False) -> list[str
         f"({ciao_size(total)}); to fetch: {fetch} bytes ({ciao_size(fetch)}){left_out}."
     )
     return lines
+
+
+# -- notebooks and the Python prompt -----------------------------------------------------------
+def _counts(files: Iterable[FileResult]) -> str:
+    """``40 downloaded, 2 already present`` (statuses in their order, zero counts left out)."""
+    files = list(files)
+    parts = [f"{n} {s}" for s in Status if (n := sum(1 for f in files if f.status is s))]
+    return ", ".join(parts) or "no files"
+
+
+def obsid_repr(r: ObsIdResult) -> str:
+    """A one-line ``repr`` of an ObsId's result (its files counted, not listed)."""
+    site = mask_url(r.site) if r.site else None
+    extra = f", error={r.error!r}" if r.error else ""
+    extra += f", why_missing={r.why_missing!r}" if r.why_missing else ""
+    return (
+        f"ObsIdResult(obsid={r.obsid}, found={r.found}, site={site!r}, "
+        f"files={len(r.files)} ({_counts(r.files)}), size={r.total_size}{extra})"
+    )
+
+
+def results_repr(results: Iterable[ObsIdResult]) -> str:
+    """A short ``repr`` of a session's results: one line per ObsId, at most a screenful."""
+    results = list(results)
+    files = [f for r in results for f in r.files]
+    head = (
+        f"<Results: {len(results)} ObsId(s), {sum(r.found for r in results)} found; "
+        f"{len(files)} file(s): {_counts(files)}>"
+    )
+    shown = [f"  {obsid_repr(r)}" for r in results[:20]]
+    if len(results) > 20:
+        shown.append(f"  ... and {len(results) - 20} more ObsIds")
+    return "\n".join([head, *shown])
+
+
+def results_html(results: Iterable[ObsIdResult]) -> str:
+    """A notebook's table of a session's results: one row per ObsId."""
+    import html
+
+    rows = []
+    for r in results:
+        state = "found" if r.found else f"not found{': ' + r.why_missing if r.why_missing else ''}"
+        if r.error:
+            state = f"error: {r.error}"
+        cells = (
+            str(r.obsid), state, mask_url(r.site) if r.site else "", str(len(r.files)),
+            _counts(r.files), ciao_size(r.total_size),
+        )  # fmt: skip
+        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("ObsId", "State", "Site", "Files", "Outcome", "Size"))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"

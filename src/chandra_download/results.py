@@ -100,6 +100,11 @@ class ObsIdResult:
     #: (:class:`chandra_download.revisions.Superseded`), left in place.
     superseded: list[Superseded] = field(default_factory=list)
 
+    def __repr__(self) -> str:  # its files counted, not listed: notebooks show it whole
+        from .output import obsid_repr
+
+        return obsid_repr(self)
+
     @property
     def total_size(self) -> int:
         return sum(f.size or 0 for f in self.files)
@@ -142,6 +147,17 @@ class Results(list[ObsIdResult]):
     ) -> None:
         super().__init__(items)
         self._rerun = rerun
+
+    def __repr__(self) -> str:  # short: a notebook showed 54 KB of text for 3 ObsIds
+        from .output import results_repr
+
+        return results_repr(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's table: one row per ObsId."""
+        from .output import results_html
+
+        return results_html(self)
 
     @property
     def refused(self) -> list[AuthError]:
