@@ -146,7 +146,7 @@ def tree(outdir: Path) -> dict[str, Path]:
     return {
         p.relative_to(outdir).as_posix(): p
         for p in sorted(Path(outdir).rglob("*"))
-        if p.is_file() or p.is_symlink()
+        if (p.is_file() or p.is_symlink()) and ".chandra-download" not in p.parts
     }
 
 

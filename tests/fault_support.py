@@ -56,7 +56,11 @@ def by_rel(results: Results) -> dict[str, FileResult]:
 
 def local_files(top: Path) -> dict[str, Path]:
     """relpath -> file under an output ObsId directory (``.part`` files included)."""
-    return {p.relative_to(top).as_posix(): p for p in top.rglob("*") if p.is_file()}
+    return {
+        p.relative_to(top).as_posix(): p
+        for p in top.rglob("*")
+        if p.is_file() and ".chandra-download" not in p.parts
+    }
 
 
 def part_files(top: Path) -> list[str]:
@@ -119,7 +123,11 @@ def snapshot(*dirs: Path) -> dict[str, tuple[int, int]]:
 
 def files_outside(base: Path, allowed: Path) -> list[Path]:
     """Files below ``base`` that are not below ``allowed``."""
-    return [p for p in base.rglob("*") if p.is_file() and allowed not in p.parents]
+    return [
+        p
+        for p in base.rglob("*")
+        if p.is_file() and ".chandra-download" not in p.parts and allowed not in p.parents
+    ]
 
 
 def run_api(code: str, *args: str) -> subprocess.Popen:

@@ -34,7 +34,11 @@ def sha(path: Path) -> str:
 
 def landed(out: Path) -> set[str]:
     """Every file below ``out`` as ``<ObsId>/<relpath>``."""
-    return {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    return {
+        p.relative_to(out).as_posix()
+        for p in out.rglob("*")
+        if p.is_file() and ".chandra-download" not in p.parts
+    }
 
 
 def expected(source_files, obsids, keep=lambda t: True) -> dict[str, Path]:
@@ -202,7 +206,11 @@ def test_traversal_entries_refused_and_nothing_written_outside(archive_http, tmp
     before = {p for p in Path("/tmp").glob("*evil*")} | {p for p in Path("/").glob("escape*")}
     results = download([1843], ["oif", "evt2"], archive_http.base_url, outdir=out, **fast)
     # Only the ObsId directory was written to, and exactly the real files arrived.
-    assert {p.relative_to(work).as_posix() for p in work.rglob("*") if p.is_file()} == {
+    assert {
+        p.relative_to(work).as_posix()
+        for p in work.rglob("*")
+        if p.is_file() and ".chandra-download" not in p.parts
+    } == {
         "out/1843/oif.fits",
         f"out/1843/{EVT2}",
     }

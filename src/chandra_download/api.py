@@ -18,8 +18,10 @@ from .engine import Engine
 from .errors import SourceError
 from .filetypes import DESCRIPTIONS, SELECTIONS, Selection
 from .log import LOGGER
+from .manifest import write_results
 from .obsids import validate_obsids
 from .progress import Reporter, shown
+from .record import record_session, say_changed
 from .results import Results
 from .revisions import settle_superseded
 from .shard import select as select_shard
@@ -124,6 +126,8 @@ def download(
     prune_superseded: bool = False,
     shard: tuple[int, int] | None = None,
     budget: ConnectionBudget | None = None,
+    manifest: str | os.PathLike[str] | None = None,
+    frozen: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> Results:
     """Download ObsIds and report what happened to every file.
@@ -170,12 +174,23 @@ def download(
     budget : ConnectionBudget, optional
         Leases a connection to a site around each request (a cluster's shared budget, see
         :mod:`chandra_download.cluster`); by default ``jobs`` alone bounds connections.
+    manifest : path, optional
+        Also write a manifest of the session (:mod:`chandra_download.manifest`): per file
+        its size, sha256, processing version, the site's Last-Modified/ETag, what was checked.
+    frozen : path, optional
+        A manifest to reproduce exactly (:func:`chandra_download.frozen.reproduce`): its
+        files are fetched into the same relative paths, each verified by sha256; ``obsids``
+        may then be None (all of its ObsIds) or restrict it. ``filetypes`` are ignored.
 
     Returns
     -------
     Results
         One :class:`ObsIdResult` per ObsId, in order, each listing its files' outcomes.
     """
+    if frozen is not None:
+        return _reproduce(
+            frozen, obsids, mirror, username, userpass, outdir, reporter, config, options
+        )
     ids = select_shard(validate_obsids(obsids), shard)
     selection = _selection(filetypes, excludes, exclude)
     if selection.conflicts:
@@ -194,7 +209,15 @@ def download(
         engine = Engine(sources, cfg, rep, explain=_catalogue(cfg, status, ocat_url))
         with shown(rep) if reporter is None else nullcontext():
             items = engine.run(ids, selection, Path(outdir), list_only=list_only)
+    if not list_only:
+        record_session(Path(outdir), items, cfg.verify_checksums, cfg.fsync)
+        say_changed(items)
     settle_superseded(items, Path(outdir), prune_superseded, list_only)
+    if manifest is not None:
+        selected = {"obsids": ids, "filetypes": filetypes, "exclude": selection.excluded or None}
+        write_results(
+            items, manifest, sites=mirrors, selection=selected, verify=cfg.verify_checksums
+        )
     # The same download again, with the settings this one resolved (config, not options).
     rerun = partial(
         download,
@@ -213,8 +236,32 @@ def download(
         ocat_url=ocat_url,
         prune_superseded=prune_superseded,
         budget=budget,
+        manifest=manifest,
     )
     return Results(items, rerun=rerun)
+
+
+def _reproduce(
+    frozen: str | os.PathLike[str],
+    obsids: ObsIds | None,
+    mirror: Mirror,
+    username: str | None,
+    userpass: str | None,
+    outdir: str | os.PathLike[str],
+    reporter: Reporter | None,
+    config: SessionConfig | None,
+    options: dict[str, object],
+) -> Results:
+    """``download(frozen=...)``: exactly a manifest's files, each verified by sha256."""
+    from .frozen import reproduce
+    from .manifest import read
+
+    wanted = read(frozen)
+    ids = validate_obsids(obsids) if obsids not in (None, [], ()) else None
+    return reproduce(
+        wanted, mirror, username, userpass, outdir=outdir, obsids=ids, reporter=reporter,
+        config=config, **options,
+    )  # fmt: skip
 
 
 def _selection(filetypes: Types, excludes: Types, exclude: Types) -> Selection:

@@ -13,6 +13,7 @@ from .filetypes import Selection
 from .output import local_state, missing_block
 from .plan import PART_SUFFIX
 from .progress import Reporter
+from .record import KEPT, FileRecord, RecordBook, changed_at_archive, sha256_file
 from .results import FileResult, LocalState, ObsIdResult, Results
 from .revisions import Superseded, local_files, own_base
 from .verify import check_file
@@ -34,6 +35,12 @@ class ObsIdAudit:
     #: Anything else wrong: refused listing entries, local files larger than the archive's.
     corrupt: list[tuple[str, str]] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
+    #: Files the archive changed under the same name since they were fetched (the record
+    #: of what was fetched tells), with what changed.
+    changed: list[tuple[str, str]] = field(default_factory=list)
+    #: Complete files that fail a check but were kept as served (the record says so, and
+    #: their sha256 is the one then kept): reported, not failing.
+    kept: list[tuple[str, str]] = field(default_factory=list)
     #: Local files the archive has reprocessed under a higher processing version.
     superseded: list[Superseded] = field(default_factory=list)
     #: Listed files of the selected types (0: "No files found for ObsId N!").
@@ -50,6 +57,7 @@ class ObsIdAudit:
             or self.failing
             or self.corrupt
             or self.superseded
+            or self.changed
         )
 
 
@@ -92,6 +100,7 @@ class AuditReport:
                     f"ObsId {a.obsid}: {len(a.missing)} missing, {len(a.partial)} partial, "
                     f"{len(a.failing)} failing a check, {len(a.corrupt)} unusable"
                     + (f", {len(a.superseded)} superseded" if a.superseded else "")
+                    + (f", {len(a.changed)} changed at the archive" if a.changed else "")
                 )
         return "incomplete: " + "; ".join(parts) + "."
 
@@ -148,8 +157,9 @@ def _audit(r: ObsIdResult, selection: Selection, outdir: Path, checksums: bool) 
     audit = ObsIdAudit(r.obsid, r.found, r.error)
     if not r.found:
         return audit
+    records = RecordBook()
     for f in r.files:
-        _classify(audit, f, selection, checksums)
+        _classify(audit, f, selection, checksums, records)
     audit.superseded = list(r.superseded)
     old = {s.relpath for s in audit.superseded}
     known = {f.relpath for f in r.files}
@@ -159,7 +169,9 @@ def _audit(r: ObsIdResult, selection: Selection, outdir: Path, checksums: bool) 
     return audit
 
 
-def _classify(audit: ObsIdAudit, f: FileResult, selection: Selection, checksums: bool) -> None:
+def _classify(
+    audit: ObsIdAudit, f: FileResult, selection: Selection, checksums: bool, records: RecordBook
+) -> None:
     """Add one listed file to the audit list its local copy belongs in (if selected)."""
     if f.status.value == "failed":  # unsafe listing entries
         audit.corrupt.append((f.relpath, f.reason or "refused"))
@@ -168,7 +180,11 @@ def _classify(audit: ObsIdAudit, f: FileResult, selection: Selection, checksums:
         return
     audit.selected += 1
     state = local_state(f)
-    if state is LocalState.MISSING:
+    rec = records.get(f)
+    changed = changed_at_archive(rec, f.size, f.last_modified, f.etag)
+    if changed is not None:  # not "larger local file", nor partial: an older copy
+        audit.changed.append((f.relpath, changed))
+    elif state is LocalState.MISSING:
         (audit.partial if _has_part(f.path) else audit.missing).append(f.relpath)
     elif state is LocalState.PARTIAL:
         audit.partial.append(f.relpath)
@@ -178,9 +194,24 @@ def _classify(audit: ObsIdAudit, f: FileResult, selection: Selection, checksums:
                 check_file(f.path, f.relpath)
             audit.complete.append(f.relpath)
         except VerificationError as exc:
-            audit.failing.append((f.relpath, exc.detail))
+            if _kept_as_served(rec, f):
+                audit.complete.append(f.relpath)
+                audit.kept.append((f.relpath, exc.detail))
+            else:
+                audit.failing.append((f.relpath, exc.detail))
     else:
         audit.corrupt.append((f.relpath, f.reason or "larger than the archive's copy"))
+
+
+def _kept_as_served(rec: FileRecord | None, f: FileResult) -> bool:
+    """Whether the record says this very copy was kept as served (the archive's own bytes,
+    confirmed by fetching them twice): same sha256 as then."""
+    if rec is None or rec.checked != KEPT or rec.sha256 is None:
+        return False
+    try:
+        return sha256_file(f.path) == rec.sha256
+    except OSError:
+        return False
 
 
 class _Quiet(Reporter):
@@ -215,6 +246,7 @@ def print_report(report: AuditReport, verbose: int = 1) -> None:
             f"{len(a.partial)} partial, {len(a.failing)} failing a check, "
             f"{len(a.corrupt)} unusable, {len(a.extra)} extra"
             + (f", {len(a.superseded)} superseded" if a.superseded else "")
+            + (f", {len(a.changed)} changed at the archive" if a.changed else "")
         )
         if verbose >= 1:
             for rel in a.missing:
@@ -225,6 +257,10 @@ def print_report(report: AuditReport, verbose: int = 1) -> None:
                 print(f"  fails    {rel}: {why}")
             for rel, why in a.corrupt:
                 print(f"  unusable {rel}: {why}")
+            for rel, why in a.changed:
+                print(f"  changed  {rel}: {why}")
+            for rel, why in a.kept:
+                print(f"  kept     {rel}: kept as served, the archive's copy ({why})")
             for rel in a.extra:
                 print(f"  extra    {rel}")
             for sup in a.superseded:
@@ -243,7 +279,7 @@ def print_report(report: AuditReport, verbose: int = 1) -> None:
 def what_to_run(report: AuditReport) -> str | None:
     """The line ``--check`` ends with: what to run to make the local copy whole."""
     audits = [a for a in report.obsids if a.found]
-    fetch = any(a.missing or a.partial for a in audits)
+    fetch = any(a.missing or a.partial or a.changed for a in audits)
     failing = any(a.failing for a in audits)
     prune = (
         " Add --prune-superseded to move superseded revisions to <outdir>/superseded/<ObsId>/ "
@@ -258,5 +294,8 @@ def what_to_run(report: AuditReport) -> str | None:
             "warning, when the archive's own copy is the same)." + prune
         )
     if fetch or prune:
-        return "To fix: run the same command without --check; it fetches what is missing." + prune
+        return (
+            "To fix: run the same command without --check; it fetches what is missing and "
+            "the archive's new copies of what changed." + prune
+        )
     return None

@@ -171,5 +171,8 @@ class BudgetedSource(Source):
             raise
         return _LeasedBody(body, release)
 
+    def identity(self, f: RemoteFile) -> tuple[str | None, str | None]:  # noqa: D102
+        return self._inner.identity(f)  # what a response said: no request, no lease
+
     def close(self) -> None:  # noqa: D102
         self._inner.close()

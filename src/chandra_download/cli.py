@@ -151,11 +151,72 @@ def _add_reproc_options(p: argparse.ArgumentParser) -> None:
         help="move local files the archive has reprocessed (a higher N00x) to "
         "<outdir>/superseded/<ObsId>/ once the new revision is complete; never deleted",
     )
+    p.add_argument(
+        "--manifest",
+        metavar="FILE",
+        help="also write a manifest (JSON: per file size, sha256, processing version, "
+        "Last-Modified/ETag, what was checked) after a download, --list or --check",
+    )
+    p.add_argument(
+        "--frozen",
+        metavar="FILE",
+        help="fetch exactly the files of a manifest, each verified by sha256 (OBSIDS may be "
+        "omitted); with --check: audit the local files against it by sha256",
+    )
 
 
 def _reproc_kwargs(args: argparse.Namespace) -> dict[str, object]:
     """The API keywords of the options above, for a download."""
-    return {"prune_superseded": args.prune_superseded}
+    return {"prune_superseded": args.prune_superseded, "manifest": args.manifest}
+
+
+def _reproc_problem(args: argparse.Namespace) -> str | None:
+    """A bad use of the options above, before anything is fetched."""
+    if args.manifest and not _writable(args.manifest):
+        return f"cannot write the manifest to {args.manifest}: no such directory or no permission"
+    if args.frozen and args.list:
+        return "--frozen fetches (or with --check, audits) a manifest's files; not with --list"
+    return None
+
+
+def _check_manifest(args: argparse.Namespace, audit: Any) -> None:
+    """``--check --manifest FILE``: the manifest of the audited tree."""
+    from .manifest import write_results
+
+    if args.manifest and audit.listing is not None:
+        sites = args.mirror or [os.environ.get("CDA_MIRROR_SITE") or "cda"]
+        selection = {
+            "obsids": [a.obsid for a in audit.obsids],
+            "filetypes": args.filetypes,
+            "exclude": args.exclude,
+        }
+        types = Selection(args.filetypes, args.exclude)
+        write_results(audit.listing, args.manifest, sites=sites, selection=selection, types=types)
+
+
+def _frozen(
+    args: argparse.Namespace, obsids: list[int], config: SessionConfig, rep: Reporter, verbose: int
+) -> int:
+    """``--frozen FILE``: fetch exactly its files; with ``--check``, audit them by sha256."""
+    from .api import download
+    from .frozen import audit
+    from .manifest import read
+
+    if args.check:
+        report = audit(read(args.frozen), args.outdir)
+        if verbose >= 1:
+            print("\n".join(report.lines(verbose)))
+        return 0 if report.ok else _incomplete(report.lines()[-1])
+    with rep if hasattr(rep, "__enter__") else nullcontext():
+        results = download(
+            obsids or None, mirror=mirror_value(args.mirror), username=args.username,
+            userpass=args.userpass, outdir=args.outdir, config=config, reporter=rep,
+            frozen=args.frozen,
+        )  # fmt: skip
+    for fr in results.files:
+        if not fr.ok:
+            error(f"ObsId {fr.obsid}: {fr.relpath}: {fr.reason}")
+    return 0 if results.ok else _incomplete(results.summary())
 
 
 # -- job arrays and Dask clusters (issue 15; cluster's block) ---------------------------------
@@ -308,7 +369,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except OSError as exc:
         stdout_failed(exc)
         return 1
-    if not args.obsids:
+    if not args.obsids and not args.frozen:
         parser.error("the ObsIds argument is required")
     verbose = 3 if args.debug else 0 if args.quiet else args.verbose
     show_tb = args.debug or args.tracebackdebug
@@ -321,6 +382,10 @@ def _main(argv: Sequence[str] | None) -> int:
         return 2
     if args.json and args.json != "-" and not _writable(args.json):
         error(f"cannot write the JSON report to {args.json}: no such directory or no permission")
+        return 2
+    problem = _reproc_problem(args)
+    if problem:
+        error(problem)
         return 2
     command_line_output(verbose, PREFIX, stdout_taken=args.json == "-")
     vlog(3, "%s: %s", PROG, __version__)
@@ -407,7 +472,7 @@ def _types_in(path: Path) -> list[str]:
 
 def _values(args: argparse.Namespace) -> tuple[list[int], SessionConfig]:
     """The ObsIds and the session's settings; the type lists' @files read into ``args``."""
-    obsids = _sharded(args, parse_obsid_args(args.obsids))
+    obsids = _sharded(args, parse_obsid_args(args.obsids)) if args.obsids else []
     args.filetypes = types_arg(args.filetypes)
     args.exclude = types_arg(args.exclude)
     Selection(args.filetypes, args.exclude)
@@ -471,6 +536,8 @@ def _dispatch(
 ) -> int:
     from . import report
 
+    if args.frozen:
+        return _frozen(args, obsids, config, rep, verbose)
     if _empty_shard(args, obsids):
         return 0
     mirror = mirror_value(args.mirror)
@@ -487,6 +554,7 @@ def _dispatch(
         if verbose >= 1 and args.json != "-":
             print_report(audit, verbose)
         _base_hint(args, audit.listing or [], audit.mirror)
+        _check_manifest(args, audit)
         return 0 if audit.ok else _incomplete(audit.summary())
     kwargs = dict(excludes=args.exclude, list_only=args.list, reporter=rep, **common)
     kwargs.update(_reproc_kwargs(args))

@@ -13,6 +13,7 @@ from .config import SessionConfig
 from .errors import LocalError
 from .log import vlog
 from .progress import Reporter
+from .record import RecordBook
 
 #: Local errors that stop every file alike (a full, read-only or forbidden disk, a bad output
 #: path): told once. Others (a symlink in one file's way) are told for each file they touch.
@@ -37,6 +38,8 @@ class Context:
     stop: threading.Event
     reporter: Reporter = field(default_factory=Reporter)
     disk_full: threading.Event = field(default_factory=threading.Event)
+    #: What earlier sessions fetched (record.py): tells a file the archive changed.
+    records: RecordBook = field(default_factory=RecordBook)
     _seen: dict[int | None, str] = field(default_factory=dict)  # errno -> first path
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -433,6 +433,7 @@ class Engine:
             fr.status, fr.reason = Status.FAILED, str(exc)
             return
         fr.size, fr.local, fr.local_size = size, d.local, d.offset
+        fr.last_modified, fr.etag = source.identity(remote)
 
 
 def _failure_text(exc: BaseException) -> str:

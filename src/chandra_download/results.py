@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -68,6 +69,12 @@ class FileResult:
     attempts: int = 0
     local: LocalState | None = None
     warning: str | None = None
+    #: The site's ``Last-Modified`` and ``ETag`` of the file, where it stated them.
+    last_modified: str | None = None
+    etag: str | None = None
+    #: Set when the local copy was an older one than the archive's (its record says so):
+    #: ``changed at the archive since it was fetched (...)``; the new copy is fetched.
+    changed: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -224,6 +231,13 @@ class Results(list[ObsIdResult]):
         if not parts:
             return f"All {len(self)} ObsId(s) complete."
         return "; ".join(parts) + "."
+
+    def write_manifest(self, path: str | os.PathLike[str]) -> None:
+        """Write a manifest of these results (:mod:`chandra_download.manifest`): per file its
+        size, sha256, processing version, the site's Last-Modified/ETag, what was checked."""
+        from .manifest import write_results
+
+        write_results(self, path)
 
     def retry(self) -> Results:
         """Run the same download again; complete files are skipped, the rest is fetched."""

@@ -62,7 +62,10 @@ def local_files(top: Path) -> list[str]:
     """Every file below ``top`` (``/``-separated, sorted), our own in-progress names aside
     (they are reported with the file they belong to)."""
     out: list[str] = []
-    if not top.is_dir():
+    try:
+        if not top.is_dir():
+            return out
+    except OSError:  # (a name too long...): the download tells it for its files
         return out
     for dirpath, _dirs, names in os.walk(top):
         for name in names:

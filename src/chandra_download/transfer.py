@@ -100,8 +100,9 @@ class FileJob(RangedParts):
         disk = look(self.target)
         self._learn_size(disk)
         first = decide(disk, self.size)
-        if first.action is Action.LARGER or (
-            first.action is Action.PRESENT and not disk.leftovers and not self.config.repair
+        if not self._changed_at_archive(disk) and (
+            first.action is Action.LARGER
+            or (first.action is Action.PRESENT and not disk.leftovers and not self.config.repair)
         ):
             self._settle(first)
             return Next.DONE
@@ -140,6 +141,8 @@ class FileJob(RangedParts):
         # A state file's temporary is only ever written by the lock holder, which we are now:
         # one left by a process killed while saving is stale.
         unlink_quietly(self.state_file.with_name(self.state_file.name + ".tmp"))
+        if self.fr.changed and disk.final is not None:
+            return self._fetch_anew()
         if d.action in (Action.PRESENT, Action.LARGER):
             return self._present(d)
         self.fr.local_size = d.offset
@@ -157,6 +160,24 @@ class FileJob(RangedParts):
             unlink_quietly(self.state_file)
         self.resumed = d.offset > 0
         return self._begin(d.offset)
+
+    def _changed_at_archive(self, disk: OnDisk) -> bool:
+        """Whether the local file is a copy the archive has since changed (its record of
+        what was fetched says so: size, ETag or Last-Modified); sets ``fr.changed``."""
+        self.fr.last_modified, self.fr.etag = self.source.identity(self.remote)
+        self.fr.changed = None
+        if disk.final is not None:
+            self.fr.changed = self.ctx.records.changed(self.fr, self.size)
+        return self.fr.changed is not None
+
+    def _fetch_anew(self) -> Next:
+        """The archive changed the file: fetch its new copy from byte 0 into the partial
+        file; the old copy stays in place until the new one is complete and verified."""
+        vlog(2, "%s: %s; fetching it again", self.fr.relpath, self.fr.changed)
+        os.ftruncate(self.fd, 0)
+        unlink_quietly(self.state_file)
+        self.resumed = False
+        return self._begin(0)
 
     def _begin(self, have: int) -> Next:
         """Whole on one connection, or as ranged parts when the file is large."""
@@ -401,6 +422,7 @@ class FileJob(RangedParts):
             fsync_dir(self.target.parent)
         self.fr.size = self.fr.local_size = size
         self.fr.reason = None
+        self.fr.last_modified, self.fr.etag = self.source.identity(self.remote)
 
     def _bad_content(self, exc: VerificationError) -> bool:
         """Bytes that failed a check: kept when identical to the last failure (True)."""

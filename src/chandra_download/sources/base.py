@@ -41,6 +41,9 @@ class RemoteFile:
     size: int | None
     url: str
     approx_size: int | None = None
+    #: The site's ``Last-Modified`` and ``ETag`` when its listing gives them (S3).
+    last_modified: str | None = None
+    etag: str | None = None
 
     @property
     def best_size(self) -> int:
@@ -201,6 +204,11 @@ class Source(ABC):
         if f.size is None:
             raise SourceError(f"{f.relpath}: the site did not give an exact size")
         return f.size
+
+    def identity(self, f: RemoteFile) -> tuple[str | None, str | None]:
+        """The file's ``(Last-Modified, ETag)`` as the site last stated them (listing or an
+        earlier response), without a request; None for what it never said."""
+        return f.last_modified, f.etag
 
     def close(self) -> None:  # noqa: B027 - optional for sources with nothing to release
         """Close pooled connections."""

@@ -68,6 +68,7 @@ class HTTPSource(Source):
         self._pool = self._make_pool()
         self._answered = False  # has the site answered once? (else: SiteUnreachable)
         self._sizes: dict[str, int] = {}  # URL -> exact size a response stated
+        self._identities: dict[str, tuple[str | None, str | None]] = {}  # URL -> LM, ETag
         self._ceilings: dict[str, int] = {}  # URL -> most bytes its listed size allows
         self._base_hint: str | None = None  # see _hint()
 
@@ -309,7 +310,7 @@ class HTTPSource(Source):
         """The body of a 200 (the whole file) or a 206 that answers the request exactly."""
         length = content_length(resp.headers)
         if resp.status != 206:
-            self._learn(f.url, length)
+            self._learn(f.url, length, resp.headers)
             return HTTPBody(resp, 0, length, self._secrets)
         cr = parse_content_range(resp.headers.get("Content-Range"))
         why = check_content_range(cr, offset, end)
@@ -318,15 +319,22 @@ class HTTPSource(Source):
             resp.close()
             resp.release_conn()
             raise ContentRangeMismatch(f"{f.relpath}: {why}")
-        self._learn(f.url, cr.total)
+        self._learn(f.url, cr.total, resp.headers)
         body = HTTPBody(resp, offset, cr.total, self._secrets)
         body.end = cr.end
         return body
 
-    def _learn(self, url: str, total: int | None) -> None:
-        """Remember an exact size a response stated, so that size() costs nothing later."""
+    def _learn(self, url: str, total: int | None, headers: Any = None) -> None:
+        """Remember an exact size a response stated, so that size() costs nothing later, and
+        its ``Last-Modified``/``ETag`` (for the records of what was fetched)."""
         if total is not None:
             self._sizes[url] = total
+        if headers is not None:
+            self._identities[url] = (headers.get("Last-Modified"), headers.get("ETag"))
+
+    def identity(self, f: RemoteFile) -> tuple[str | None, str | None]:
+        """``(Last-Modified, ETag)`` of the last response about the file, if any."""
+        return self._identities.get(f.url, (f.last_modified, f.etag))
 
     def size(self, f: RemoteFile) -> int:
         """The exact size: from the listing, from an earlier response, or from a HEAD."""
@@ -340,7 +348,7 @@ class HTTPSource(Source):
         length = content_length(resp.headers)
         if length is None:
             raise SourceError(f"{f.relpath}: the server did not give a size")
-        self._learn(f.url, length)
+        self._learn(f.url, length, resp.headers)
         return length
 
     def close(self) -> None:

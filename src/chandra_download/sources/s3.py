@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -214,8 +215,13 @@ class S3Source(Source):
         key = str(obj["Key"])
         if not key.startswith(base) or key.endswith("/"):
             return None
+        modified, etag = _identity(obj)
         return RemoteFile(
-            check_relpath(key[len(base) :]), int(obj["Size"]), f"s3://{self.bucket}/{key}"
+            check_relpath(key[len(base) :]),
+            int(obj["Size"]),
+            f"s3://{self.bucket}/{key}",
+            last_modified=modified,
+            etag=etag,
         )
 
     # ------------------------------------------------------------------ reading
@@ -385,3 +391,10 @@ class S3Body(Body):
             self._stream.close()
         except Exception:  # noqa: BLE001 - closing a broken stream must not fail
             pass
+
+
+def _identity(obj: dict[str, Any]) -> tuple[str | None, str | None]:
+    """A listed object's ``LastModified`` and ``ETag``, for the records of what was fetched."""
+    when, etag = obj.get("LastModified"), obj.get("ETag")
+    stamp = when.isoformat() if isinstance(when, datetime) else None
+    return stamp, etag if isinstance(etag, str) else None

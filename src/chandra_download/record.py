@@ -1,0 +1,276 @@
+"""Records of what was fetched: one JSON file per ObsId, always kept.
+
+``<outdir>/.chandra-download/records/<ObsId>.json`` holds, per file: its size, sha256,
+processing version, the site's ``Last-Modified``/``ETag`` where it gave them, what was checked
+(``verified``, ``kept as served``, ``no content check``) and the local file's mtime when it was
+recorded. With it a re-run and ``--check`` tell a file the archive changed under the same name
+("changed at the archive since it was fetched") from an interrupted download or local damage,
+and ``--check`` remembers a file kept as served.
+
+The hidden directory is ours: the archive's names all live under ``<outdir>/<ObsId>/``, so no
+listed name can collide with a record. Records are written by temp file and rename, and
+merged by re-reading just before each write, so rival processes on a file system without
+locks each add their files; a damaged record is dropped with a message (it is only memory:
+the data files are untouched) and rebuilt by the next run.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .log import vlog
+from .results import FileResult, Status
+from .revisions import processing_version
+from .verify import is_fits_name
+
+#: Below the output directory: ours, beside the archive's ``<ObsId>/`` trees.
+RECORDS = Path(".chandra-download") / "records"
+SCHEMA = 1
+
+VERIFIED = "verified"
+KEPT = "kept as served"
+NO_CHECK = "no content check"
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """What was fetched for one file (``relpath`` below ``<outdir>/<ObsId>/``)."""
+
+    relpath: str
+    size: int
+    sha256: str | None
+    version: int | None
+    last_modified: str | None
+    etag: str | None
+    checked: str
+    url: str | None
+    #: The local file's mtime (ns) when recorded: a later one means it was touched since.
+    mtime_ns: int
+    #: When it was recorded (UTC, ISO 8601).
+    recorded: str
+
+    def describes(self, path: Path) -> bool:
+        """Whether the local file at ``path`` is still the one recorded (size and mtime)."""
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return False
+        return st.st_size == self.size and st.st_mtime_ns == self.mtime_ns
+
+
+def record_path(outdir: Path, obsid: int) -> Path:
+    """Where one ObsId's record lives."""
+    return Path(outdir) / RECORDS / f"{obsid}.json"
+
+
+def load(outdir: Path, obsid: int) -> dict[str, FileRecord]:
+    """One ObsId's record by relpath; empty when there is none. A damaged record is said
+    once and treated as none (the next write replaces it)."""
+    path = record_path(outdir, obsid)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return {}  # the output directory's own problem, told by its files
+        vlog(0, "cannot read the record %s (%s); ignoring it", path, exc.strerror)
+        return {}
+    try:
+        return _parse(text)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        vlog(0, "the record %s is damaged (%s); it is discarded and rebuilt", path, exc)
+        return {}
+
+
+def _parse(text: str) -> dict[str, FileRecord]:
+    data = json.loads(text)
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise ValueError("not a record of this version")
+    names = {f.name for f in fields(FileRecord)}
+    out = {}
+    for item in data["files"]:
+        if not isinstance(item, dict) or not names <= item.keys():
+            raise ValueError("an entry lacks fields")
+        rec = FileRecord(**{k: item[k] for k in names})
+        if not isinstance(rec.relpath, str) or not isinstance(rec.size, int):
+            raise ValueError("an entry has wrong types")
+        out[rec.relpath] = rec
+    return out
+
+
+def update(
+    outdir: Path, obsid: int, changes: Mapping[str, FileRecord | None], fsync: bool = True
+) -> None:
+    """Merge ``changes`` (None: forget the file) into the ObsId's record on disk: re-read,
+    merge, write to a temporary file and rename over (atomic; no lock needed)."""
+    if not changes:
+        return
+    path = record_path(outdir, obsid)
+    current = load(outdir, obsid)
+    for rel, rec in changes.items():
+        if rec is None:
+            current.pop(rel, None)
+        else:
+            current[rel] = rec
+    doc = {"schema": SCHEMA, "obsid": obsid, "files": [asdict(current[r]) for r in sorted(current)]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{obsid}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=1)
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def has_content_check(relpath: str) -> bool:
+    """Whether the file's bytes carry a check of their own (gzip CRC, FITS checksums)."""
+    return relpath.lower().endswith(".gz") or is_fits_name(relpath)
+
+
+def what_was_checked(fr: FileResult, verify: bool) -> str:
+    if (fr.warning or "").startswith(KEPT):
+        return KEPT
+    return VERIFIED if verify and has_content_check(fr.relpath) else NO_CHECK
+
+
+def sha256_file(path: Path) -> str:
+    """A file's sha256, read back (when the transfer did not compute it as it came)."""
+    from .context import sha256_of
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        return sha256_of(fd)
+    finally:
+        os.close(fd)
+
+
+def entry_for(fr: FileResult, verify: bool, old: FileRecord | None) -> FileRecord | None:
+    """The record of a complete file after a session; None when there is nothing to record.
+
+    A file already present and still the one recorded keeps its entry (no re-read); one
+    fetched now takes the transfer's sha256 when it gave one, else it is read back once.
+    """
+    if not fr.ok:
+        return None
+    if fr.status is Status.PRESENT and old is not None and old.describes(fr.path):
+        return old
+    try:
+        st = os.lstat(fr.path)
+        digest = getattr(fr, "sha256", None) or sha256_file(fr.path)
+    except OSError:
+        return None
+    return FileRecord(
+        relpath=fr.relpath,
+        size=st.st_size,
+        sha256=digest,
+        version=processing_version(fr.relpath),
+        last_modified=fr.last_modified,
+        etag=fr.etag,
+        checked=what_was_checked(fr, verify),
+        url=fr.url,
+        mtime_ns=st.st_mtime_ns,
+        recorded=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def record_session(outdir: Path, results: Iterable, verify: bool, fsync: bool = True) -> None:
+    """After a download: record every complete file of every ObsId (merged into what is on
+    disk); a record that cannot be written is said, never fatal."""
+    for r in results:
+        if not r.found or not any(fr.ok for fr in r.files):
+            continue  # nothing to record (and a tree we cannot write is told by its files)
+        old = load(outdir, r.obsid)
+        changes = {}
+        for fr in r.files:
+            rec = entry_for(fr, verify, old.get(fr.relpath))
+            if rec is not None and rec != old.get(fr.relpath):
+                changes[fr.relpath] = rec
+        try:
+            update(outdir, r.obsid, changes, fsync)
+        except OSError as exc:
+            # A full disk is told by the files it stopped; the record is rebuilt next time.
+            level = 2 if exc.errno in (errno.ENOSPC, errno.EDQUOT) else 0
+            vlog(level, "cannot write the record of ObsId %s: %s", r.obsid, exc.strerror or exc)
+
+
+def changed_at_archive(
+    rec: FileRecord | None, size: int | None, last_modified: str | None, etag: str | None
+) -> str | None:
+    """Why the archive's copy is no longer the one recorded, or None (same, or unknown).
+
+    Only the site's own statements count: a size it gives exactly, and an ``ETag`` or
+    ``Last-Modified`` when both the record and the site have one.
+    """
+    if rec is None:
+        return None
+    if size is not None and size != rec.size:
+        return f"changed at the archive since it was fetched ({rec.size} -> {size} bytes)"
+    if etag and rec.etag and etag != rec.etag:
+        return f"changed at the archive since it was fetched (ETag {rec.etag} -> {etag})"
+    if last_modified and rec.last_modified and last_modified != rec.last_modified:
+        return (
+            "changed at the archive since it was fetched "
+            f"(Last-Modified {rec.last_modified} -> {last_modified})"
+        )
+    return None
+
+
+class RecordBook:
+    """A session's view of the records: loaded once per ObsId, shared by the workers."""
+
+    def __init__(self) -> None:
+        self._cache: dict[Path, dict[str, FileRecord]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, fr: FileResult) -> FileRecord | None:
+        """The record of ``fr``'s file, when there is one and it still describes the local
+        file (one touched since is not ours to judge by the record)."""
+        depth = len(fr.relpath.split("/"))
+        outdir = fr.path.parents[depth]
+        key = record_path(outdir, fr.obsid)
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = load(outdir, fr.obsid)
+            rec = self._cache[key].get(fr.relpath)
+        return rec if rec is not None and rec.describes(fr.path) else None
+
+    def changed(self, fr: FileResult, size: int | None) -> str | None:
+        """Why the local copy of ``fr`` is an older copy than the archive's, or None."""
+        return changed_at_archive(self.get(fr), size, fr.last_modified, fr.etag)
+
+
+def say_changed(results: Iterable) -> None:
+    """After a download: per ObsId, the files whose older local copy was replaced by the
+    archive's new one (or could not be), on standard error."""
+    for r in results:
+        changed = [f for f in r.files if f.changed]
+        if not changed:
+            continue
+        names = ", ".join(f.relpath for f in changed[:5])
+        more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+        done = sum(1 for f in changed if f.ok)
+        vlog(
+            0,
+            "ObsId %s: %d file(s) changed at the archive since they were fetched (%s%s); "
+            "%d new copy(ies) fetched in their place%s",
+            r.obsid,
+            len(changed),
+            names,
+            more,
+            done,
+            "" if done == len(changed) else "; the others keep their old copy",
+        )
