@@ -18,7 +18,6 @@ from .engine import Engine
 from .errors import SourceError
 from .filetypes import DESCRIPTIONS, SELECTIONS, Selection
 from .log import LOGGER
-from .manifest import write_results
 from .obsids import validate_obsids
 from .progress import Reporter, shown
 from .record import record_session, say_changed
@@ -214,6 +213,8 @@ def download(
         say_changed(items)
     settle_superseded(items, Path(outdir), prune_superseded, list_only)
     if manifest is not None:
+        from .manifest import write_results
+
         selected = {"obsids": ids, "filetypes": filetypes, "exclude": selection.excluded or None}
         write_results(
             items, manifest, sites=mirrors, selection=selected, verify=cfg.verify_checksums

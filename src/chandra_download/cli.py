@@ -207,7 +207,7 @@ def _frozen(
         if verbose >= 1:
             print("\n".join(report.lines(verbose)))
         return 0 if report.ok else _incomplete(report.lines()[-1])
-    with rep if hasattr(rep, "__enter__") else nullcontext():
+    with shown(rep):
         results = download(
             obsids or None, mirror=mirror_value(args.mirror), username=args.username,
             userpass=args.userpass, outdir=args.outdir, config=config, reporter=rep,

@@ -19,11 +19,9 @@ from __future__ import annotations
 import errno
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timezone
 from pathlib import Path
 
 from .log import vlog
@@ -122,6 +120,8 @@ def update(
         else:
             current[rel] = rec
     doc = {"schema": SCHEMA, "obsid": obsid, "files": [asdict(current[r]) for r in sorted(current)]}
+    import tempfile  # (here: the command's start-up stays short)
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{obsid}.", suffix=".tmp", dir=path.parent)
     try:
@@ -168,6 +168,8 @@ def entry_for(fr: FileResult, verify: bool, old: FileRecord | None) -> FileRecor
         return None
     if fr.status is Status.PRESENT and old is not None and old.describes(fr.path):
         return old
+    from datetime import datetime, timezone
+
     try:
         st = os.lstat(fr.path)
         digest = getattr(fr, "sha256", None) or sha256_file(fr.path)
