@@ -28,11 +28,32 @@ def _bytes(text: str) -> float:
 
 
 def _obsids(text: str) -> dict[int, str] | list[int]:
-    """``1843,2749`` (kinds cycled) or ``1843:acis,6298:hrc``."""
+    """``1843,2749`` (kinds cycled) or ``1843:acis,6298:hrc``; kinds given for only some
+    ObsIds are refused (they were dropped without a word)."""
     items = [t.strip() for t in text.split(",") if t.strip()]
-    if all(":" in t for t in items):
-        return {int(t.split(":")[0]): t.split(":", 1)[1] for t in items}
-    return [int(t.split(":")[0]) for t in items]
+    try:
+        if all(":" in t for t in items):
+            kinds = {int(t.split(":")[0]): t.split(":", 1)[1].strip() for t in items}
+            return _known_kinds(kinds)
+        if any(":" in t for t in items):
+            bare = ", ".join(t for t in items if ":" not in t)
+            raise argparse.ArgumentTypeError(
+                f"a kind for every ObsId or for none: {bare} has none (e.g. 1843:acis,3002:hrc)"
+            )
+        return [int(t) for t in items]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of ObsIds: {text!r}") from None
+
+
+def _known_kinds(kinds: dict[int, str]) -> dict[int, str]:
+    from .tree import KINDS
+
+    for obsid, kind in kinds.items():
+        if kind not in KINDS:
+            raise argparse.ArgumentTypeError(
+                f"ObsId {obsid}: unknown kind {kind!r}; use one of {', '.join(KINDS)}"
+            )
+    return kinds
 
 
 def _start_http(args: argparse.Namespace, link: Any, faults: Any) -> Any:
@@ -173,6 +194,13 @@ def _serve(args: argparse.Namespace) -> int:
     server = STARTERS[args.protocol](args, link, FaultPlan())
     print(f"Serving {args.root}", flush=True)
     print(f"Base URL: {server.base_url}", flush=True)
+    if args.protocol == "s3":  # without it, a client goes to the real AWS
+        print(f"Endpoint URL: {server.endpoint_url}", flush=True)
+        print(
+            f"Use: download_chandra_obsid 1843 --mirror {server.base_url} "
+            f"--endpoint-url {server.endpoint_url}",
+            flush=True,
+        )
     if getattr(server, "ca_file", None):
         print(f"CA file: {server.ca_file}", flush=True)
     print("Press Ctrl-C to stop.", flush=True)
