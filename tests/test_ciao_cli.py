@@ -239,3 +239,29 @@ def test_results_repr_masks_credentials(archive_ftp, tmp_path, fast):
     results = download([1843], "oif", url, outdir=tmp_path, **fast)
     assert results.ok
     assert FTP_PASSWORD not in repr(results) and FTP_PASSWORD not in results._repr_html_()
+
+
+def test_a_connect_timeout_says_so_without_an_object_repr(tmp_path):
+    """A listening socket whose backlog is full drops new connections: a connect timeout.
+    Its message was ``(<DeadlineHTTPConnection(...) at 0x...>, 'Connection ... timed out')``."""
+    import socket
+
+    from chandra_download import download
+
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(0)
+        port = srv.getsockname()[1]
+        fill = [socket.socket() for _ in range(4)]
+        try:
+            for c in fill:
+                c.setblocking(False)
+                c.connect_ex(("127.0.0.1", port))
+            results = download([1843], "oif", f"http://127.0.0.1:{port}/cdaftp/",
+                               outdir=tmp_path, timeout=1, retries=0, status=False)  # fmt: skip
+        finally:
+            for c in fill:
+                c.close()
+    error = results[0].error or ""
+    assert "timed out" in error, error
+    assert " at 0x" not in error and "<" not in error and "Connection(" not in error

@@ -424,8 +424,11 @@ def _refuse_file_and_dir(obsid: int, prefix: str, entries: list[ListingEntry]) -
 
 
 def _connect_reason(exc: object) -> str:
-    """The useful end of urllib3's connection error text ("[Errno 111] Connection refused")."""
-    text = str(exc)
+    """The useful end of urllib3's connection error text ("[Errno 111] Connection refused",
+    "Connection to HOST timed out. (connect timeout=5)"): its message argument, never the
+    text of the whole args tuple, which starts with the connection object's repr."""
+    texts = [a for a in getattr(exc, "args", ()) if isinstance(a, str)]
+    text = texts[-1] if texts else str(exc)
     return text.rpartition("): ")[2] or text
 
 
