@@ -30,7 +30,9 @@ def run(*args: str, stdout=subprocess.PIPE, env: dict[str, str] | None = None):
 
 
 def landed(out: Path) -> set[str]:
-    return {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    """The archive's files written under ``out`` (not our own hidden state directory)."""
+    files = (p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    return {f for f in files if not f.startswith(".chandra-download/")}
 
 
 # -- 17.2: both Python signatures --------------------------------------------------------------
