@@ -17,7 +17,7 @@ from . import _crashpoint
 from .disk import flush, unlink_quietly
 from .errors import LocalError, SourceError, TransientError, VerificationError
 from .log import vlog
-from .retry import Interrupted, with_retries
+from .retry import Interrupted
 from .split import SAVE_EVERY, Part, PartsState, save_state
 from .stream import OVERLAP, ResumeMismatch, resume_from
 
@@ -44,13 +44,8 @@ class RangedParts:
         """Fetch one part with retries; True for the call that settled the file."""
         try:
             if not (self._errors or self._fallback or self._interrupted):
-                with_retries(
-                    lambda: self._fetch_part(index),
-                    self.config,
-                    self.ctx.stop,
-                    f"{self.fr.relpath} part {index}",
-                    on_retry=lambda n, d, e: self.ctx.notify("file_retry", self.fr, n, d, e),
-                )
+                policy = self.retry.for_part(f"{self.fr.relpath} part {index}")
+                policy.call(lambda: self._fetch_part(index))
         except (Interrupted, KeyboardInterrupt):
             self._interrupted = True
         except RangeIgnored:
@@ -138,6 +133,7 @@ class RangedParts:
     def _end_parts(self) -> None:
         """Runs once, in the worker that ended the last part."""
         self.fr.elapsed = time.monotonic() - self._t0
+        self.fr.attempts = self.retry.attempts
         try:
             with self._local_errors():
                 self._settle_parts()

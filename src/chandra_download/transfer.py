@@ -35,7 +35,7 @@ from .log import vlog
 from .parts import RangedParts
 from .plan import Action, Decision, OnDisk, decide, look, needs_size, part_path, unsafe_target
 from .results import FileResult, Status
-from .retry import Interrupted, backoff_delay, with_retries
+from .retry import Interrupted, RetriesExhausted, RetryPolicy
 from .sources.base import Body, RemoteFile, Source
 from .split import PartsState, state_path
 from .stream import Copy, RateGuard, ResumeMismatch, body_has_more, resume_from
@@ -72,6 +72,11 @@ class FileJob(RangedParts):
         self._seams: dict[int, bytes] = {}  # part start -> the bytes asked from before it
         self._started = False
         self._t0 = time.monotonic()
+        #: The file's retry budget: the whole-file loop and each ranged part retry through
+        #: a part of it (RetryPolicy.for_part), so every retry counts in fr.attempts.
+        self.retry = RetryPolicy.for_session(
+            ctx.config, ctx.stop, fr.relpath, on_retry=self._told_retry
+        )
 
     # -- deciding -------------------------------------------------------------------------
     def start(self) -> Next:
@@ -130,9 +135,8 @@ class FileJob(RangedParts):
         big = self._splittable() and self.remote.best_size >= cfg.split_threshold
         unbounded = self.remote.approx_size is None
         if self.size is None and (needs_size(disk) or big or unbounded):
-            self.size = with_retries(
-                lambda: self.source.size(self.remote), cfg, self.ctx.stop, self.fr.relpath
-            )
+            policy = RetryPolicy.for_session(cfg, self.ctx.stop, f"{self.fr.relpath} (size)")
+            self.size = policy.call(lambda: self.source.size(self.remote))
             self.fr.size = self.size
 
     def _act(self, d: Decision, disk: OnDisk) -> Next:
@@ -260,12 +264,9 @@ class FileJob(RangedParts):
             self.release()
 
     def _attempts(self) -> None:
-        cfg, fr = self.config, self.fr
-        last: Exception | None = None
-        allowed, attempt = cfg.retries + 1, 0
-        while attempt < allowed:
-            attempt += 1
-            fr.attempts = attempt
+        policy = self.retry.for_part(self.fr.relpath)
+        while True:
+            self.fr.attempts = self.retry.attempts
             if self.ctx.stop.is_set():
                 raise Interrupted()
             try:
@@ -274,29 +275,36 @@ class FileJob(RangedParts):
                 self._finish()
                 return
             except VerificationError as exc:
-                last, first = exc, self.failed_hash is None
-                if self._bad_content(exc):
+                first = self.failed_hash is None
+                if self._bad_content(exc) or not self._refetch(policy, exc, first):
                     return
-                if first:  # one more fetch to compare with, whatever the retries: the
-                    allowed = max(allowed, attempt + 1)  # same bytes again are the archive's
             except TransientError as exc:
-                last = exc
                 if isinstance(exc, (ResumeMismatch, ContentRangeMismatch)):
                     os.ftruncate(self.fd, 0)  # a site wrong about ranges: start over from 0
-                self._wait_retry(attempt, exc)
+                if not self._refetch(policy, exc, False):
+                    return
             except SourceError as exc:
                 return self._fail(str(exc))
-        self._fail(f"{last} (gave up after {fr.attempts} attempts)")
-        if isinstance(last, VerificationError):
-            os.ftruncate(self.fd, 0)  # bad bytes are never resumed from
 
-    def _wait_retry(self, attempt: int, exc: TransientError) -> None:
-        if attempt > self.config.retries:
-            return
-        delay = backoff_delay(self.config, attempt, exc.retry_after)
-        self.ctx.notify("file_retry", self.fr, attempt + 1, delay, str(exc))  # it logs it
-        if self.ctx.stop.wait(delay):
-            raise Interrupted()
+    def _refetch(self, policy: RetryPolicy, exc: Exception, compare: bool) -> bool:
+        """Whether to fetch again after ``exc`` (waiting first for a transient failure);
+        ``compare``: one more fetch to compare with, whatever the retries (the same bytes
+        again are the archive's own). False when the file has failed for good."""
+        try:
+            if isinstance(exc, VerificationError):
+                policy.increment(exc, extra=compare)  # damage in transit: no wait
+            else:
+                policy.retry(exc)
+        except RetriesExhausted as final:
+            self._fail(f"{final} (gave up after {self.retry.attempts} attempts)")
+            if isinstance(exc, VerificationError):
+                os.ftruncate(self.fd, 0)  # bad bytes are never resumed from
+            return False
+        return True
+
+    def _told_retry(self, attempt: int, delay: float, reason: str) -> None:
+        self.fr.attempts = attempt
+        self.ctx.notify("file_retry", self.fr, attempt, delay, reason)  # it logs it
 
     def _fetch_once(self) -> None:
         """One attempt: bring the .part to the file's full size (or raise)."""
