@@ -107,7 +107,7 @@ class _Explainer:
 
 
 def download(
-    obsids: ObsIds,
+    obsids: ObsIds | None,
     filetypes: Types = None,
     mirror: Mirror = None,
     username: str | None = None,
@@ -134,7 +134,8 @@ def download(
     Parameters
     ----------
     obsids : int, str or iterable of int or str
-        ObsIds to fetch. Invalid values raise ValueError before any request.
+        ObsIds to fetch. Invalid values raise ValueError before any request. None only
+        with ``frozen=`` (every ObsId of the manifest).
     filetypes : str or iterable of str, optional
         Types to fetch (see ``chandra_download.FILETYPES``); None fetches every file.
     mirror : str or list of str, optional
@@ -190,6 +191,8 @@ def download(
         return _reproduce(
             frozen, obsids, mirror, username, userpass, outdir, reporter, config, options
         )
+    if obsids is None:
+        raise TypeError("download() needs the ObsIds (None only with frozen=)")
     ids = select_shard(validate_obsids(obsids), shard)
     selection = _selection(filetypes, excludes, exclude)
     if selection.conflicts:
