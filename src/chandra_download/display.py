@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import html
+import math
+import re
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .progress import Reporter, Tally, fmt_size, interrupted
 from .results import FileResult, ObsIdResult
@@ -25,9 +27,39 @@ def in_notebook() -> bool:
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
+#: Short names of the usual reasons for a retry, for a display's narrow column.
+_SHORT = (
+    (re.compile(r"\bHTTP (\d{3})\b"), r"HTTP \1"),
+    (re.compile(r"timed? ?out|stalled|too slow", re.I), "timed out"),
+    (re.compile(r"reset", re.I), "conn reset"),
+    (re.compile(r"refused", re.I), "refused"),
+    (re.compile(r"closed|ended early|short|truncat", re.I), "cut short"),
+    (re.compile(r"checksum|CRC|DATASUM|check", re.I), "bad check"),
+)
+
+
+def _without_path(fr: FileResult | None, reason: str) -> str:
+    """The reason without a leading ``<path>: `` (the display names the file already)."""
+    text = " ".join(str(reason).split())
+    if fr is not None:
+        for prefix in (f"{fr.obsid}/{fr.relpath}: ", f"{fr.relpath}: ", f"{_name(fr, 999)}: "):
+            text = text.removeprefix(prefix)
+    return text
+
+
+def short_reason(fr: FileResult | None, reason: str) -> str:
+    """A retry's reason in at most 12 columns: ``HTTP 503``, ``timed out``, ``conn reset``..."""
+    text = _without_path(fr, reason)
+    for pattern, short in _SHORT:
+        m = pattern.search(text)
+        if m:
+            return m.expand(short)
+    return text if len(text) <= 12 else text[:11] + "…"
+
+
 def retry_text(fr: FileResult | None, attempt: int, delay: float, reason: str) -> str:
     """``evt1.fits.gz: retry 2 in 3 s: connection reset`` (the reason cut to one short line)."""
-    reason = " ".join(str(reason).split())
+    reason = _without_path(fr, reason)
     if len(reason) > 40:
         reason = reason[:39] + "…"
     text = f"retry {attempt} in {delay:.0f} s: {reason}"
@@ -48,6 +80,8 @@ class _LiveReporter(Reporter):
         self.labels: dict[int, str] = {}  # id(FileResult) -> what the display shows
         self.since: dict[int, float] = {}  # id(FileResult) -> when its data started
         self.notes: dict[int, str] = {}  # ObsId -> its listing's retry, until it is listed
+        #: id(FileResult) or ObsId -> (attempt, when it starts, short reason) while waiting
+        self.waits: dict[int, tuple[int, float, str]] = {}
 
     def obsid_listed(self, r: ObsIdResult) -> None:
         super().obsid_listed(r)
@@ -60,6 +94,7 @@ class _LiveReporter(Reporter):
         super().obsid_retry(obsid, attempt, delay, reason)
         text = retry_text(None, attempt, delay, reason)
         self.notes[obsid] = f"ObsId {obsid} listing: {text}"
+        self.waits[obsid] = (attempt, time.monotonic() + delay, short_reason(None, reason))
         self.redraw_note(obsid)
 
     def redraw_note(self, obsid: int) -> None:
@@ -70,15 +105,18 @@ class _LiveReporter(Reporter):
         self.tally.started(fr)
         self.since.setdefault(id(fr), time.monotonic() - fr.elapsed)
         self.labels[id(fr)] = _name(fr)
+        self.waits.pop(id(fr), None)
         self.redraw(fr)
 
     def file_bytes(self, fr: FileResult, n: int) -> None:
         self.tally.advanced(fr, n)
+        self.waits.pop(id(fr), None)  # data flows again
         self.redraw(fr)
 
     def file_retry(self, fr: FileResult, attempt: int, delay: float, reason: str) -> None:
         super().file_retry(fr, attempt, delay, reason)
         self.labels[id(fr)] = retry_text(fr, attempt, delay, reason)
+        self.waits[id(fr)] = (attempt, time.monotonic() + delay, short_reason(fr, reason))
         self.redraw(fr)
 
     def file_done(self, fr: FileResult) -> None:
@@ -88,6 +126,7 @@ class _LiveReporter(Reporter):
         self.tally.finished(fr)
         self.labels.pop(id(fr), None)
         self.since.pop(id(fr), None)
+        self.waits.pop(id(fr), None)
         self.redraw(fr, gone=True)
 
     def rate(self, fr: FileResult) -> str:
@@ -100,26 +139,70 @@ class _LiveReporter(Reporter):
         """Show the tally's new state (``fr`` changed, or left when ``gone``)."""
 
 
+#: The widest file name a bar shows (longer ones are cut with "…"): the name never pushes the
+#: bar, sizes, rate or time left off an 80-column terminal.
+NAME_WIDTH = 24
+
+
+def _columns() -> list[Any]:
+    """The bars' columns: the name (cut), the bar (it takes what is left), the sizes, the rate
+    or a retry's short reason, the time left or the retry's countdown."""
+    from rich.progress import BarColumn, ProgressColumn, Task, TimeRemainingColumn
+    from rich.table import Column
+    from rich.text import Text
+
+    class Name(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            return Text(task.description, no_wrap=True, overflow="ellipsis")
+
+    class Sizes(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            return Text(str(task.fields.get("sizes", "")), justify="right")
+
+    class Rate(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            wait = task.fields.get("wait")
+            if wait:
+                return Text(wait[2], style="yellow", no_wrap=True, overflow="ellipsis")
+            return Text(str(task.fields.get("rate", "")), justify="right")
+
+    class Left(TimeRemainingColumn):
+        max_refresh = 0.0  # the countdown moves every refresh
+
+        def render(self, task: Task) -> Text:
+            wait = task.fields.get("wait")
+            if not wait:
+                return super().render(task)
+            left = max(0, math.ceil(wait[1] - time.monotonic()))
+            return Text(f"retry {wait[0]} in {left} s" if left else f"retry {wait[0]} now",
+                        style="yellow")  # fmt: skip
+
+    fixed = dict(no_wrap=True, justify="right")
+    return [
+        Name(table_column=Column(no_wrap=True, max_width=NAME_WIDTH, overflow="ellipsis")),
+        BarColumn(bar_width=None),
+        Sizes(table_column=Column(**fixed)),  # type: ignore[arg-type]
+        Rate(table_column=Column(max_width=12, **fixed)),  # type: ignore[arg-type]
+        Left(table_column=Column(min_width=7, **fixed)),  # type: ignore[arg-type]
+    ]
+
+
 class RichReporter(_LiveReporter):
     """Bars on a terminal: the whole session, and each file in flight (a split file is one
     bar of its parts' combined bytes). Transient: nothing is left in the scrollback."""
 
     def __init__(self, console=None, mirror: bool = False) -> None:
         super().__init__(mirror)
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress
 
         self.progress = Progress(
-            TextColumn("{task.description}", justify="left"),
-            BarColumn(),
-            TextColumn("{task.fields[sizes]}", justify="right"),
-            TextColumn("{task.fields[rate]}", justify="right"),
-            TimeRemainingColumn(),
+            *_columns(),
             console=console,
             transient=True,
             redirect_stdout=True,
             redirect_stderr=True,
         )
-        self._overall = self.progress.add_task("total", total=None, sizes="", rate="")
+        self._overall = self.progress.add_task("total", total=None, sizes="", rate="", wait=None)
         self._tasks: dict[int, TaskID] = {}
         self._note_tasks: dict[int, TaskID] = {}
 
@@ -148,10 +231,11 @@ class RichReporter(_LiveReporter):
                 self.progress.remove_task(self._note_tasks.pop(obsid))
             elif text is not None and task is None:
                 self._note_tasks[obsid] = self.progress.add_task(
-                    text, total=None, sizes="", rate=""
-                )
+                    f"ObsId {obsid} listing", total=None, sizes="", rate="",
+                    wait=self.waits.get(obsid),
+                )  # fmt: skip
             elif text is not None and task is not None:
-                self.progress.update(task, description=text)
+                self.progress.update(task, wait=self.waits.get(obsid))
 
     def _redraw_file(self, fr: FileResult, gone: bool) -> None:
         task = self._tasks.get(id(fr))
@@ -161,19 +245,21 @@ class RichReporter(_LiveReporter):
             return
         entry = self.tally.files.get(id(fr), [0, fr.size or 0])
         done, size = entry
-        label = self.labels.get(id(fr), _name(fr))
+        wait = self.waits.get(id(fr))  # the retry is in its own columns, not the name's
         if task is None:
             self._tasks[id(fr)] = self.progress.add_task(
-                label, total=size or None, completed=done, sizes=_sizes(done, size), rate=""
-            )
+                _name(fr), total=size or None, completed=done, sizes=_sizes(done, size),
+                rate="", wait=wait,
+            )  # fmt: skip
             return
         self.progress.update(
             task,
-            description=label,
+            description=_name(fr),
             completed=done,
             total=size or None,
             sizes=_sizes(done, size),
             rate=self.rate(fr),
+            wait=wait,
         )
 
 
