@@ -1,75 +1,150 @@
 """The ranged-parts mode of a file's one path: its parts run on any of the engine's workers.
 
-:class:`RangedParts` is the part of :class:`~chandra_download.transfer.FileJob` that fetches a
-large file as ranged parts written in place into its ``.part`` (``pwrite``), saving their
-progress in the state file (:mod:`chandra_download.split`). The worker that ends the last part
-settles the file through the same finish as a whole-file fetch; a site that ignores ranges, or
-parts that fail a content check, go on as one whole fetch.
+:class:`RangedParts` is owned by a :class:`~chandra_download.transfer.FileJob` fetching a large
+file: it fetches each part's range into the file's ``.part`` in place (``pwrite``, through the
+job's :class:`~chandra_download.stream.Copy`), retries each part through the file's
+:class:`~chandra_download.retry.RetryPolicy`, and saves the parts' progress in the state file
+(:mod:`chandra_download.split`) about once a second and at each part's end, never claiming
+bytes the disk may lack. When the last part ends, :attr:`RangedParts.outcome` says what the job
+does next: finish the file (size, checks, rename, as for a whole file), fail it, stop, or go
+on as one whole fetch (a site that ignores ranges, or seams that do not join).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
 
-from . import _crashpoint
-from .disk import flush, unlink_quietly
-from .errors import LocalError, SourceError, TransientError, VerificationError
+from .disk import flush
+from .errors import Interrupted, LocalError, SourceError, TransientError
 from .log import vlog
-from .retry import Interrupted
-from .split import SAVE_EVERY, Part, PartsState, save_state
-from .stream import OVERLAP, ResumeMismatch, resume_from
+from .retry import RetryPolicy
+from .sources.base import Body, RemoteFile, Source
+from .split import Part, PartsState, save_state
+from .stream import OVERLAP, Copy, ResumeMismatch, resume_from
+
+#: Seconds between two saves of the state while parts run (and at each part's end): the
+#: state lags the data by about this much, which only means a few bytes fetched twice.
+SAVE_INTERVAL = 1.5
+
+#: ``copy(body, verify_below, end, on_bytes, seam)``: the file's copy of a body into its .part.
+CopyFactory = Callable[
+    [Body, int, "int | None", Callable[[int, int], None], "bytearray | None"], Copy
+]
 
 
 class RangeIgnored(SourceError):
     """A ranged request was answered from another offset: parts cannot work here."""
 
 
+class Outcome(Enum):
+    """What a file's parts leave to do once the last one has ended."""
+
+    FINISH = "finish"  # every part is written and the seams join: verify and move
+    FAILED = "failed"  # a part failed for good (:attr:`RangedParts.reason`)
+    STOPPED = "stopped"  # the session is stopping
+    WHOLE = "whole"  # the site's ranges cannot be used: fetch it on one connection
+
+
+@dataclass
+class PartsFile:
+    """What the parts of one file write to and tell: the job's side of the seam."""
+
+    fd: int  # the locked .part
+    part: Path  # its name, for messages
+    state_file: Path
+    durable: bool  # flush the data before the state claims it (``SessionConfig.fsync``)
+    source: Source
+    remote: RemoteFile
+    copy: CopyFactory
+    retry: RetryPolicy  # the file's: each part retries through a part of it
+    started: Callable[[int], None]  # the first byte of the first part (bytes on disk)
+    progress: Callable[[int], None]  # new bytes written
+    local_problem: Callable[[LocalError], str]  # one line for a local error, told once
+
+
 class RangedParts:
-    """Ranged-parts steps of a :class:`~chandra_download.transfer.FileJob` (its attributes,
-    its ``run_whole``, ``_finish``, ``_bad_content``, ``_copy``, ``_fail`` and ``release``)."""
+    """The ranged parts of one large file, run by any of the engine's workers."""
 
-    def _first_part_started(self) -> None:
-        """A split file is one display from its first part's first byte."""
+    def __init__(self, state: PartsState, file: PartsFile, name: str) -> None:
+        self.state, self.file, self.name = state, file, name
+        self.reason: str | None = None  # why the file failed (Outcome.FAILED)
+        self.elapsed = 0.0  # from the first part's start to the last part's end
+        self._lock, self._save_lock = threading.Lock(), threading.Lock()
+        self._left = len(state.pending)
+        self._errors: list[str] = []
+        self._stopped = self._ignored = False
+        self._seams: dict[int, bytes] = {}  # part start -> the bytes asked from before it
+        self._t0: float | None = None
+        self._saved_at = time.monotonic()
+
+    @property
+    def size(self) -> int:
+        return self.state.size
+
+    @property
+    def pending(self) -> list[int]:
+        """Indexes of the parts still to fetch (each is one :meth:`run` call)."""
+        return self.state.pending
+
+    @property
+    def done(self) -> int:
+        """Bytes of the file on disk."""
         with self._lock:
-            first, self._started = not self._started, True
-            have = sum(q.done for q in self.parts.parts)
-        if first:
-            self._t0 = time.monotonic()
-            self.fr.local_size = have
-            self.ctx.reporter.file_started(self.fr)
+            return sum(p.done for p in self.state.parts)
 
-    def run_part(self, index: int) -> bool:
-        """Fetch one part with retries; True for the call that settled the file."""
+    def run(self, index: int) -> bool:
+        """Fetch one part with retries; True for the call that ended the last part (its
+        caller then settles the file, by :attr:`outcome`)."""
         try:
-            if not (self._errors or self._fallback or self._interrupted):
-                policy = self.retry.for_part(f"{self.fr.relpath} part {index}")
-                policy.call(lambda: self._fetch_part(index))
+            if not (self._errors or self._ignored or self._stopped):
+                policy = self.file.retry.for_part(f"{self.name} part {index}")
+                policy.call(lambda: self._fetch(index))
         except (Interrupted, KeyboardInterrupt):
-            self._interrupted = True
+            self._stopped = True
         except RangeIgnored:
-            self._fallback = True
+            self._ignored = True
         except (LocalError, OSError) as exc:  # told once per cause, as for a whole file
-            self._note_error(self.ctx.local_problem(LocalError.of(exc, self.part)))
+            self._note(self.file.local_problem(LocalError.of(exc, self.file.part)))
         except SourceError as exc:
-            self._note_error(f"bytes {self.parts.parts[index].start}-: {exc}")
+            self._note(f"bytes {self.state.parts[index].start}-: {exc}")
         except Exception as exc:  # a bug in one part must still let the file settle once
-            self._note_error(f"internal error: {exc!r}")
+            self._note(f"internal error: {exc!r}")
         with self._lock:
             self._left -= 1
             last = self._left == 0
-        if last:
-            self._end_parts()
+        if last and self._t0 is not None:
+            self.elapsed = time.monotonic() - self._t0
         return last
 
-    def _note_error(self, text: str) -> None:
+    @property
+    def outcome(self) -> Outcome:
+        """What to do once every part has ended (the progress of a failed or stopped file
+        is saved for resume by the caller's :meth:`save`)."""
+        if self._stopped:
+            return Outcome.STOPPED
+        if self._errors:
+            self.reason = "; ".join(self._errors[:3])
+            return Outcome.FAILED
+        if self._ignored:
+            vlog(2, "%s: the site ignores ranges; fetching it whole", self.name)
+            return Outcome.WHOLE
+        if not self._seams_agree():
+            return Outcome.WHOLE  # the site's ranges cannot be trusted: one connection
+        return Outcome.FINISH
+
+    def _note(self, text: str) -> None:
         with self._lock:
             self._errors.append(text)
 
-    def _fetch_part(self, index: int) -> None:
-        p = self.parts.parts[index]
-        if self.ctx.stop.is_set():
+    def _fetch(self, index: int) -> None:
+        p = self.state.parts[index]
+        if self.file.retry.stop.is_set():
             raise Interrupted()
         if self._errors:
             return  # another part failed for good: no more attempts; the state keeps progress
@@ -78,14 +153,14 @@ class RangedParts:
         fresh = p.done == 0 and p.start > 0
         asked = max(0, p.start - OVERLAP) if fresh else resume_from(p.next, p.start)
         seam = bytearray() if fresh else None
-        with self.source.open(self.remote, asked, p.end) as body:
+        with self.file.source.open(self.file.remote, asked, p.end) as body:
             if body.start != asked:
                 raise RangeIgnored(f"the site ignored the range (data from {body.start})")
             if body.total is not None and body.total != self.size:
                 raise SourceError(f"the file changed on the site ({body.total} bytes now)")
-            self._first_part_started()
+            self._first_started()
             try:
-                pos = self._copy(body, p.next, p.end, self._part_progress(p), seam).run()
+                pos = self.file.copy(body, p.next, p.end, self._on_bytes(p), seam).run()
             except ResumeMismatch:
                 with self._lock:
                     p.done = 0
@@ -95,84 +170,47 @@ class RangedParts:
         if seam is not None:
             with self._lock:
                 self._seams[p.start] = bytes(seam)
-        self._save()
+        self.save()
+
+    def _first_started(self) -> None:
+        """A split file is one display from its first part's first byte."""
+        with self._lock:
+            first = self._t0 is None
+            if first:
+                self._t0 = time.monotonic()
+        if first:
+            self.file.started(self.done)
+
+    def _on_bytes(self, p: Part) -> Callable[[int, int], None]:
+        def on_bytes(n: int, pos: int) -> None:
+            now = time.monotonic()
+            with self._lock:
+                p.done = pos - p.start
+                due = now - self._saved_at >= SAVE_INTERVAL
+                if due:
+                    self._saved_at = now
+            self.file.progress(n)
+            if due:
+                self.save()
+
+        return on_bytes
 
     def _seams_agree(self) -> bool:
         """Each fresh part's first bytes, asked from before its start, match the bytes the
         part before it wrote: a range answered with bytes from elsewhere fails here."""
         for start, seam in self._seams.items():
-            if os.pread(self.fd, len(seam), start - len(seam)) != seam:
-                vlog(2, "%s: a part's bytes do not join the part before it", self.fr.relpath)
+            if os.pread(self.file.fd, len(seam), start - len(seam)) != seam:
+                vlog(2, "%s: a part's bytes do not join the part before it", self.name)
                 return False
         return True
 
-    def _part_progress(self, p: Part) -> Callable[[int, int], None]:
-        def on_bytes(n: int, pos: int) -> None:
-            with self._lock:
-                p.done = pos - p.start
-                self.fr.bytes_transferred += n
-                self._unsaved += n
-                due = self._unsaved >= SAVE_EVERY
-                if due:
-                    self._unsaved = 0
-            self.ctx.reporter.file_bytes(self.fr, n)
-            if due:
-                self._save()
-
-        return on_bytes
-
-    def _save(self) -> None:
+    def save(self) -> None:
+        """Save the parts' progress: the data first flushed (when durable), so the state
+        never claims bytes the disk may lack."""
         with self._save_lock:  # one writer of the temporary name at a time
-            if self.config.fsync:
-                flush(self.fd, data_only=True)  # the state must never claim bytes the disk lacks
+            if self.file.durable:
+                flush(self.file.fd, data_only=True)
             with self._lock:
-                parts = [Part(p.start, p.end, p.done) for p in self.parts.parts]
+                parts = [Part(p.start, p.end, p.done) for p in self.state.parts]
             snapshot = PartsState(self.size, parts)
-            save_state(self.state_file, snapshot, durable=self.config.fsync)
-
-    def _end_parts(self) -> None:
-        """Runs once, in the worker that ended the last part."""
-        self.fr.elapsed = time.monotonic() - self._t0
-        self.fr.attempts = self.retry.attempts
-        try:
-            with self._local_errors():
-                self._settle_parts()
-        except (Interrupted, KeyboardInterrupt):
-            pass  # run_whole said so in the file's status; the session is stopping
-        except Exception as exc:  # a bug must still settle the file, once
-            self._fail(f"internal error: {exc!r}")
-        finally:
-            self.release()  # (run_whole, when it ran, released already: this is a no-op)
-
-    def _settle_parts(self) -> None:
-        if self._interrupted:
-            self._save()
-            self._stopped()
-        elif self._errors:
-            self._save()
-            self._fail("; ".join(self._errors[:3]))
-        elif self._fallback:
-            vlog(2, "%s: the site ignores ranges; fetching it whole", self.fr.relpath)
-            self._restart_whole()
-        else:
-            self._finish_parts()
-
-    def _finish_parts(self) -> None:
-        _crashpoint.crashpoint("parts-done", self.target.name)
-        if not self._seams_agree():
-            self._restart_whole()  # the site's ranges cannot be trusted: one connection
-            return
-        try:
-            self._finish()
-        except VerificationError as exc:
-            if not self._bad_content(exc):
-                self._restart_whole()  # fetch it again on one connection
-        except TransientError as exc:
-            self._fail(str(exc))
-
-    def _restart_whole(self) -> None:
-        os.ftruncate(self.fd, 0)
-        unlink_quietly(self.state_file)
-        self.parts = None
-        self.resumed = False
-        self.run_whole()
+            save_state(self.file.state_file, snapshot, durable=self.file.durable)

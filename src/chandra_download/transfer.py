@@ -32,7 +32,7 @@ from .errors import (
     VerificationError,
 )
 from .log import vlog
-from .parts import RangedParts
+from .parts import Outcome, PartsFile, RangedParts
 from .plan import Action, Decision, OnDisk, decide, look, needs_size, part_path, unsafe_target
 from .results import FileResult, Status
 from .retry import Interrupted, RetriesExhausted, RetryPolicy
@@ -50,7 +50,7 @@ class Next(Enum):
     PARTS = "parts"  # run_part(i) for each pending part, on any workers
 
 
-class FileJob(RangedParts):
+class FileJob:
     """One remote file on one source, from decision to verified final name."""
 
     def __init__(self, ctx: Context, source: Source, remote: RemoteFile, fr: FileResult) -> None:
@@ -60,18 +60,10 @@ class FileJob(RangedParts):
         self.part, self.state_file = part_path(fr.path), state_path(fr.path)
         self.size = remote.size
         self.fd = -1
-        self.parts: PartsState | None = None
+        self.parts: RangedParts | None = None  # a large file's ranged parts, when split
         self.failed_hash: str | None = None  # bytes that last failed a content check
         self.resumed = False
-        self._lock, self._save_lock = threading.Lock(), threading.Lock()
-        self._left = 0
-        self._unsaved = 0
-        self._errors: list[str] = []
-        self._interrupted = False
-        self._fallback = False  # the site ignores ranges: fetch it whole instead
-        self._seams: dict[int, bytes] = {}  # part start -> the bytes asked from before it
-        self._started = False
-        self._t0 = time.monotonic()
+        self._lock = threading.Lock()  # parts report bytes from several workers
         #: The file's retry budget: the whole-file loop and each ranged part retry through
         #: a part of it (RetryPolicy.for_part), so every retry counts in fr.attempts.
         self.retry = RetryPolicy.for_session(
@@ -156,7 +148,8 @@ class FileJob(RangedParts):
             release(self.fd)
             self.fd = acquire(self.part)
         if d.action is Action.PARTS:
-            self.parts, self.resumed = disk.state, True
+            assert isinstance(disk.state, PartsState)  # PARTS: a usable state is there
+            self.parts, self.resumed = self._ranged(disk.state), True
             vlog(2, "%s: resuming %d part(s)", self.fr.relpath, len(self.parts.pending))
             return self._go_parts()
         if d.action is Action.FETCH:
@@ -186,11 +179,12 @@ class FileJob(RangedParts):
     def _begin(self, have: int) -> Next:
         """Whole on one connection, or as ranged parts when the file is large."""
         cfg, size = self.config, self.size
-        small = size is None or size - have < cfg.split_threshold
-        if small or not self._splittable() or not _state_name_fits(self):
+        if size is None or size - have < cfg.split_threshold:
             return Next.WHOLE
-        self.parts = PartsState.plan(size, cfg.jobs, cfg.split_threshold, have)
-        self._save()  # before any data: a .part with holes always has its state beside it
+        if not self._splittable() or not _state_name_fits(self):
+            return Next.WHOLE
+        self.parts = self._ranged(PartsState.plan(size, cfg.jobs, cfg.split_threshold, have))
+        self.parts.save()  # before any data: a .part with holes always has its state beside it
         return self._go_parts()
 
     def _splittable(self) -> bool:
@@ -198,8 +192,8 @@ class FileJob(RangedParts):
         return self.config.split_threshold > 0 and self.config.jobs > 1
 
     def _go_parts(self) -> Next:
-        self._left = len(self.parts.pending)
-        return Next.PARTS if self._left else self._end_parts_now()
+        assert self.parts is not None
+        return Next.PARTS if self.parts.pending else self._end_parts_now()
 
     def _end_parts_now(self) -> Next:
         """Every part was already done (a crash before the rename): just finish."""
@@ -402,6 +396,87 @@ class FileJob(RangedParts):
         """Each attempt of a whole file restarts its display from the bytes on disk."""
         self.fr.local_size = have
         self.ctx.reporter.file_started(self.fr)
+
+    # -- ranged parts (parts.py) ----------------------------------------------------------
+    def _ranged(self, state: PartsState) -> RangedParts:
+        """The parts object for ``state``, writing through this job's locked .part."""
+        file = PartsFile(
+            fd=self.fd,
+            part=self.part,
+            state_file=self.state_file,
+            durable=self.config.fsync,
+            source=self.source,
+            remote=self.remote,
+            copy=self._copy,
+            retry=self.retry,
+            started=self._parts_started,
+            progress=self._parts_progress,
+            local_problem=self.ctx.local_problem,
+        )
+        return RangedParts(state, file, self.fr.relpath)
+
+    def run_part(self, index: int) -> bool:
+        """Fetch one ranged part (on any worker); True for the call that settled the file."""
+        assert self.parts is not None  # Next.PARTS: start() made them
+        if not self.parts.run(index):
+            return False
+        self._end_parts()
+        return True
+
+    def _parts_started(self, have: int) -> None:
+        """A split file is one display from its first part's first byte."""
+        self.fr.local_size = have
+        self.ctx.reporter.file_started(self.fr)
+
+    def _parts_progress(self, n: int) -> None:
+        with self._lock:
+            self.fr.bytes_transferred += n
+        self.ctx.reporter.file_bytes(self.fr, n)
+
+    def _end_parts(self) -> None:
+        """Runs once, in the worker that ended the last part."""
+        assert self.parts is not None
+        self.fr.elapsed = self.parts.elapsed
+        self.fr.attempts = self.retry.attempts
+        try:
+            with self._local_errors():
+                self._settle_parts(self.parts)
+        except (Interrupted, KeyboardInterrupt):
+            pass  # run_whole said so in the file's status; the session is stopping
+        except Exception as exc:  # a bug must still settle the file, once
+            self._fail(f"internal error: {exc!r}")
+        finally:
+            self.release()  # (run_whole, when it ran, released already: this is a no-op)
+
+    def _settle_parts(self, parts: RangedParts) -> None:
+        outcome = parts.outcome
+        if outcome is Outcome.STOPPED:
+            parts.save()
+            self._stopped()
+        elif outcome is Outcome.FAILED:
+            parts.save()
+            self._fail(parts.reason or "a part failed")
+        elif outcome is Outcome.WHOLE:
+            self._restart_whole()
+        else:
+            self._finish_parts()
+
+    def _finish_parts(self) -> None:
+        _crashpoint.crashpoint("parts-done", self.target.name)
+        try:
+            self._finish()
+        except VerificationError as exc:
+            if not self._bad_content(exc):
+                self._restart_whole()  # fetch it again on one connection
+        except TransientError as exc:
+            self._fail(str(exc))
+
+    def _restart_whole(self) -> None:
+        os.ftruncate(self.fd, 0)
+        unlink_quietly(self.state_file)
+        self.parts = None
+        self.resumed = False
+        self.run_whole()
 
     # -- the end --------------------------------------------------------------------------
     def _finish(self) -> None:
