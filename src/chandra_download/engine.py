@@ -32,6 +32,7 @@ from .config import SessionConfig
 from .context import Context
 from .errors import ChandraDownloadError, LocalError, ObsIdNotFound, SourceError
 from .filetypes import Selection, classify
+from .health import WAIT_NOTICE, WAIT_REPEAT, SiteHealth, State, WatchedSource, silence_limit
 from .log import vlog
 from .plan import decide, look, unsafe_target
 from .progress import Reporter
@@ -96,11 +97,16 @@ class Engine:
         reporter: Reporter,
         explain: Callable[[int], str | None] | None = None,
     ) -> None:
-        self.sources = sources
         self.config = config
         self.reporter = reporter
         self.explain = explain
         self.stop = threading.Event()
+        limit = silence_limit(config)
+        self.health = [SiteHealth(s.label, limit, self.stop) for s in sources]
+        self.sources: list[Source] = [
+            WatchedSource(s, h) for s, h in zip(sources, self.health, strict=True)
+        ]
+        self._told: dict[int, float] = {}  # site index -> the wait it was last said at
         self.ctx = Context(config, self.stop, reporter)
         self._listings: dict[tuple[int, int], Listing | None] = {}
         self._lock = threading.Lock()
@@ -132,7 +138,7 @@ class Engine:
             t.start()
         try:
             while not self._done.wait(0.2):
-                pass
+                self._tell_waits()
         except BaseException:
             self.stop.set()
             raise
@@ -158,6 +164,25 @@ class Engine:
             if task.step is None:
                 return
             task.step(*task.args)
+
+    def _tell_waits(self) -> None:
+        """Say what each site is being waited for, once a request is WAIT_NOTICE s old
+        (``site_wait(host, seconds, what, probing)`` to the reporter; verbose 2 now and
+        then); ``what`` None once nothing is waited for any more."""
+        for index, health in enumerate(self.health):
+            wait = health.oldest_wait()
+            told = self._told.get(index)
+            probing = health.state is State.PROBING
+            if wait is None or wait[0] < WAIT_NOTICE:
+                if told is not None:
+                    del self._told[index]
+                    self.ctx.notify("site_wait", health.host, 0.0, None, probing)
+                continue
+            seconds, what = wait
+            if told is None or seconds - told >= WAIT_REPEAT or seconds < told:
+                self._told[index] = seconds
+                vlog(2, "waiting for %s to answer (%s) for %.0f s", health.host, what, seconds)
+            self.ctx.notify("site_wait", health.host, seconds, what, probing)
 
     @contextmanager
     def _on_site(self, index: int) -> Iterator[None]:

@@ -41,6 +41,16 @@ class TransientError(SourceError):
         self.retry_after = retry_after
 
 
+class NoAnswer(TransientError):
+    """A request the site did not answer at all: a connect or read timeout, headers that never
+    came. The site's health (``health.SiteHealth``) counts these, not each file."""
+
+
+class SiteSilent(SourceError):
+    """Nothing at a site has answered for the session's retry budget: every request left to
+    it fails at once with this (``no answer from HOST for N s``), not retried."""
+
+
 class ContentRangeMismatch(TransientError):
     """A 206 whose ``Content-Range`` does not answer the ranged request: none of its bytes are
     used. Retrying the same range may meet the same server; fetching from 0 avoids ranges."""

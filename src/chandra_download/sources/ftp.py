@@ -17,6 +17,7 @@ from ..errors import (
     AuthError,
     ChandraDownloadError,
     FileMissing,
+    NoAnswer,
     ObsIdNotFound,
     RangeNotSatisfiable,
     SiteUnreachable,
@@ -209,7 +210,7 @@ class FTPSource(ListingMixin, Source):
                 "pass a CA bundle if the site uses a private certificate authority"
             )
         if isinstance(exc, (TimeoutError, socket.timeout)):
-            return TransientError(f"Timed out after {self._config.timeout:g} s while {where}")
+            return NoAnswer(f"Timed out after {self._config.timeout:g} s while {where}")
         if isinstance(exc, (OSError, EOFError, ftplib.error_proto)):
             return TransientError(f"Connection problem while {where}: {text}")
         return SourceError(f"Unexpected FTP failure while {where}: {text}")

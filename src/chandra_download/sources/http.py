@@ -8,7 +8,13 @@ from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
 import urllib3
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, MaxRetryError, SSLError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    MaxRetryError,
+    ReadTimeoutError,
+    SSLError,
+)
 
 from .._version import __version__
 from ..config import SessionConfig
@@ -17,6 +23,7 @@ from ..errors import (
     AuthError,
     ContentRangeMismatch,
     FileMissing,
+    NoAnswer,
     ObsIdNotFound,
     RangeNotSatisfiable,
     SiteUnreachable,
@@ -145,7 +152,9 @@ class HTTPSource(Source):
                 # Never answered in this session: DNS failure, refused, no route. Retrying
                 # will not help; a fallback list moves on at once.
                 return SiteUnreachable(scrub(f"cannot reach {host}: {why}", self._secrets))
-            return TransientError(scrub(f"cannot connect to {host}: {why}", self._secrets))
+            return NoAnswer(scrub(f"cannot connect to {host}: {why}", self._secrets))
+        if isinstance(exc, (ReadTimeoutError, TimeoutError)):
+            return NoAnswer(f"no answer from {host} within {self.config.timeout:g} s")
         return TransientError(scrub(f"request to {host} failed: {exc}", self._secrets))
 
     def _check_status(self, resp, url: str, what: str) -> None:

@@ -15,7 +15,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError
 
 from ..credentials import scrub
-from ..errors import SourceError, TransientError
+from ..errors import NoAnswer, SourceError, TransientError
 from ..stream import RateGuard
 from .base import Body
 
@@ -193,8 +193,8 @@ class _HeaderDeadline:
 
 
 def too_slow(window: float) -> TransientError:
-    """The error of a response whose headers missed their deadline."""
-    return TransientError(
+    """The error of a response whose headers missed their deadline (the site did not answer)."""
+    return NoAnswer(
         f"response headers too slow: not complete after {window:.0f} s, below the minimum rate"
     )
 

@@ -19,6 +19,7 @@ from ..errors import (
     AuthError,
     ContentRangeMismatch,
     FileMissing,
+    NoAnswer,
     ObsIdNotFound,
     RangeNotSatisfiable,
     SiteUnreachable,
@@ -298,6 +299,8 @@ class S3Source(Source):
             )
         if isinstance(exc, bexc.SSLError):
             return SourceError(f"TLS error talking to S3 for {where}: {exc}")
+        if isinstance(exc, (bexc.ConnectTimeoutError, bexc.ReadTimeoutError)):
+            return NoAnswer(f"No answer from {self.label} for {where}: {exc}")
         if isinstance(exc, (bexc.ConnectionError, bexc.HTTPClientError, *_STREAM_ERRORS)):
             return TransientError(f"Connection problem reading {where}: {exc}")
         return SourceError(f"S3 error reading {where}: {exc}")
