@@ -187,3 +187,20 @@ def test_s3_listing_gives_the_record_its_etag(archive_s3, tmp_path):
     assert download([1843], ["oif"], outdir=out, **s3).ok
     rec = load(out, 1843)["oif.fits"]
     assert rec.etag and rec.last_modified and rec.sha256 == sha(out / "1843" / "oif.fits")
+
+
+def test_a_local_mirror_changed_in_place_is_told_by_its_mtime(tmp_path):
+    root = generate_archive(tmp_path / "archive", {1843: "acis"}, scale=0.05)
+    out = tmp_path / "out"
+    assert fetch_local(root, out).ok
+    jpg = at_archive(root, JPG)
+    data = bytearray(jpg.read_bytes())
+    data[50] ^= 0x10
+    jpg.write_bytes(bytes(data))
+    os.utime(jpg, (1.7e9, 1.7e9))
+    res = fetch_local(root, out)
+    assert get(res, JPG).changed and sha(out / "1843" / JPG) == sha(jpg)
+
+
+def fetch_local(root: Path, out: Path):
+    return download([1843], ["full_img"], mirror=str(root), outdir=out, status=False)

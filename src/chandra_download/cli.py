@@ -167,13 +167,20 @@ def _add_reproc_options(p: argparse.ArgumentParser) -> None:
 
 def _reproc_kwargs(args: argparse.Namespace) -> dict[str, object]:
     """The API keywords of the options above, for a download."""
-    return {"prune_superseded": args.prune_superseded, "manifest": args.manifest}
+    out: dict[str, object] = {}
+    if args.prune_superseded:
+        out["prune_superseded"] = True
+    if args.manifest:
+        out["manifest"] = args.manifest
+    return out
 
 
 def _reproc_problem(args: argparse.Namespace) -> str | None:
     """A bad use of the options above, before anything is fetched."""
     if args.manifest and not _writable(args.manifest):
         return f"cannot write the manifest to {args.manifest}: no such directory or no permission"
+    if getattr(args, "scheduler", None) and (args.manifest or args.frozen or args.prune_superseded):
+        return "--manifest, --frozen and --prune-superseded run on one machine, not --scheduler"
     if args.frozen and args.list:
         return "--frozen fetches (or with --check, audits) a manifest's files; not with --list"
     return None
@@ -209,7 +216,7 @@ def _frozen(
         return 0 if report.ok else _incomplete(report.lines()[-1])
     with shown(rep):
         results = download(
-            obsids or None, mirror=mirror_value(args.mirror), username=args.username,
+            obsids, mirror=mirror_value(args.mirror), username=args.username,
             userpass=args.userpass, outdir=args.outdir, config=config, reporter=rep,
             frozen=args.frozen,
         )  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from email.utils import formatdate
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -66,6 +67,15 @@ class LocalSource(Source):
 
     def _path(self, f: RemoteFile) -> Path:
         return Path(unquote(urlsplit(f.url).path))
+
+    def identity(self, f: RemoteFile) -> tuple[str | None, str | None]:
+        """The file's modification time as ``Last-Modified``, and an ETag of its size and
+        mtime (as Apache makes them), for the records of what was fetched."""
+        try:
+            st = self._path(f).stat()
+        except OSError:
+            return None, None
+        return formatdate(st.st_mtime, usegmt=True), f'"{st.st_size:x}-{st.st_mtime_ns:x}"'
 
     def size(self, f: RemoteFile) -> int:
         """The file's size now (the listing's when given)."""
