@@ -75,6 +75,9 @@ class FileResult:
     #: Set when the local copy was an older one than the archive's (its record says so):
     #: ``changed at the archive since it was fetched (...)``; the new copy is fetched.
     changed: str | None = None
+    #: The sha256 (hex) of the file's bytes, computed as they were written (or when a
+    #: present file was checked); None when nothing read the bytes this run.
+    sha256: str | None = None
 
     @property
     def ok(self) -> bool:

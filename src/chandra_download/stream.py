@@ -73,6 +73,8 @@ class Copy:
     #: When given, the bytes below ``verify_below`` are kept here to be compared later (a
     #: fresh part's seam with the part before it, which may not be written yet).
     seam: bytearray | None = None
+    #: When given, hears every byte written, in order (the content checks and the sha256).
+    sink: Callable[[memoryview], None] | None = None
 
     def run(self) -> int:
         """Copy until ``end`` or the body ends; return the position reached."""
@@ -99,6 +101,8 @@ class Copy:
         if not len(view):
             return pos
         n = len(view)
+        if self.sink is not None:
+            self.sink(view)
         try:
             while len(view):
                 written = os.pwrite(self.fd, view, pos)

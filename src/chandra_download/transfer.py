@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
-from pathlib import Path
 
 from . import _crashpoint
 from .context import Context, sha256_of
@@ -39,7 +38,7 @@ from .retry import Interrupted, RetriesExhausted, RetryPolicy
 from .sources.base import Body, RemoteFile, Source
 from .split import PartsState, state_path
 from .stream import Copy, RateGuard, ResumeMismatch, body_has_more, resume_from
-from .verify import check_file
+from .verify import Checker, check_fd, read_into
 
 
 class Next(Enum):
@@ -64,6 +63,8 @@ class FileJob:
         self.failed_hash: str | None = None  # bytes that last failed a content check
         self.resumed = False
         self._lock = threading.Lock()  # parts report bytes from several workers
+        self._streamed: Checker | None = None  # this attempt's bytes, checked as they came
+        self._digest: str | None = None  # the sha256 of the .part's bytes, once known
         #: The file's retry budget: the whole-file loop and each ranged part retry through
         #: a part of it (RetryPolicy.for_part), so every retry counts in fr.attempts.
         self.retry = RetryPolicy.for_session(
@@ -202,9 +203,11 @@ class FileJob:
 
     def _present(self, d: Decision) -> Next:
         if d.action is Action.PRESENT and self.config.repair:
-            problem = self._check(self.target)
-            if problem is not None:
-                return self._repair(problem)
+            checker = self._check_present()
+            try:
+                self.fr.sha256 = checker.finish()
+            except VerificationError as problem:
+                return self._repair(problem, checker.digest)
         # Leftovers of ours beside a done file (a crash after the rename) go; we hold the lock.
         unlink_quietly(self.state_file)
         unlink_quietly(self.part)
@@ -212,24 +215,21 @@ class FileJob:
         self.release()
         return Next.DONE
 
-    def _repair(self, problem: VerificationError) -> Next:
+    def _repair(self, problem: VerificationError, digest: str) -> Next:
         """Fetch a file that fails its check into .part; the bad copy stays until replaced."""
         vlog(2, "%s fails its check (%s); fetching it again", self.fr.relpath, problem)
-        fd = os.open(self.target, os.O_RDONLY | os.O_NOFOLLOW)
-        try:
-            self.failed_hash = sha256_of(fd)  # the same bytes again are the archive's own
-        finally:
-            os.close(fd)
+        self.failed_hash = digest  # the same bytes again are the archive's own
         os.ftruncate(self.fd, 0)
         unlink_quietly(self.state_file)
         return self._begin(0)
 
-    def _check(self, path: Path) -> VerificationError | None:
+    def _check_present(self) -> Checker:
+        """The content checks and sha256 of the file at its final name, in one read."""
+        fd = os.open(self.target, os.O_RDONLY | os.O_NOFOLLOW)
         try:
-            check_file(path, self.fr.relpath, checksums=self.config.verify_checksums)
-        except VerificationError as exc:
-            return exc
-        return None
+            return check_fd(fd, self.fr.relpath, checksums=self.config.verify_checksums)
+        finally:
+            os.close(fd)
 
     def _settle(self, d: Decision) -> None:
         fr = self.fr
@@ -302,6 +302,7 @@ class FileJob:
 
     def _fetch_once(self) -> None:
         """One attempt: bring the .part to the file's full size (or raise)."""
+        self._streamed = None
         have = os.fstat(self.fd).st_size
         if self.size is not None and have > self.size:
             os.ftruncate(self.fd, 0)
@@ -321,11 +322,21 @@ class FileJob:
                 have = self._restart_point(body, asked)
             self.resumed = have > 0  # this attempt's bytes join ones already on disk
             self._attempt_started(have)
+            checker = self._checker(have)
             try:
-                pos = self._copy(body, have, self.size, self._whole_progress).run()
+                copy = self._copy(body, have, self.size, self._whole_progress, sink=checker.feed)
+                pos = copy.run()
             finally:
                 self.fr.elapsed += time.monotonic() - t0
             self._check_end(body, pos)
+            self._streamed = checker
+
+    def _checker(self, have: int) -> Checker:
+        """A checker fed the ``have`` bytes already on disk (a resume reads back only
+        those); the copy feeds it the rest as it writes them."""
+        checker = Checker(self.fr.relpath, checksums=self.config.verify_checksums)
+        read_into(checker, self.fd, 0, have)
+        return checker
 
     def _beyond_end(self, have: int, exc: RangeNotSatisfiable) -> None:
         """416 for our offset: the .part may be whole already (a crash before the rename)."""
@@ -377,6 +388,7 @@ class FileJob:
         end: int | None,
         on_bytes: Callable[[int, int], None],
         seam: bytearray | None = None,
+        sink: Callable[[memoryview], None] | None = None,
     ) -> Copy:
         guard = RateGuard(self.config.min_rate, self.config.timeout)
         return Copy(
@@ -390,6 +402,7 @@ class FileJob:
             self.config.chunk_size,
             on_bytes,
             seam,
+            sink,
         )
 
     def _attempt_started(self, have: int) -> None:
@@ -486,10 +499,13 @@ class FileJob:
             raise TransientError(
                 f"{self.fr.relpath}: {size} bytes on disk, the file has {self.size}"
             )
-        problem = self._check(self.part)
-        if problem is not None:
-            raise problem
+        checker, self._streamed = self._streamed, None
+        if checker is None or checker.size != size:  # (split, or whole from an earlier run)
+            checker = check_fd(self.fd, self.fr.relpath, checksums=self.config.verify_checksums)
+        self._digest = checker.digest
+        checker.finish()  # raises VerificationError when a check fails
         self._move_into_place(size)
+        self.fr.sha256 = self._digest
         self.fr.status = Status.RESUMED if self.resumed else Status.DOWNLOADED
 
     def _move_into_place(self, size: int) -> None:
@@ -509,9 +525,10 @@ class FileJob:
 
     def _bad_content(self, exc: VerificationError) -> bool:
         """Bytes that failed a check: kept when identical to the last failure (True)."""
-        digest = sha256_of(self.fd)
+        digest, self._digest = self._digest or sha256_of(self.fd), None
         if digest == self.failed_hash:
             self._move_into_place(os.fstat(self.fd).st_size)
+            self.fr.sha256 = digest
             self.fr.status = Status.DOWNLOADED
             self.fr.warning = f"kept as served: the archive's copy fails its check ({exc.detail})"
             vlog(2, "%s: %s", self.fr.relpath, self.fr.warning)

@@ -1,4 +1,4 @@
-"""Content checks of a finished file: gzip CRC and length, FITS CHECKSUM/DATASUM.
+"""Content checks of a file: gzip CRC and length, FITS CHECKSUM/DATASUM, fed as bytes arrive.
 
 Everything is checked in one streaming pass with bounded memory, whatever the file's size:
 the gzip stream is inflated chunk by chunk and the inflated bytes go through a FITS reader
@@ -8,8 +8,10 @@ made checking large event files cost about twice their size in RAM.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -52,8 +54,11 @@ def check_gzip(path: Path) -> int:
 
     Returns the uncompressed size; raises VerificationError naming the problem.
     """
+    inflate, size = Gunzip(path.name), 0
     with open(path, "rb") as fh:
-        return sum(len(c) for c in _gunzip(_read(fh), path.name))
+        for chunk in _read(fh):
+            size += sum(len(c) for c in inflate.feed(chunk))
+    return size + sum(len(c) for c in inflate.close())
 
 
 def _read(fh: BinaryIO) -> Iterator[bytes]:
@@ -61,37 +66,52 @@ def _read(fh: BinaryIO) -> Iterator[bytes]:
         yield chunk
 
 
-def _gunzip(chunks: Iterable[bytes], name: str) -> Iterator[bytes]:
-    """Inflate gzip members one bounded piece at a time; raise on a bad CRC, length or end."""
-    dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    started = False
-    for chunk in chunks:
-        started = True
-        while chunk:
+class Gunzip:
+    """Inflate gzip members fed in pieces of any size, one bounded output piece at a time;
+    raise VerificationError on a bad CRC, length or end."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._started = False
+
+    def feed(self, chunk: bytes | memoryview) -> Iterator[bytes]:
+        """The inflated bytes of ``chunk`` (a generator: consume it before the next feed)."""
+        self._started = self._started or bool(len(chunk))
+        data = bytes(chunk)
+        if self._dec.eof:  # between members, or NUL padding after the last
+            data = self._next_member(data)
+        while data:
             try:
                 # Bounded output: 1 MiB of zeros inflates to ~1 GB in one call otherwise.
-                out = dec.decompress(chunk, _READ)
+                out = self._dec.decompress(data, _READ)
             except zlib.error as exc:
-                raise VerificationError(f"{name}: corrupt gzip data ({exc})") from None
+                raise VerificationError(f"{self.name}: corrupt gzip data ({exc})") from None
             if out:
                 yield out
-            if dec.eof:  # (first: at a member's end unconsumed_tail may still hold data)
-                chunk = dec.unused_data
-                if chunk.strip(b"\0"):  # another member follows (NUL padding is allowed)
-                    dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                else:
-                    chunk = b""
+            if self._dec.eof:  # (first: at a member's end unconsumed_tail may still hold data)
+                data = self._next_member(self._dec.unused_data)
             else:
-                chunk = dec.unconsumed_tail
-    if not started:
-        raise VerificationError(f"{name}: empty file where gzip data was expected")
-    while not dec.eof:  # output held back by the bound above
-        out = dec.decompress(b"", _READ)
-        if not out:
-            break
-        yield out
-    if not dec.eof:
-        raise VerificationError(f"{name}: gzip data is truncated")
+                data = self._dec.unconsumed_tail
+
+    def _next_member(self, data: bytes) -> bytes:
+        """After a member's end: another member follows (NUL padding is allowed)."""
+        if data.strip(b"\0"):
+            self._dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            return data
+        return b""
+
+    def close(self) -> Iterator[bytes]:
+        """The output held back by the bound, then raise unless the data ended a member."""
+        if not self._started:
+            raise VerificationError(f"{self.name}: empty file where gzip data was expected")
+        while not self._dec.eof:
+            out = self._dec.decompress(b"", _READ)
+            if not out:
+                break
+            yield out
+        if not self._dec.eof:
+            raise VerificationError(f"{self.name}: gzip data is truncated")
 
 
 class FitsStream:
@@ -252,39 +272,117 @@ def _data_size(cards: dict[str, object], *, first: bool, error) -> int:
     return -(-size // _BLOCK) * _BLOCK
 
 
+class Checker:
+    """Every content check that applies to a file, and its sha256, fed its bytes in order.
+
+    ``feed`` never raises: the first failure is kept and raised by :meth:`finish`, so the
+    bytes of a file that fails are still all hashed (two fetches of the same bad bytes are
+    the archive's own copy). Checks stop at the first failure, so a gzip bomb whose FITS
+    stream fails early is not inflated to its end; only a short look-ahead (``_LOOKAHEAD``
+    inflated bytes) lets damage to the gzip stream near that point be reported as such, its
+    root cause.
+    """
+
+    def __init__(self, name: str, *, checksums: bool = True) -> None:
+        base = Path(name).name
+        gz, fits = name.lower().endswith(".gz"), is_fits_name(name)
+        self.checks = [c for c, on in (("gzip", gz), ("fits", fits)) if on and checksums]
+        self.size = 0  # bytes fed
+        self._sha = hashlib.sha256()
+        self._gunzip = Gunzip(base) if "gzip" in self.checks else None
+        self._fits = FitsStream(base) if "fits" in self.checks else None
+        self._error: VerificationError | None = None  # the root cause: checks stopped
+        self._fits_error: VerificationError | None = None  # gzip still looks ahead
+        self._ahead = 0
+
+    @property
+    def checking(self) -> bool:
+        return self._error is None and (self._gunzip is not None or self._fits is not None)
+
+    def feed(self, data: bytes | memoryview) -> None:
+        self._sha.update(data)
+        self.size += len(data)
+        if not self.checking:
+            return
+        if self._gunzip is None:
+            self._inflated(data)
+            return
+        try:
+            for out in self._gunzip.feed(data):
+                self._inflated(out)
+                if not self.checking:
+                    return
+        except VerificationError as exc:
+            self._error = exc
+
+    def _inflated(self, data: bytes | memoryview) -> None:
+        if self._fits_error is not None:
+            self._ahead += len(data)
+            if self._ahead > _LOOKAHEAD:
+                self._error = self._fits_error
+        elif self._fits is not None:
+            try:
+                self._fits.feed(data)
+            except VerificationError as exc:
+                if self._gunzip is None:
+                    self._error = exc
+                else:
+                    self._fits_error = exc
+
+    def finish(self) -> str:
+        """The sha256 (hex) of the bytes fed; raise VerificationError when a check failed."""
+        if self.checking and self._gunzip is not None:
+            try:
+                for out in self._gunzip.close():
+                    self._inflated(out)
+                    if not self.checking:
+                        break
+            except VerificationError as exc:
+                self._error = exc
+        for problem in (self._error, self._fits_error):
+            if problem is not None:
+                raise problem
+        if self._fits is not None:
+            self._fits.close()
+        return self.digest
+
+    @property
+    def digest(self) -> str:
+        """The sha256 (hex) of the bytes fed so far."""
+        return self._sha.hexdigest()
+
+
+def check_fd(fd: int, name: str, *, checksums: bool = True, start: int = 0) -> Checker:
+    """A :class:`Checker` fed the bytes of an open file from ``start`` on (read with
+    ``pread``: the file checked is the one open, whatever its name now); call its ``finish``."""
+    checker = Checker(name, checksums=checksums)
+    read_into(checker, fd, start)
+    return checker
+
+
+def read_into(checker: Checker, fd: int, start: int = 0, end: int | None = None) -> None:
+    """Feed ``checker`` the bytes of ``fd`` from ``start`` to ``end`` (None: its end)."""
+    pos = start
+    while end is None or pos < end:
+        want = _READ if end is None else min(_READ, end - pos)
+        chunk = os.pread(fd, want, pos)
+        if not chunk:
+            break
+        checker.feed(chunk)
+        pos += len(chunk)
+
+
 def check_file(path: Path, name: str, *, checksums: bool = True) -> list[str]:
     """Run every check that applies to a file in one pass; return the names of the checks.
 
-    ``name`` is the archive name (the path may be a temporary ``.part``). Checks stop at the
-    first failure, so a gzip bomb whose FITS stream fails early is not inflated to its end;
-    only a short look-ahead (``_LOOKAHEAD`` inflated bytes) lets damage to the gzip stream
-    near that point be reported as such, its root cause.
+    ``name`` is the archive name (the path may be a temporary file). See :class:`Checker`.
     """
-    if not checksums:
+    if not Checker(name, checksums=checksums).checks:
         return []
-    gz, fits = name.lower().endswith(".gz"), is_fits_name(name)
-    if not (gz or fits):
-        return []
-    base = Path(name).name
-    reader = FitsStream(base) if fits else None
-    fits_error: VerificationError | None = None
-    ahead = 0
-    with open(path, "rb") as fh:
-        chunks = _gunzip(_read(fh), base) if gz else _read(fh)
-        for chunk in chunks:
-            if fits_error is not None:
-                ahead += len(chunk)
-                if ahead > _LOOKAHEAD:
-                    break
-            elif reader is not None:
-                try:
-                    reader.feed(chunk)
-                except VerificationError as exc:
-                    if not gz:
-                        raise
-                    fits_error = exc
-    if fits_error:
-        raise fits_error
-    if reader:
-        reader.close()
-    return [c for c, on in (("gzip", gz), ("fits", fits)) if on]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        checker = check_fd(fd, name, checksums=checksums)
+    finally:
+        os.close(fd)
+    checker.finish()
+    return checker.checks
