@@ -188,3 +188,21 @@ def test_bad_manifests_are_one_line_exit_2_nothing_fetched(site, tmp_path, capsy
         assert server.stats.requests == before
     with pytest.raises(ManifestError):
         read(m)
+
+
+def test_large_files_are_recorded_without_a_read_back_yet_the_manifest_has_it(
+    site, tmp_path, monkeypatch
+):
+    """The record reads back only small files (the copy loop's own sha256 aside); a
+    manifest still gives every local file's sha256, and --frozen still verifies it."""
+    import chandra_download.record as record
+
+    root, server = site
+    monkeypatch.setattr(record, "READ_BACK_LIMIT", 0)
+    out, m = tmp_path / "out", tmp_path / "m.json"
+    download([1843], ["evt2"], mirror=server.base_url, outdir=out, status=False)
+    assert record.load(out, 1843)[EVT2].sha256 is None
+    download([1843], ["evt2"], mirror=server.base_url, outdir=out, status=False, manifest=m)
+    assert [f.sha256 for f in read(m).files] == [sha(out / "1843" / EVT2)]
+    res = download(None, mirror=server.base_url, outdir=out, frozen=m, status=False)
+    assert [f.status for f in res.files] == [Status.PRESENT]

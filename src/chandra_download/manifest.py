@@ -80,14 +80,14 @@ def _entry(fr: FileResult, rec: FileRecord | None, verify: bool) -> ManifestFile
     """One file's entry: the record's sha256 when it still describes the local file; a
     complete local file not recorded is read; files not local have none."""
     digest = checked = None
-    if rec is not None and rec.describes(fr.path):
-        digest, checked = rec.sha256, rec.checked
-    elif local_state(fr) is LocalState.COMPLETE or fr.ok:
-        try:
-            digest = sha256_file(fr.path)
-            checked = "verified" if verify and has_content_check(fr.relpath) else None
-        except OSError:
-            digest = None
+    here = rec is not None and rec.describes(fr.path)
+    if here or local_state(fr) is LocalState.COMPLETE or fr.ok:
+        recorded = rec.sha256 if rec is not None and here else None
+        digest = recorded or _read_sha256(fr)  # a large file is recorded without one
+        if rec is not None and here:
+            checked = rec.checked
+        elif digest is not None and verify and has_content_check(fr.relpath):
+            checked = "verified"
     return ManifestFile(
         fr.obsid,
         fr.relpath,
@@ -100,6 +100,13 @@ def _entry(fr: FileResult, rec: FileRecord | None, verify: bool) -> ManifestFile
         checked,
         mask_url(fr.url) if fr.url else None,
     )
+
+
+def _read_sha256(fr: FileResult) -> str | None:
+    try:
+        return sha256_file(fr.path)
+    except OSError:
+        return None
 
 
 def manifest_of(

@@ -33,6 +33,11 @@ from .verify import is_fits_name
 RECORDS = Path(".chandra-download") / "records"
 SCHEMA = 1
 
+#: Files up to this size whose sha256 the transfer did not give are read back for the record;
+#: larger ones are recorded without (a manifest computes it when asked): a read-back of a
+#: 2 GB file costs a sixth of its download on a fast link.
+READ_BACK_LIMIT = 16 * 2**20
+
 VERIFIED = "verified"
 KEPT = "kept as served"
 NO_CHECK = "no content check"
@@ -162,7 +167,8 @@ def entry_for(fr: FileResult, verify: bool, old: FileRecord | None) -> FileRecor
     """The record of a complete file after a session; None when there is nothing to record.
 
     A file already present and still the one recorded keeps its entry (no re-read); one
-    fetched now takes the transfer's sha256 when it gave one, else it is read back once.
+    fetched now takes the transfer's sha256 when it gave one, else it is read back once when
+    small (``READ_BACK_LIMIT``) or kept as served.
     """
     if not fr.ok:
         return None
@@ -172,7 +178,11 @@ def entry_for(fr: FileResult, verify: bool, old: FileRecord | None) -> FileRecor
 
     try:
         st = os.lstat(fr.path)
-        digest = getattr(fr, "sha256", None) or sha256_file(fr.path)
+        digest = getattr(fr, "sha256", None)
+        if digest is None and (
+            st.st_size <= READ_BACK_LIMIT or what_was_checked(fr, verify) == KEPT
+        ):
+            digest = sha256_file(fr.path)
     except OSError:
         return None
     return FileRecord(
