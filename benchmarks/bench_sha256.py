@@ -4,9 +4,11 @@
 Run ``python benchmarks/bench_sha256.py`` (``--big-gb 2`` for the 2 GB file; ``--big-gb 0``
 skips it). It generates a simulated archive under ``benchmarks/_work/sha256/`` (cached),
 serves it over HTTP on loopback, downloads it into a fresh directory (the record of what was
-fetched is written at the end of the session, its sha256 read back from the page cache until
-the copy loop computes it as the bytes arrive), and prints the download's time, the time of the
-read-back sha256 of the same files, and the share of the second in the first. Under shared load
+fetched is written at the end of the session; until the copy loop computes the sha256 as the
+bytes arrive, files up to ``record.READ_BACK_LIMIT`` are read back for it), and prints the
+download's time, the time a read-back sha256 of all the same files takes (what the record would
+pay without the limit, and a manifest pays for large files), and the share of the second in the
+first. Under shared load
 the figures are noisy: run it twice.
 """
 
@@ -40,7 +42,7 @@ def measure(root: Path, obsids: list[int], label: str) -> None:
         size = sum(p.stat().st_size for p in files)
     print(
         f"{label:<10} {len(files):>5} files {size / 1e6:>9.1f} MB  download {elapsed:7.2f} s  "
-        f"sha256 {hashing:6.2f} s ({100 * hashing / elapsed:5.1f}% of the download)"
+        f"read-back sha256 {hashing:6.2f} s ({100 * hashing / elapsed:5.1f}% of the download)"
     )
 
 
