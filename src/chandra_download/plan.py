@@ -14,9 +14,13 @@ import stat
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import LocalError
 from .results import LocalState
+
+if TYPE_CHECKING:  # split imports this module: the state's type only, for the checker
+    from .split import PartsState
 
 PART_SUFFIX = ".part"
 
@@ -54,7 +58,7 @@ class OnDisk:
 
     final: int | None
     part: int | None
-    state: object | None = None  # split.PartsState when a usable state file is there
+    state: PartsState | None = None  # when a usable state file is there
     state_problem: str | None = None  # why a state file that is there cannot be used
     state_file: bool = False
 
@@ -136,7 +140,7 @@ def _decide_parts(disk: OnDisk, size: int | None) -> Decision:
     state = disk.state
     if state is None:
         return Decision(Action.FETCH, note=f"its saved state is unusable: {disk.state_problem}")
-    if state.size != size:
+    if size is None or state.size != size:
         return Decision(Action.FETCH, note="its saved state is for another version of the file")
     if (disk.part or 0) < state.furthest or (disk.part or 0) > size:
         return Decision(Action.FETCH, note="its .part does not hold what its state claims")
@@ -154,8 +158,8 @@ def unsafe_target(top: Path, path: Path) -> str | None:
     from .split import state_path
 
     directory = top.parent
-    for name in path.relative_to(top.parent).parts[:-1]:
-        directory = directory / name
+    for part in path.relative_to(top.parent).parts[:-1]:
+        directory = directory / part
         try:
             mode = os.lstat(directory).st_mode
         except FileNotFoundError:

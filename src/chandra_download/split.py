@@ -109,8 +109,10 @@ def load_state(path: Path) -> tuple[PartsState | None, str | None]:
         return None, f"cannot read it ({exc.strerror})"
     finally:
         os.close(fd)
+    if len(raw) > _MAX_STATE:
+        return None, "it is not a valid state file"
     try:
-        data = json.loads(raw) if len(raw) <= _MAX_STATE else None
+        data = json.loads(raw)
         state = PartsState(int(data["size"]), [Part(*map(int, p)) for p in data["parts"]])
     except (ValueError, KeyError, TypeError, IndexError, OverflowError, RecursionError):
         return None, "it is not a valid state file"
