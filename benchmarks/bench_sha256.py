@@ -1,15 +1,14 @@
 #!/usr/bin/env python
-"""What the record's sha256 costs a download: the batch, and one large file.
+"""What a read-back sha256 costs beside a download: the batch, and one large file.
 
 Run ``python benchmarks/bench_sha256.py`` (``--big-gb 2`` for the 2 GB file; ``--big-gb 0``
 skips it). It generates a simulated archive under ``benchmarks/_work/sha256/`` (cached),
 serves it over HTTP on loopback, downloads it into a fresh directory (the record of what was
-fetched is written at the end of the session; until the copy loop computes the sha256 as the
-bytes arrive, files up to ``record.READ_BACK_LIMIT`` are read back for it), and prints the
-download's time, the time a read-back sha256 of all the same files takes (what the record would
-pay without the limit, and a manifest pays for large files), and the share of the second in the
-first. Under shared load
-the figures are noisy: run it twice.
+fetched is written at the end of the session, with the sha256 the copy loop computed as the
+bytes arrived), then prints the download's time, the time a read-back sha256 of the same files
+takes (what a file found complete but not recorded, or a manifest of large unrecorded files,
+pays), and the share of the second in the first. Under shared load the figures are noisy: run
+it twice.
 """
 
 from __future__ import annotations

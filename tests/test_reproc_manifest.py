@@ -193,13 +193,17 @@ def test_bad_manifests_are_one_line_exit_2_nothing_fetched(site, tmp_path, capsy
 def test_large_files_are_recorded_without_a_read_back_yet_the_manifest_has_it(
     site, tmp_path, monkeypatch
 ):
-    """The record reads back only small files (the copy loop's own sha256 aside); a
-    manifest still gives every local file's sha256, and --frozen still verifies it."""
+    """A fetched file's sha256 comes from the copy loop; a large file already present and not
+    recorded is recorded without a read-back (``READ_BACK_LIMIT``); a manifest still gives its
+    sha256, and --frozen still verifies it."""
     import chandra_download.record as record
 
     root, server = site
-    monkeypatch.setattr(record, "READ_BACK_LIMIT", 0)
     out, m = tmp_path / "out", tmp_path / "m.json"
+    res = download([1843], ["evt2"], mirror=server.base_url, outdir=out, status=False)
+    assert res.files[0].sha256 == record.load(out, 1843)[EVT2].sha256 == sha(out / "1843" / EVT2)
+    record.record_path(out, 1843).unlink()
+    monkeypatch.setattr(record, "READ_BACK_LIMIT", 0)
     download([1843], ["evt2"], mirror=server.base_url, outdir=out, status=False)
     assert record.load(out, 1843)[EVT2].sha256 is None
     download([1843], ["evt2"], mirror=server.base_url, outdir=out, status=False, manifest=m)

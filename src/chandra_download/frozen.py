@@ -178,7 +178,7 @@ def _put_in_place(fr: FileResult, want: ManifestFile, out: Path) -> None:
         fr.path = final
         return
     staged = fr.path
-    digest = getattr(fr, "sha256", None) or sha256_file(staged)
+    digest = fr.sha256 or sha256_file(staged)
     if want.sha256 is not None and digest != want.sha256:
         size = staged.stat().st_size
         staged.unlink(missing_ok=True)

@@ -178,7 +178,7 @@ def entry_for(fr: FileResult, verify: bool, old: FileRecord | None) -> FileRecor
 
     try:
         st = os.lstat(fr.path)
-        digest = getattr(fr, "sha256", None)
+        digest = fr.sha256
         if digest is None and (
             st.st_size <= READ_BACK_LIMIT or what_was_checked(fr, verify) == KEPT
         ):
