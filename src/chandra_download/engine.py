@@ -39,7 +39,7 @@ from .progress import Reporter
 from .results import FileResult, ObsIdResult, Status
 from .retry import Interrupted, with_retries
 from .sources.base import ListingPage, ListingWalk, PageRef, RemoteFile, Source, check_relpath
-from .transfer import FileJob, Next
+from .transfer import FileJob, Next, vouched_size
 
 Listing = dict[str, RemoteFile]
 
@@ -447,13 +447,16 @@ class Engine:
         source = self.sources[index]
         remote = self._listing_of(index, r.obsid)[fr.relpath]
         try:
+            disk = look(fr.path)
             size = remote.size
+            if size is None:  # a complete local copy may tell it without a HEAD (core)
+                size = vouched_size(self.ctx, remote, fr, disk)
             if size is None:
                 with self._on_site(index):
                     size = with_retries(
                         lambda: source.size(remote), self.config, self.stop, fr.relpath
                     )
-            d = decide(look(fr.path), size)
+            d = decide(disk, size)
         except (SourceError, LocalError) as exc:  # e.g. listed but gone (404)
             fr.status, fr.reason = Status.FAILED, str(exc)
             return

@@ -96,6 +96,8 @@ class FileJob:
 
     def _start(self) -> Next:
         disk = look(self.target)
+        if self.size is None:  # a complete local copy may tell its size without a HEAD
+            self.size = vouched_size(self.ctx, self.remote, self.fr, disk)
         self._learn_size(disk)
         first = decide(disk, self.size)
         if not self._changed_at_archive(disk) and (
@@ -577,3 +579,46 @@ def _state_name_fits(job: FileJob) -> bool:
     except (OSError, ValueError):
         limit = 255
     return len(os.fsencode(job.state_file.name + ".tmp")) <= limit
+
+
+def vouched_size(ctx: Context, remote: RemoteFile, fr: FileResult, disk: OnDisk) -> int | None:
+    """The size of a file complete at its final name, known without asking the site (no
+    HEAD): it is within the listing's rounded size, and its fetch record still describes it
+    or its content check passes (``fr.sha256`` is then set). None when only the site can
+    tell (no record, no content check, a size outside the rounding) and under ``--repair``
+    (it checks every file anyway); ``--check`` (audit.py) always asks."""
+    final = disk.final
+    if final is None or disk.leftovers or remote.approx_size is None or ctx.config.repair:
+        return None
+    if not _within_rounding(final, remote.approx_size):
+        return None
+    record = ctx.records.get(fr)
+    if record is not None and record.size == final:
+        fr.size = final
+        return final
+    checker = Checker(fr.relpath, checksums=ctx.config.verify_checksums)
+    if not checker.checks:
+        return None
+    try:
+        fd = os.open(fr.path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None  # (the decision says what is wrong with it)
+    try:
+        read_into(checker, fd)
+    finally:
+        os.close(fd)
+    try:
+        fr.sha256 = checker.finish()
+    except VerificationError:
+        return None  # a partial or damaged copy: the site's exact size decides
+    fr.size = final
+    return final
+
+
+def _within_rounding(size: int, shown: int) -> bool:
+    """Whether ``size`` bytes may be shown as ``shown`` by a listing that rounds sizes to
+    two or three digits of K/M/G (Apache: ``2.1M``, ``12K``, exact below 1 KiB): within a
+    tenth of the shown value, and 1 KiB."""
+    slack = max(1024, shown // 10 + 1)
+    return shown - slack <= size <= shown + slack
+
