@@ -621,4 +621,3 @@ def _within_rounding(size: int, shown: int) -> bool:
     tenth of the shown value, and 1 KiB."""
     slack = max(1024, shown // 10 + 1)
     return shown - slack <= size <= shown + slack
-
