@@ -204,3 +204,27 @@ def test_a_local_mirror_changed_in_place_is_told_by_its_mtime(tmp_path):
 
 def fetch_local(root: Path, out: Path):
     return download([1843], ["full_img"], mirror=str(root), outdir=out, status=False)
+
+
+def test_a_partial_file_is_not_resumed_onto_another_copy(tmp_path):
+    """20.9: interrupted, then changed at the site with the same size (before the resume
+    point, where the seam check does not look): fetched again, not completed with old bytes."""
+    root = generate_archive(
+        tmp_path / "archive", {1843: "acis"}, scale=0.05, sizes={"full_img": 3_000_000}
+    )
+    out = tmp_path / "out"
+    with ArchiveHTTPServer(root) as server:
+        server.faults.add(Fault("drop", "*_full_img2.jpg", after_bytes=2_000_000))
+        opts = dict(mirror=server.base_url, outdir=out, status=False, retries=0)
+        first = download([1843], ["full_img"], split_threshold=0, **opts)
+        assert get(first, JPG).status is not Status.DOWNLOADED  # a partial file is left
+        jpg = at_archive(root, JPG)
+        data = bytearray(jpg.read_bytes())
+        data[100] ^= 0xFF
+        jpg.write_bytes(bytes(data))
+        os.utime(jpg, (1.7e9, 1.7e9))
+        server.faults.clear()
+        again = download([1843], ["full_img"], split_threshold=0, **opts)
+    fr = get(again, JPG)
+    assert fr.ok and fr.changed and "partial download began" in fr.changed
+    assert sha(out / "1843" / JPG) == sha(jpg)

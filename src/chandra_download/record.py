@@ -212,6 +212,7 @@ def record_session(outdir: Path, results: Iterable, verify: bool, fsync: bool = 
             if rec is not None and rec != old.get(fr.relpath):
                 changes[fr.relpath] = rec
         try:
+            forget_partials(outdir, r.obsid, [fr.relpath for fr in r.files if fr.ok])
             update(outdir, r.obsid, changes, fsync)
         except OSError as exc:
             # A full disk is told by the files it stopped; the record is rebuilt next time.
@@ -286,3 +287,86 @@ def say_changed(results: Iterable) -> None:
             done,
             "" if done == len(changed) else "; the others keep their old copy",
         )
+
+
+# -- partial files: whose bytes they hold -------------------------------------------------------
+#: Partial files at least this large note the site's identity when their bytes begin, so a
+#: resume onto bytes of another copy is refused; smaller ones are cheap to fetch again.
+PARTIAL_NOTE_LIMIT = 1 << 20
+
+
+def _partials_path(outdir: Path, obsid: int) -> Path:
+    return Path(outdir) / RECORDS / f"{obsid}.partials.json"
+
+
+def _outdir(target: Path, relpath: str) -> Path:
+    return target.parents[len(relpath.split("/"))]
+
+
+def _load_partials(path: Path) -> dict[str, dict[str, str | None]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # none, or damaged: only resumes lose their guard, nothing else
+    return data if isinstance(data, dict) else {}
+
+
+def note_partial(fr: FileResult, identity: tuple[str | None, str | None]) -> None:
+    """Remember the site's ``(Last-Modified, ETag)`` of the bytes a partial file begins with
+    (merged by re-reading; temp file and rename). Never fails a download."""
+    if not any(identity):
+        return
+    path = _partials_path(_outdir(fr.path, fr.relpath), fr.obsid)
+    try:
+        notes = _load_partials(path)
+        notes[fr.relpath] = {"last_modified": identity[0], "etag": identity[1]}
+        _write_json(path, notes)
+    except OSError as exc:
+        vlog(2, "%s: cannot note whose bytes its partial file holds: %s", fr.relpath, exc)
+
+
+def partial_changed(fr: FileResult) -> str | None:
+    """Why a partial file's bytes are of another copy than the site's now (its note and
+    ``fr.last_modified``/``fr.etag`` differ), or None (same, or not known)."""
+    path = _partials_path(_outdir(fr.path, fr.relpath), fr.obsid)
+    note = _load_partials(path).get(fr.relpath) if path.exists() else None
+    if not isinstance(note, dict):
+        return None
+    etag, modified = note.get("etag"), note.get("last_modified")
+    if (etag and fr.etag and etag != fr.etag) or (
+        modified and fr.last_modified and modified != fr.last_modified
+    ):
+        return "changed at the archive since its partial download began"
+    return None
+
+
+def forget_partials(outdir: Path, obsid: int, relpaths: Iterable[str]) -> None:
+    """Drop the notes of files now complete."""
+    path = _partials_path(outdir, obsid)
+    if not path.exists():
+        return
+    notes = _load_partials(path)
+    kept = {k: v for k, v in notes.items() if k not in set(relpaths)}
+    if kept == notes:
+        return
+    try:
+        if kept:
+            _write_json(path, kept)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass  # stale notes only guard resumes of files already complete
+
+
+def _write_json(path: Path, doc: object) -> None:
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -33,6 +33,7 @@ from .errors import (
 from .log import vlog
 from .parts import Outcome, PartsFile, RangedParts
 from .plan import Action, Decision, OnDisk, decide, look, needs_size, part_path, unsafe_target
+from .record import PARTIAL_NOTE_LIMIT, note_partial, partial_changed
 from .results import FileResult, Status
 from .retry import Interrupted, RetriesExhausted, RetryPolicy
 from .sources.base import Body, RemoteFile, Source
@@ -142,6 +143,10 @@ class FileJob:
         unlink_quietly(self.state_file.with_name(self.state_file.name + ".tmp"))
         if self.fr.changed and disk.final is not None:
             return self._fetch_anew()
+        if d.action in (Action.RESUME, Action.PARTS, Action.FINISH):
+            self.fr.changed = partial_changed(self.fr)  # its bytes: of the site's copy now?
+            if self.fr.changed:
+                return self._fetch_anew()
         if d.action in (Action.PRESENT, Action.LARGER):
             return self._present(d)
         self.fr.local_size = d.offset
@@ -170,6 +175,12 @@ class FileJob:
             self.fr.changed = self.ctx.records.changed(self.fr, self.size)
         return self.fr.changed is not None
 
+    def _note_partial(self) -> None:
+        """A large file's bytes begin: note whose copy they are (its ETag/Last-Modified), so
+        a later resume onto them is refused when the archive's copy changed (issue 20.9)."""
+        if (self.size or self.remote.best_size) >= PARTIAL_NOTE_LIMIT:
+            note_partial(self.fr, self.source.identity(self.remote))
+
     def _fetch_anew(self) -> Next:
         """The archive changed the file: fetch its new copy from byte 0 into the partial
         file; the old copy stays in place until the new one is complete and verified."""
@@ -188,6 +199,8 @@ class FileJob:
             return Next.WHOLE
         self.parts = self._ranged(PartsState.plan(size, cfg.jobs, cfg.split_threshold, have))
         self.parts.save()  # before any data: a .part with holes always has its state beside it
+        if have == 0:
+            self._note_partial()
         return self._go_parts()
 
     def _splittable(self) -> bool:
@@ -323,6 +336,8 @@ class FileJob:
             if body.start != asked:
                 have = self._restart_point(body, asked)
             self.resumed = have > 0  # this attempt's bytes join ones already on disk
+            if have == 0:
+                self._note_partial()
             self._attempt_started(have)
             checker = self._checker(have)
             try:
