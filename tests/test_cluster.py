@@ -113,7 +113,14 @@ def test_two_clients_at_once_run_each_obsid_once(client, root, tmp_path):
 
 
 def _part_bytes(out: Path) -> int:
-    return max((p.stat().st_size for p in out.rglob("*.part")), default=0)
+    """The largest partial file's bytes (one may be renamed into place as we look)."""
+    sizes = [0]
+    for p in out.rglob("*.part"):
+        try:
+            sizes.append(p.stat().st_size)
+        except FileNotFoundError:
+            pass
+    return max(sizes)
 
 
 def _kill_worker_running(client, key: str, pids: dict[str, int]) -> None:
@@ -184,8 +191,8 @@ def test_the_command_line_runs_on_the_scheduler(client, root, tmp_path, capsys):
     with ArchiveHTTPServer(root) as server:
         args = [",".join(map(str, OBSIDS)), "--mirror", server.base_url, "--outdir", str(tmp_path)]
         code = cli.main([*args, "--scheduler", client.scheduler.address, "--connections", "2"])
-    out = capsys.readouterr().out
-    assert code == 0
+    out, err = capsys.readouterr()
+    assert code == 0, err
     assert mismatches(root, tmp_path) == []
     heads = [line for line in out.splitlines() if line.startswith("Downloading files for ObsId")]
     assert [int(h.split()[4].rstrip(",")) for h in heads] == OBSIDS
@@ -224,3 +231,9 @@ def test_workers_that_cannot_see_the_outdir_fetch_nothing(root, tmp_path):
             proc.terminate()
             proc.wait(30)
     assert [p.name for p in out.iterdir() if not p.name.startswith(".")] == []
+
+
+def test_a_whole_run_option_is_refused_before_anything_starts(client, tmp_path):
+    with pytest.raises(ValueError, match="manifest= is not available on a cluster"):
+        cluster.download([1843], client=client, outdir=tmp_path, manifest=tmp_path / "m.json")
+    assert list(tmp_path.iterdir()) == []

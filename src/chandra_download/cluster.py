@@ -16,6 +16,7 @@ the client wrote into the output directory: a worker that cannot see it is one c
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import pickle
 import secrets
@@ -44,10 +45,9 @@ from .sources import DEFAULT_SITE, expand_mirror
 #: on a loaded machine: refreshes (every fifth of it) came late and live leases were dropped.
 LEASE_TIMEOUT = 10.0
 #: Keywords of chandra_download.download that are not SessionConfig fields.
-_API_KEYWORDS = {
-    "mirror", "username", "userpass", "excludes", "exclude", "outdir", "list_only", "config",
-    "status", "ocat_url", "prune_superseded",
-}  # fmt: skip
+_API_KEYWORDS = set(inspect.signature(local_download).parameters) - {"obsids", "options"}
+#: Keywords about the whole run, which tasks of one ObsId each cannot honour.
+_WHOLE_RUN = ("manifest", "frozen")
 
 
 class ClusterError(ChandraDownloadError):
@@ -277,6 +277,10 @@ def _checked(filetypes: Types, options: dict[str, Any]) -> dict[str, Any]:
     for bad in ("reporter", "progress", "budget"):
         if bad in options:
             raise TypeError(f"cluster.download() does not take {bad}=")
+    options = dict(options)
+    for name in _WHOLE_RUN:
+        if options.pop(name, None) is not None:
+            raise ValueError(f"{name}= is not available on a cluster (each ObsId runs apart)")
     settings = {k: v for k, v in options.items() if k not in _API_KEYWORDS}
     configured(options.get("config"), settings, "cluster.download")
     excludes = options.get("excludes", options.get("exclude"))
