@@ -23,6 +23,7 @@ import queue
 import shutil
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -145,8 +146,7 @@ class Engine:
         finally:
             for _ in workers:
                 self._queue.put(_Task(_LAST, next(self._seq), None))
-            for t in workers:
-                t.join(timeout=5 if self.stop.is_set() else None)
+            _join(workers, _STOP_GRACE if self.stop.is_set() else None)
         return [run.result for run in runs]
 
     def _put(self, priority: Priority, step: Callable[..., None], *args: object) -> None:
@@ -462,6 +462,18 @@ class Engine:
             return
         fr.size, fr.local, fr.local_size = size, d.local, d.offset
         fr.last_modified, fr.etag = source.identity(remote)
+
+
+#: Seconds a stopping session waits for its workers, all together: one stalled in a read
+#: (up to ``timeout``) is left behind (a daemon thread), its data kept for resume.
+_STOP_GRACE = 2.0
+
+
+def _join(workers: list[threading.Thread], grace: float | None) -> None:
+    """Join every worker, within ``grace`` seconds in all (None: however long it takes)."""
+    end = None if grace is None else time.monotonic() + grace
+    for t in workers:
+        t.join(None if end is None else max(0.0, end - time.monotonic()))
 
 
 def _failure_text(exc: BaseException) -> str:

@@ -384,14 +384,26 @@ class FileJob:
         return 0
 
     def _check_end(self, body: Body, pos: int) -> None:
-        if self.size is None:
-            self.size = self.fr.size = pos  # no size anywhere: the body's end is the file's
+        if self.size is None:  # no size anywhere: the body's end is the file's, if the
+            self._short_of_listing(pos)  # listing's rounded size allows it
+            self.size = self.fr.size = pos
         if pos < self.size:
             raise TransientError(f"{self.fr.relpath}: got {pos} of {self.size} bytes")
         if body_has_more(body):
             os.ftruncate(self.fd, 0)
             raise TransientError(
                 f"{self.fr.relpath}: the server sent more than the file's {self.size} bytes"
+            )
+
+    def _short_of_listing(self, pos: int) -> None:
+        """A body of unannounced length that ended well short of the listing's rounded size
+        was cut, not the file (an HTTP/1.0 close, a dropped chunked stream): retried."""
+        shown = self.remote.approx_size
+        if shown is not None and pos < shown and not _within_rounding(pos, shown):
+            os.ftruncate(self.fd, 0)  # nothing vouches for where these bytes end
+            raise TransientError(
+                f"{self.fr.relpath}: the body ended after {pos} bytes, of no stated length; "
+                f"the listing shows about {shown} bytes"
             )
 
     def _whole_progress(self, n: int, pos: int) -> None:
