@@ -57,6 +57,9 @@ PROFILES = {
     },
 }  # fmt: skip
 SPLIT_OBSID, BIG_OBSID = 29001, 29002
+#: The small-file regime (issue 19): many ObsIds whose every file is small.
+SMALL_OBSIDS = {"full": range(30000, 30060), "quick": range(30000, 30012)}
+SMALL_SIZES = {"evt1": 60_000, "evt1a": 40_000, "evt2": 30_000}
 
 
 @dataclass
@@ -91,10 +94,14 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
-def timed(name: str, cmd: list[str], outdir: Path, expected: dict[str, int]) -> Run:
-    """Run ``cmd`` into a fresh ``outdir``; wall time, peak RSS and CPU of that child alone."""
-    shutil.rmtree(outdir, ignore_errors=True)
-    outdir.mkdir(parents=True)
+def timed(
+    name: str, cmd: list[str], outdir: Path, expected: dict[str, int], keep: bool = False
+) -> Run:
+    """Run ``cmd`` into a fresh ``outdir`` (``keep``: into the one there, kept after: a
+    re-run); wall time, peak RSS and CPU of that child alone."""
+    if not keep:
+        shutil.rmtree(outdir, ignore_errors=True)
+    outdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as usage:
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-c", _LAUNCH, usage.name, *cmd],
@@ -109,14 +116,15 @@ def timed(name: str, cmd: list[str], outdir: Path, expected: dict[str, int]) -> 
     run = Run(name, wall, proc.returncode, maxrss_kb / 1024, cpu, sum(expected.values()), complete)
     print(f"  {name:<44} {wall:7.2f} s  {run.nbytes / MB / wall:7.1f} MB/s  {run.complete}",
           flush=True)  # fmt: skip
-    shutil.rmtree(outdir, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(outdir, ignore_errors=True)
     return run
 
 
 def compare(outdir: Path, expected: dict[str, int]) -> str:
     """ "ok" when ``outdir`` holds exactly the expected files with their exact sizes."""
     got = {p.relative_to(outdir).as_posix(): p.stat().st_size for p in outdir.rglob("*")
-           if p.is_file()}  # fmt: skip
+           if p.is_file() and ".chandra-download" not in p.parts and not p.name.endswith(".aria2")}  # fmt: skip
     if got == expected:
         return "ok"
     same = sum(1 for k, v in expected.items() if got.get(k) == v)
@@ -189,6 +197,8 @@ def prepare(root: Path, profile: dict) -> list[int]:
         root, {SPLIT_OBSID: "acis"}, scale=0.1, sizes={"evt1": int(profile["split_size"])}
     )
     generate_archive(root, {BIG_OBSID: "acis"}, scale=0.1, sizes={"evt1": int(profile["big_size"])})
+    small = SMALL_OBSIDS["quick" if profile is PROFILES["quick"] else "full"]
+    generate_archive(root, dict.fromkeys(small, "acis"), scale=0.05, sizes=SMALL_SIZES)
     print(f"  ready in {time.perf_counter() - t0:.0f} s", flush=True)
     return obsids
 
@@ -264,6 +274,45 @@ def bench_batch(args, root: Path, obsids: list[int], tools: dict[str, bool]) -> 
             "per_connection_limit": per_conn}  # fmt: skip
 
 
+def bench_small(args, root: Path, tools: dict[str, bool]) -> dict:
+    """Many ObsIds of small files over a shared round trip, Apache's 100 requests per
+    connection (the simulator's default): ours against aria2c on the same connections, and
+    a nothing-to-do re-run of each."""
+    obsids = list(SMALL_OBSIDS["quick" if args.quick else "full"])
+    expected = expected_files(root, obsids)
+    total, jobs = sum(expected.values()), SessionConfig().jobs
+    print(f"\n[4] Small files: {len(obsids)} ObsIds, {len(expected)} files, {total / MB:.1f} MB "
+          f"(largest {max(expected.values()) / 1e3:.0f} kB); link {args.latency * 1000:.0f} ms "
+          "per round trip, 100 requests per connection", flush=True)  # fmt: skip
+    out = WORK / "out"
+    runs = []
+    with Simulator(root, link_options(args)) as sim:
+        runs.append(timed(f"chandra-download (default: {jobs} jobs, pipelined)",
+                          ours(sim.url, obsids, out), out, expected, keep=True))  # fmt: skip
+        runs.append(timed("chandra-download, nothing-to-do re-run",
+                          ours(sim.url, obsids, out), out, expected, keep=True))  # fmt: skip
+        shutil.rmtree(out, ignore_errors=True)
+        runs.append(timed("chandra-download --pipeline-depth 1",
+                          ours(sim.url, obsids, out, "--pipeline-depth", "1"), out, expected))  # fmt: skip
+        if tools["aria2c"]:
+            runs.append(timed(f"aria2c -j {jobs} -x 1 (given the URL list)",
+                              aria2(sim.url, expected, out, jobs, 1), out, expected, keep=True))  # fmt: skip
+            runs.append(timed("aria2c -c, nothing-to-do re-run",
+                              [*aria2(sim.url, expected, out, jobs, 1), "-c",
+                               "--allow-overwrite=false"], out, expected, keep=True))  # fmt: skip
+            shutil.rmtree(out, ignore_errors=True)
+    bound = len(expected) * args.latency / jobs  # one request per round trip, `jobs` at once
+    base = runs[0].wall
+    print(f"\n{'tool':<46}{'wall s':>8}{'x ours':>8}{'x bound':>9}{'CPU s':>7}{'RSS MB':>8}  "
+          "complete")  # fmt: skip
+    for r in runs:
+        print(f"{r.name:<46}{r.wall:8.2f}{r.wall / base:8.2f}{r.wall / bound:9.2f}{r.cpu:7.1f}"
+              f"{r.rss_mb:8.0f}  {r.complete}")  # fmt: skip
+    print(f"{f'bound for {jobs} connections, 1 request per round trip':<46}{bound:8.2f}")
+    return {"runs": [asdict(r) for r in runs], "total": total, "files": len(expected),
+            "bound": bound}  # fmt: skip
+
+
 def bench_single(args, root: Path, tools: dict[str, bool]) -> dict:
     expected = expected_files(root, [BIG_OBSID], "evt1")
     ((key, size),) = expected.items()
@@ -337,6 +386,14 @@ def targets(res: dict) -> None:
         show("within 1.25x of the physical limit", ours_t <= 1.25 * b["limit"],
              f"{ours_t / b['limit']:.2f}x (any client on {SessionConfig().jobs} connections with "
              f"one request per file: at best {b['per_connection_limit'] / b['limit']:.2f}x)")  # fmt: skip
+    if "small" in res:
+        runs = res["small"]["runs"]
+        mine, again = runs[0]["wall"], runs[1]["wall"]
+        aria = next((r["wall"] for r in runs if r["name"].startswith("aria2c -j")), None)
+        show("small files at most 0.5x aria2c's time", None if aria is None else mine <= aria / 2,
+             f"{mine / aria:.2f}x" if aria else "not run")  # fmt: skip
+        show("nothing-to-do re-run at most 0.25x of the download", again <= mine / 4,
+             f"{again / mine:.2f}x")  # fmt: skip
     if "single" in res:
         s = res["single"]["runs"]
         mine = [r for r in s if r["name"].startswith("chandra")]
@@ -360,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency", type=float, default=0.04, help="seconds per request")
     p.add_argument("--conn-bandwidth", type=float, default=8e6, help="bytes/s per connection")
     p.add_argument("--total-bandwidth", type=float, default=120e6, help="bytes/s in total")
-    p.add_argument("--only", choices=["batch", "single", "split"], action="append",
+    p.add_argument("--only", choices=["batch", "single", "split", "small"], action="append",
                    help="run only these experiments (repeatable)")  # fmt: skip
     p.add_argument("--no-sequential", action="store_true",
                    help="skip the slow one-connection runs (--jobs 1, wget)")  # fmt: skip
@@ -381,7 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     res: dict = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}}
     experiments = {"batch": lambda: bench_batch(args, root, obsids, tools),
                    "single": lambda: bench_single(args, root, tools),
-                   "split": lambda: bench_split(args, root, tools)}  # fmt: skip
+                   "split": lambda: bench_split(args, root, tools),
+                   "small": lambda: bench_small(args, root, tools)}  # fmt: skip
     for name, fn in experiments.items():
         if not args.only or name in args.only:
             res[name] = fn()

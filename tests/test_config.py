@@ -40,6 +40,8 @@ BAD = [
     ("min_rate", -1, ValueError, "at least 0"),
     ("min_rate", math.inf, ValueError, "finite"),
     ("repair", 0, TypeError, "True or False"),
+    ("pipeline_depth", 0, ValueError, "at least 1"),
+    ("pipeline_depth", 2.5, TypeError, "an int"),
 ]
 
 

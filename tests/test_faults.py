@@ -51,9 +51,16 @@ def test_broken_transfer_resumes(
     archive_http: ArchiveHTTPServer, archive_root: Path, tmp_path: Path, fault: Fault
 ) -> None:
     archive_http.faults.add(fault)
+    # A reset destroys what the kernel holds unread, and a pipelined answer waits unread
+    # behind the ones before it: the bytes sent before a reset are kept, to resume from,
+    # when the file is fetched on a request of its own.
+    one_at_a_time = {"pipeline_depth": 1} if fault.kind == "drop" else {}
     t0 = time.monotonic()
     results = download(
-        OBSID, mirror=archive_http.base_url, outdir=tmp_path, **{**FAST, "timeout": 1}
+        OBSID,
+        mirror=archive_http.base_url,
+        outdir=tmp_path,
+        **{**FAST, "timeout": 1, **one_at_a_time},
     )
     elapsed = time.monotonic() - t0
     assert_complete(results, archive_root, tmp_path, statuses={EVT2: Status.RESUMED})

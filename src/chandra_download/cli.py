@@ -100,7 +100,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ours(p)
     _add_reproc_options(p)
     _add_cluster_options(p)
+    _add_pipeline_options(p)
     return p
+
+
+def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
+    """HTTP/1.1 pipelining of small files (issue 19.1; pipeline's block)."""
+    depth = SessionConfig.pipeline_depth
+    p.add_argument(
+        "--pipeline-depth",
+        type=int,
+        default=depth,
+        metavar="N",
+        help="HTTP GETs of small files sent back to back on one connection; 1 = off "
+        f"(default {depth})",
+    )
 
 
 def _add_ours(p: argparse.ArgumentParser) -> None:
@@ -505,6 +519,7 @@ def _config(args: argparse.Namespace) -> SessionConfig:
         profile=args.aws_profile,
         endpoint_url=args.endpoint_url,
         repair=args.repair,
+        pipeline_depth=args.pipeline_depth,
     )
 
 

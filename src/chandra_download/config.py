@@ -62,6 +62,10 @@ class SessionConfig:
     repair : bool
         Re-fetch complete local files that fail their content check; the bad copy goes only
         once the good one is in place.
+    pipeline_depth : int
+        HTTP GETs of small files sent back to back on one keep-alive connection (HTTP/1.1
+        pipelining, never through a proxy); 1 sends one request at a time. No extra
+        connections: at most ``jobs`` to a site either way.
     """
 
     jobs: int = field(default=8, metadata={"at_least": 1, "at_most": MAX_JOBS})
@@ -80,6 +84,7 @@ class SessionConfig:
     fsync: bool = True
     min_rate: float = field(default=1024.0, metadata={"at_least": 0})
     repair: bool = False
+    pipeline_depth: int = field(default=8, metadata={"at_least": 1})
 
     def __post_init__(self) -> None:
         if isinstance(self.ca_bundle, os.PathLike):  # a Path is as good as its text

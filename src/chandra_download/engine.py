@@ -40,6 +40,7 @@ from .progress import Reporter
 from .results import FileResult, ObsIdResult, Status
 from .retry import Interrupted, with_retries
 from .sources.base import ListingPage, ListingWalk, PageRef, RemoteFile, Source, check_relpath
+from .sources.pipeline import Batch, split_batches
 from .transfer import FileJob, Next, vouched_size
 
 Listing = dict[str, RemoteFile]
@@ -283,10 +284,18 @@ class Engine:
         if not todo:
             self.reporter.obsid_done(r)
         self._check_space(todo, self._outdir)
-        index = self._site_index(r)
-        for fr in sorted(todo, key=lambda f: -(f.size or 0)):
-            self._put((run.rank, -(fr.size or 0)), self._file_step, run, fr, index)
+        self._queue_files(run, todo, self._site_index(r))
         self._closed_one()
+
+    def _queue_files(self, run: _ObsIdRun, todo: list[FileResult], index: int) -> None:
+        """Largest first even for a worker that wakes at the first put, before the rest are
+        in; small files of a pipelining site in batches, one step each (issue 19.1)."""
+        depth = 1 if self._list_only else self.sources[index].pipeline_depth
+        singles, batches = split_batches(sorted(todo, key=lambda f: -(f.size or 0)), depth)
+        for fr in singles:
+            self._put((run.rank, -(fr.size or 0)), self._file_step, run, fr, index)
+        for batch in batches:
+            self._put((run.rank, -(batch[0].size or 0)), self._batch_step, run, batch, index)
 
     def _site_index(self, r: ObsIdResult) -> int:
         return next(i for i, s in enumerate(self.sources) if s.label == r.site) if r.site else 0
@@ -367,8 +376,11 @@ class Engine:
             )
 
     # -- files ----------------------------------------------------------------------------
-    def _file_step(self, run: _ObsIdRun, fr: FileResult, index: int) -> None:
-        """Decide and fetch one file; a large one continues as part steps."""
+    def _file_step(
+        self, run: _ObsIdRun, fr: FileResult, index: int, held: list[FileJob] | None = None
+    ) -> None:
+        """Decide and fetch one file; a large one continues as part steps (one to fetch
+        whole goes into ``held`` when given: see :meth:`_batch_step`)."""
         try:
             if self.stop.is_set():
                 fr.status, fr.reason = Status.INTERRUPTED, "interrupted before it started"
@@ -376,21 +388,56 @@ class Engine:
                 self._describe(run.result, fr, index)
             elif self.ctx.disk_full.is_set():
                 fr.status, fr.reason = Status.FAILED, "not started: the output disk is full"
-            elif not self._fetch(run, fr, index):
-                return  # it goes on as parts; the part that ends it settles it
+            elif not self._fetch(run, fr, index, held):
+                return  # it goes on as parts (or held); what ends it settles it
         except Interrupted:
             pass
         except Exception as exc:  # a bug must not hang the session
             fr.status, fr.reason = Status.FAILED, f"internal error: {exc!r}"
         self._settled(run, fr, index)
 
-    def _fetch(self, run: _ObsIdRun, fr: FileResult, index: int) -> bool:
-        """Start one file at one source; False when it went on as ranged parts."""
+    def _batch_step(self, run: _ObsIdRun, batch: list[FileResult], index: int) -> None:
+        """Small files of one ObsId: each starts as in a file step, and those to fetch whole
+        share pipelined GETs on one connection; what the pipeline leaves runs whole on any
+        worker, one request at a time."""
+        held: list[FileJob] = []
+        for fr in batch:
+            self._file_step(run, fr, index, held)
+        source = self.sources[index]
+        try:
+            with self._on_site(index):
+                out = source.pipeliner.run(held, self.stop)  # type: ignore[attr-defined]
+        except Exception as exc:  # a bug must not hang the session (nor lose the files)
+            vlog(2, "pipelined GETs failed: %r", exc)
+            out = Batch([j for j in held if j.fd < 0], [j for j in held if j.fd >= 0])
+        for job in out.ran:
+            self._settled(run, job.fr, index)
+        for job in out.whole:
+            self._put((run.rank, -(job.size or 0)), self._whole_step, run, job, index)
+
+    def _whole_step(self, run: _ObsIdRun, job: FileJob, index: int) -> None:
+        try:
+            with self._on_site(index):
+                job.run_whole()
+        except Interrupted:
+            pass
+        except Exception as exc:  # a bug must not hang the session
+            job.fr.status, job.fr.reason = Status.FAILED, f"internal error: {exc!r}"
+        self._settled(run, job.fr, index)
+
+    def _fetch(
+        self, run: _ObsIdRun, fr: FileResult, index: int, held: list[FileJob] | None = None
+    ) -> bool:
+        """Start one file at one source; False when it went on as ranged parts (or into
+        ``held``, when given, to be fetched whole by the caller)."""
         remote = self._listing_of(index, run.result.obsid)[fr.relpath]
         fr.url, fr.status, fr.reason = remote.url, Status.PLANNED, None
         job = FileJob(self.ctx, self.sources[index], remote, fr)
         with self._on_site(index):
             step = job.start()
+            if step is Next.WHOLE and held is not None:
+                held.append(job)
+                return False
             if step is Next.WHOLE:
                 job.run_whole()
         if step is Next.PARTS:

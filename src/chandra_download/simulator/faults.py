@@ -19,6 +19,7 @@ from typing import Any
 
 __all__ = [
     "FAULT_KINDS",
+    "PIPELINE_FAULTS",
     "TRAVERSAL_ENTRIES",
     "Fault",
     "FaultPlan",
@@ -44,7 +45,14 @@ FAULT_KINDS: tuple[str, ...] = (
     "dup_dir",  # listings also show files (`entries`, default all) as directories of that name
     "lying_range",  # 206 whose Content-Range claims the requested range; bytes from offset 0
     "redirect_loop",  # 302 back to the same URL, with a body ("moved elsewhere")
+    # Servers that break HTTP/1.1 pipelining; each acts only on a request that came in while
+    # another was being answered or that has another waiting behind it (HTTP only):
+    "pipeline_close",  # close after this answer, unannounced, leaving the next unanswered
+    "pipeline_swap",  # answer with the file the request waiting behind asks for (disorder)
+    "pipeline_slow",  # answer a request that came in early only after `seconds`
 )
+#: The fault kinds that need a pipelined request.
+PIPELINE_FAULTS = frozenset({"pipeline_close", "pipeline_swap", "pipeline_slow"})
 
 #: Bytes an ``endless`` body sends when the fault's ``after_bytes`` is 0, so tests end.
 ENDLESS_CAP = 64 * 1024 * 1024

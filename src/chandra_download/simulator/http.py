@@ -12,18 +12,20 @@ from __future__ import annotations
 import base64
 import hmac
 import os
+import select
 import shutil
 import socket
 import socketserver
 import ssl
 import tempfile
 import threading
+import time
 from email.utils import formatdate
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .faults import TRAVERSAL_ENTRIES, Fault, FaultPlan
+from .faults import PIPELINE_FAULTS, TRAVERSAL_ENTRIES, Fault, FaultPlan
 from .http_response import (
     FILE_FAULTS,
     RANGE_FAULTS,
@@ -32,7 +34,7 @@ from .http_response import (
     range_header,
     wanted_range,
 )
-from .link import LinkModel, ServerStats
+from .link import LinkModel, ServerStats, TimedReader
 
 # Re-exported: the listing helpers lived here before ``listing_html`` (tests import them).
 from .listing_html import apache_listing, apache_size, content_type
@@ -71,6 +73,20 @@ class _Handler(ResponseHandler):
         super().setup()
         self.sim: ArchiveHTTPServer = self.server.sim
         self.conn_link = self.sim.link.new_connection()
+        self.rfile.close()
+        self.rfile = self.timed = TimedReader(self.connection)  # type: ignore[assignment]
+        self.served = 0  # requests answered on this connection (Apache's keep-alive count)
+        self.answered_at = 0.0  # when the last answer was complete
+
+    def end_headers(self) -> None:
+        # Apache's keep-alive: the count of requests left, and a close on the last one.
+        most = self.sim.keepalive_max
+        if not self.close_connection and self.request_version == "HTTP/1.1":
+            if most is not None and self.served + 1 >= most:
+                self.send_header("Connection", "close")
+            elif most is not None:
+                self.send_header("Keep-Alive", f"timeout=5, max={most - self.served - 1}")
+        super().end_headers()
 
     def version_string(self) -> str:
         return self.server_version
@@ -82,6 +98,11 @@ class _Handler(ResponseHandler):
         try:
             super().handle_one_request()
         except OSError:  # client went away, TLS alert...: just end this connection
+            self.close_connection = True
+        self.served += 1
+        self.answered_at = time.monotonic()
+        most = self.sim.keepalive_max
+        if most is not None and self.served >= most:
             self.close_connection = True
 
     def do_GET(self) -> None:
@@ -124,7 +145,15 @@ class _Handler(ResponseHandler):
         if not self._authorized():
             realm = {"WWW-Authenticate": 'Basic realm="Chandra archive simulator"'}
             return self._error(401, "Authorization required.", realm)
-        sim.link.delay(sim._stopping)
+        if self.timed.arrival < self.answered_at:
+            sim.stats.add_pipelined()
+        # One round trip after the request came in: pipelined requests share theirs.
+        self.timed.wait_until(self.timed.arrival + sim.link.latency, sim._stopping)
+        fault = self._pipeline_fault(below)
+        if fault is not None and fault.kind == "pipeline_slow":
+            sim._stopping.wait(fault.seconds or 2.0)
+        elif fault is not None and fault.kind == "pipeline_swap":
+            below = _next_request_path(self.timed.buffered(), prefix) or below
         if sim.redirect_base is not None:  # a mirror that moved: every request goes there
             return self._redirect(sim.redirect_base + url.path[len(prefix) :])
         if decoded + "/" == prefix:
@@ -139,6 +168,22 @@ class _Handler(ResponseHandler):
         if url.path.endswith("/"):
             return self._error(404)
         self._file(below, target)
+        if fault is not None and fault.kind == "pipeline_close":
+            self.close_connection = True  # unannounced: what was sent behind is never answered
+            self.sim._track(self.connection, False)
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _pipeline_fault(self, below: str) -> Fault | None:
+        """A fault breaking pipelining, when this request is pipelined and one matches:
+        ``pipeline_slow`` delays a request that came in while the one before was answered,
+        the others act on a request with another waiting behind it."""
+        if not self.sim.faults.faults:
+            return None
+        self.timed.pump()
+        kinds = {"pipeline_slow"} if self.timed.arrival < self.answered_at else set()
+        if self.timed.buffered():
+            kinds |= PIPELINE_FAULTS - {"pipeline_slow"}
+        return self.sim.faults.match("http", below, kinds) if kinds else None
 
     def _redirect(self, location: str) -> None:
         text = f'The document has moved <a href="{location}">here</a>.'
@@ -197,6 +242,15 @@ class _Handler(ResponseHandler):
                 self._send(f, 0 if lying else start, length, fault)
 
 
+def _next_request_path(waiting: bytes, prefix: str) -> str | None:
+    """The path below the base of the request waiting behind this one, if it has come."""
+    line = waiting.split(b"\r\n", 1)[0].decode("latin-1").split()
+    if len(line) < 2:
+        return None
+    decoded = unquote(urlsplit(line[1]).path)
+    return decoded[len(prefix) :] if decoded.startswith(prefix) else None
+
+
 def _dup_dirs(directory: Path, fault: Fault) -> tuple[str, ...]:
     """Listing entries of a ``dup_dir`` fault: files of ``directory`` shown again as
     directories (``oif.fits/``); only those named in ``fault.entries`` unless it is the default."""
@@ -231,6 +285,7 @@ class _Server(ThreadingHTTPServer):
                     return  # failed handshake (e.g. client rejected our certificate)
                 sim._track(request, True)
             self.RequestHandlerClass(request, client_address, self)  # type: ignore[arg-type]
+            _linger(request)
         finally:
             sim.stats.connection_closed()
             sim._track(request, False)
@@ -242,6 +297,22 @@ class _Server(ThreadingHTTPServer):
 
         if not isinstance(sys.exc_info()[1], OSError):
             super().handle_error(request, client_address)
+
+
+def _linger(sock: socket.socket) -> None:
+    """Apache's lingering close: with requests still coming in (pipelined behind the last
+    answer), stop sending and read on for up to 2 s before closing, else the kernel answers
+    them with a reset that can destroy the answers the client has not read yet."""
+    try:
+        if not select.select([sock], [], [], 0)[0]:
+            return
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(0.2)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and sock.recv(65536):
+            pass
+    except (OSError, ValueError):
+        pass
 
 
 class ArchiveHTTPServer:
@@ -282,6 +353,7 @@ class ArchiveHTTPServer:
         auth: tuple[str, str] | None = None,
         gz_encoding: str | None = None,
         redirect_base: str | None = None,
+        keepalive_max: int | None = 100,
     ) -> None:
         self.root = Path(root).resolve()
         self.host, self.port, self.tls = host, port, tls
@@ -291,6 +363,7 @@ class ArchiveHTTPServer:
         self.auth = auth
         self.gz_encoding = gz_encoding
         self.redirect_base = redirect_base
+        self.keepalive_max = keepalive_max
         self.stats = ServerStats()
         self.ca_file: str | None = None
         self._ssl_context: ssl.SSLContext | None = None

@@ -9,14 +9,17 @@ small burst allowance lets an idle link start at once.
 from __future__ import annotations
 
 import fnmatch
+import select
+import socket
+import ssl
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["LinkModel", "ServerStats", "TokenBucket"]
+__all__ = ["LinkModel", "ServerStats", "TimedReader", "TokenBucket"]
 
 
 class TokenBucket:
@@ -125,6 +128,94 @@ class LinkModel:
             time.sleep(wait)
 
 
+class TimedReader:
+    """A connection's incoming byte stream that remembers when its bytes arrived.
+
+    A server answers a request one round trip after the request's last byte came in
+    (:attr:`arrival`), not one round trip after it got round to reading it: requests a client
+    sends back to back (HTTP/1.1 pipelining) share their round trip, as on a network link.
+    While waiting (:meth:`wait_until`) the reader keeps taking in what arrives, so later
+    requests are stamped with their real arrival. Stands in for the handler's ``rfile``.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buf = bytearray()
+        self._pos = 0  # next unread byte of _buf
+        self._stamps: deque[tuple[int, float]] = deque()  # (end offset in _buf, time came)
+        self.arrival = 0.0  # when the last byte read so far arrived
+        self.closed = False
+
+    def _fill(self, wait: float | None) -> bool:
+        """Take in one chunk: waiting up to ``wait`` seconds (None: the socket's timeout);
+        False when nothing came (or the peer closed)."""
+        pending = isinstance(self._sock, ssl.SSLSocket) and self._sock.pending()
+        if wait is not None and not pending:
+            if not select.select([self._sock], [], [], max(0.0, wait))[0]:
+                return False
+        data = self._sock.recv(65536)
+        if not data:
+            return False
+        self._compact()
+        self._buf += data
+        self._stamps.append((len(self._buf), time.monotonic()))
+        return True
+
+    def _compact(self) -> None:
+        if self._pos > 65536 and self._pos * 2 > len(self._buf):
+            del self._buf[: self._pos]
+            self._stamps = deque((end - self._pos, t) for end, t in self._stamps)
+            self._pos = 0
+
+    def _consume(self, n: int) -> bytes:
+        out = bytes(self._buf[self._pos : self._pos + n])
+        self._pos += len(out)
+        while self._stamps and self._stamps[0][0] < self._pos:
+            self._stamps.popleft()
+        if out:
+            self.arrival = self._stamps[0][1] if self._stamps else self.arrival
+        return out
+
+    def buffered(self) -> bytes:
+        """What has arrived and is not read yet (a pipelined request behind this one)."""
+        return bytes(self._buf[self._pos :])
+
+    def pump(self) -> None:
+        """Take in whatever has arrived, without waiting."""
+        try:
+            while self._fill(0.0):
+                pass
+        except OSError:
+            pass
+
+    def wait_until(self, due: float, stop: threading.Event | None = None) -> None:
+        """Sleep until monotonic time ``due`` (or ``stop``), taking in what arrives."""
+        while (left := due - time.monotonic()) > 0 and not (stop and stop.is_set()):
+            try:
+                self._fill(min(left, 0.1))
+            except OSError:
+                time.sleep(min(left, 0.1))
+
+    def readline(self, limit: int = -1) -> bytes:  # noqa: D102 - io's
+        while True:
+            end = self._buf.find(b"\n", self._pos)
+            have = len(self._buf) - self._pos
+            if end >= 0 or (0 <= limit <= have):
+                n = end - self._pos + 1 if end >= 0 else limit
+                return self._consume(min(n, limit) if limit >= 0 else n)
+            if not self._fill(None):
+                return self._consume(have)
+
+    def read(self, n: int = -1) -> bytes:  # noqa: D102 - io's
+        while n < 0 or len(self._buf) - self._pos < n:
+            if not self._fill(None):
+                break
+        return self._consume(len(self._buf) - self._pos if n < 0 else n)
+
+    def close(self) -> None:  # noqa: D102 - io's
+        self.closed = True
+
+
 class ServerStats:
     """Thread-safe traffic counters of one simulator server (any protocol).
 
@@ -139,6 +230,9 @@ class ServerStats:
         once: the connections in use, idle keep-alive ones aside.
     bytes_sent : int
         Body bytes sent.
+    pipelined : int
+        Requests that came in while the one before on their connection was being answered
+        (HTTP/1.1 pipelining).
     """
 
     def __init__(self) -> None:
@@ -152,6 +246,7 @@ class ServerStats:
         with self._lock:
             self.requests: Counter[tuple[str, str]] = Counter()
             self.bytes_sent = 0
+            self.pipelined = 0
             self.connections_opened = 0
             self.peak_connections = self.current_connections
             self.peak_requests = self.current_requests
@@ -160,6 +255,11 @@ class ServerStats:
         """Count one request."""
         with self._lock:
             self.requests[(method, path)] += 1
+
+    def add_pipelined(self) -> None:
+        """Count one pipelined request."""
+        with self._lock:
+            self.pipelined += 1
 
     def add_bytes(self, n: int) -> None:
         """Count ``n`` bytes sent."""
@@ -206,6 +306,7 @@ class ServerStats:
                     {"method": m, "path": p, "count": n} for (m, p), n in self.requests.items()
                 ],
                 "bytes_sent": self.bytes_sent,
+                "pipelined": self.pipelined,
                 "connections_opened": self.connections_opened,
                 "current_connections": self.current_connections,
                 "peak_connections": self.peak_connections,

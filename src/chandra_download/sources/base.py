@@ -166,6 +166,8 @@ class Source(ABC):
     label: str = ""
     #: True when list_obsid gives exact sizes, so ``size()`` never makes a request.
     exact_sizes: bool = True
+    #: Requests a site takes back to back on one connection (HTTP/1.1 pipelining); 1: none.
+    pipeline_depth: int = 1
 
     @abstractmethod
     def list_obsid(self, obsid: int) -> list[RemoteFile]:

@@ -36,7 +36,14 @@ from ..stream import RateGuard
 from .base import Body, ListingPage, PageRef, RemoteFile, Source, obsid_dir, walk_listing
 from .http_body import HTTPBody, header_deadline_pools, read_capped
 from .listing import DirectoryPage, ListingEntry, ends_html, parse_page
-from .wire import check_content_range, parse_content_range, parse_retry_after, range_header
+from .pipeline import Pipeliner
+from .wire import (
+    check_content_range,
+    content_length,
+    parse_content_range,
+    parse_retry_after,
+    range_header,
+)
 
 USER_AGENT = f"chandra-download/{__version__}"
 MAX_REDIRECTS = 5
@@ -78,6 +85,15 @@ class HTTPSource(Source):
         self._identities: dict[str, tuple[str | None, str | None]] = {}  # URL -> LM, ETag
         self._ceilings: dict[str, int] = {}  # URL -> most bytes its listed size allows
         self._base_hint: str | None = None  # see _hint()
+        # Pipelined GETs (issue 19.1), never through a proxy: one that mixes up the answers
+        # of pipelined requests would give one file's bytes for another.
+        depth = config.pipeline_depth if proxy_for(self.base) is None else 1
+        self.pipeliner = Pipeliner(self, depth)
+
+    @property
+    def pipeline_depth(self) -> int:  # type: ignore[override]
+        """GETs sent back to back on one connection: 1 when the site is not pipelined."""
+        return self.pipeliner.depth
 
     def _make_pool(self) -> urllib3.PoolManager:
         cfg = self.config
@@ -293,6 +309,11 @@ class HTTPSource(Source):
     def open(self, f: RemoteFile, offset: int = 0, end: int | None = None) -> Body:
         wanted = range_header(offset, end)
         resp = self._request("GET", f.url, {"Range": wanted} if wanted else None)
+        return self.answer_body(resp, f, offset, end)
+
+    def answer_body(self, resp: Any, f: RemoteFile, offset: int, end: int | None) -> Body:
+        """The body of the answer to a file's GET (urllib3's response, or a pipelined
+        :class:`~chandra_download.sources.pipeline.Answer`), or the error it means."""
         if resp.status == 416:
             cr = parse_content_range(resp.headers.get("Content-Range"))
             resp.drain_conn()
@@ -332,6 +353,16 @@ class HTTPSource(Source):
         body = HTTPBody(resp, offset, cr.total, self._secrets)
         body.end = cr.end
         return body
+
+    def pipelined_request(self, url: str) -> tuple[str, dict[str, str]]:
+        """(request target, headers) of a pipelined GET of a whole file."""
+        parts = urlsplit(url)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        return target, {"Host": parts.netloc, **self._headers}
+
+    def ceiling(self, url: str) -> int | None:
+        """The most bytes a file may have: a size a response stated, else the listing's."""
+        return self._sizes.get(url, self._ceilings.get(url))
 
     def _learn(self, url: str, total: int | None, headers: Any = None) -> None:
         """Remember an exact size a response stated, so that size() costs nothing later, and
@@ -414,12 +445,6 @@ def _redirect_problem(url: str, target: str, downgrade_ok: bool) -> str | None:
             "HTTPS to plain HTTP (pass --insecure to allow it)"
         )
     return None
-
-
-def content_length(headers) -> int | None:
-    """A response's ``Content-Length`` (digits only), or None when absent or malformed."""
-    value = (headers.get("Content-Length") or "").strip()
-    return int(value) if value.isdigit() else None
 
 
 def _refuse_file_and_dir(obsid: int, prefix: str, entries: list[ListingEntry]) -> None:

@@ -13,11 +13,14 @@ import re
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 __all__ = [
     "ContentRange",
     "check_content_range",
+    "content_length",
     "parse_content_range",
+    "parse_keep_alive_max",
     "parse_retry_after",
     "range_header",
     "rest_command",
@@ -120,3 +123,19 @@ def rest_start(offset: int, reply: str | None) -> int:
     (None: refused with a 5xx error). Only a 3xx reply (350, "pending further information")
     means the server will skip to ``offset``; any other answer sends the file from byte 0."""
     return offset if offset and reply is not None and reply[:1] == "3" else 0
+
+
+_KEEP_ALIVE_MAX = re.compile(r"(?:^|[,;\s])max\s*=\s*(\d+)", re.IGNORECASE)
+
+
+def parse_keep_alive_max(value: str | None) -> int | None:
+    """Requests a connection still takes from a ``Keep-Alive`` value (Apache's ``timeout=5,
+    max=99`` gives 99); None when absent or malformed."""
+    m = _KEEP_ALIVE_MAX.search(value or "")
+    return int(m[1]) if m else None
+
+
+def content_length(headers: Any) -> int | None:
+    """A response's ``Content-Length`` (digits only), or None when absent or malformed."""
+    value = (headers.get("Content-Length") or "").strip()
+    return int(value) if value.isdigit() else None

@@ -1,0 +1,431 @@
+"""Pipelined HTTP/1.1 GETs of small files (issue 19.1).
+
+Up to ``pipeline_depth`` GETs go back to back on one keep-alive connection of the site's own
+urllib3 pool (so never more than ``jobs`` connections to a site), and their answers are read
+in order with h11, each whole into memory (batches are small, see :func:`split_batches`). The
+connection goes back to the pool before any file is written; each file then goes through its
+:class:`~chandra_download.transfer.FileJob` as usual (copy, checks, rename), its first answer
+being the pipelined one. Whatever the pipeline did not answer well is left to the normal
+one-request path: a connection closed with requests unanswered (Apache's ``Keep-Alive:
+max=100``, ``Connection: close``), any answer but a 200, a body cut short.
+
+A site that answers pipelined requests wrongly (sizes that disagree with the listing, one
+file's answer twice: out of order), slowly, or by closing connections unannounced is pipelined
+no more in this session (said at ``--verbose 3``), and files already written from a suspect
+connection are fetched again one at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import h11
+from urllib3 import HTTPHeaderDict
+
+from ..errors import Interrupted, SourceError, TransientError
+from ..log import vlog
+from ..stream import RateGuard
+from .base import Body, RemoteFile, Source
+from .http_body import arm_header_deadline
+from .wire import content_length, parse_keep_alive_max
+
+if TYPE_CHECKING:
+    from ..results import FileResult
+    from ..transfer import FileJob
+    from .http import HTTPSource
+
+#: Files at most this large (by the listing) are pipelined; larger ones go one per request,
+#: streamed to disk as they come (a round trip is worth ~300 KB at 8 MB/s and 40 ms).
+MAX_FILE_BYTES = 256 << 10
+#: Most listed bytes of one batch: its answers are held in memory until written.
+MAX_BATCH_BYTES = 2 << 20
+#: A pipelined answer whose headers come this much later than the previous answer's end
+#: (and 3 times the first answer's wait) counts as slow.
+SLOW_SECONDS = 1.0
+#: Unannounced closes with requests unanswered before the site is pipelined no more.
+MAX_STRIKES = 2
+
+# Requests a connection still takes (its last ``Keep-Alive: max=``), by connection.
+_LEFT: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+def split_batches(
+    files: Iterable[FileResult], depth: int
+) -> tuple[list[FileResult], list[list[FileResult]]]:
+    """(files for one request each, batches to pipeline) in the given order: small files of
+    known listed size go in batches of up to ``depth`` files and ``MAX_BATCH_BYTES``."""
+    singles: list[FileResult] = []
+    batches: list[list[FileResult]] = []
+    batch: list[FileResult] = []
+    held = 0
+    for fr in files:
+        size = fr.size
+        if depth < 2 or size is None or size > MAX_FILE_BYTES:
+            singles.append(fr)
+            continue
+        if batch and (len(batch) == depth or held + size > MAX_BATCH_BYTES):
+            batches.append(batch)
+            batch, held = [], 0
+        batch.append(fr)
+        held += size
+    if len(batch) == 1:
+        singles += batch
+    elif batch:
+        batches.append(batch)
+    return singles, batches
+
+
+@dataclass
+class Answer:
+    """One pipelined answer, whole, in the shape the HTTP source reads a urllib3 response."""
+
+    status: int
+    headers: HTTPHeaderDict
+    url: str
+    body: bytes
+    closes: bool = False  # the server closes the connection after it
+    waited: float = 0.0  # seconds until its headers came, from the end of the one before
+    cut: str | None = None  # why the body stopped short, when it did
+    _pos: int = 0
+
+    def read1(self, n: int, decode_content: bool = False) -> bytes:  # noqa: D102 - urllib3's
+        out = self.body[self._pos : self._pos + max(0, n)]
+        self._pos += len(out)
+        if not out and n > 0 and self.cut is not None:
+            raise ConnectionError(self.cut)  # as the connection did: a broken transfer
+        return out
+
+    @property
+    def size(self) -> int:
+        """The body's size: as announced, else as received."""
+        announced = content_length(self.headers)
+        return len(self.body) if announced is None else announced
+
+    def drain_conn(self) -> None:  # noqa: D102 - urllib3's; the connection is gone already
+        pass
+
+    def release_conn(self) -> None:  # noqa: D102
+        pass
+
+    def close(self) -> None:  # noqa: D102
+        pass
+
+    def geturl(self) -> str:  # noqa: D102
+        return self.url
+
+
+class _Cut(Exception):
+    """The connection ended (or broke) before an answer was whole."""
+
+
+class _Line:
+    """One connection borrowed from the site's urllib3 pool, carrying one pipeline."""
+
+    def __init__(self, source: HTTPSource, url: str) -> None:
+        self.source = source
+        self.pool = source._pool.connection_from_url(url)
+        # The pool's own slot: blocks while all `jobs` connections are in use.
+        self.conn: Any = self.pool._get_conn(timeout=None)
+        self.fresh = getattr(self.conn, "sock", None) is None
+        self.usable = False
+        self._cycles: deque[h11.Connection] = deque()
+        self._carry: tuple[bytes, bool] = (b"", False)
+
+    @property
+    def allowance(self) -> int:
+        """Requests the server still takes on this connection (as far as we know)."""
+        return 1 << 30 if self.fresh else _LEFT.get(self.conn, 1 << 30)
+
+    def send(self, requests: list[tuple[str, dict[str, str]]]) -> None:
+        """Connect if need be (TLS as the pool's settings say) and send every GET at once."""
+        cfg = self.source.config
+        if self.conn.sock is None:
+            self.conn.connect()
+            self.fresh = True
+        self.conn.sock.settimeout(cfg.timeout)
+        data = bytearray()
+        for target, headers in requests:
+            cycle = h11.Connection(h11.CLIENT)
+            data += cycle.send(
+                h11.Request(method="GET", target=target, headers=list(headers.items()))
+            )
+            data += cycle.send(h11.EndOfMessage())
+            self._cycles.append(cycle)
+        self.conn.sock.sendall(bytes(data))
+
+    def answer(self, url: str, cap: int) -> Answer:
+        """The next answer; _Cut when the connection ends before its headers. A body cut
+        short (the connection broke or stalled, or it passed ``cap`` bytes: more than the
+        listing allows) comes as far as it came, marked ``cut``: its file's job takes those
+        bytes and resumes on the normal path, as after any broken transfer."""
+        cycle = self._cycles.popleft()
+        data, closed = self._carry  # what came after the answer before: this one's start
+        if data:
+            cycle.receive_data(data)
+        if closed:
+            cycle.receive_data(b"")  # (h11's end of stream)
+        t0 = time.monotonic()
+        head = self._head(cycle)
+        answer = Answer(head.status_code, _headers(head), url, b"")
+        answer.waited = time.monotonic() - t0
+        answer.body, answer.cut = self._body(cycle, cap)
+        if answer.cut is None:
+            self._carry = cycle.trailing_data
+            self.usable = cycle.their_state is h11.DONE and not self._cycles
+            answer.closes = cycle.their_state is not h11.DONE
+        left = parse_keep_alive_max(answer.headers.get("Keep-Alive"))
+        if left is not None:
+            _LEFT[self.conn] = left
+        return answer
+
+    def _head(self, cycle: h11.Connection) -> h11.Response:
+        cfg = self.source.config
+        armed = arm_header_deadline(self.conn.sock, cfg.timeout) if cfg.min_rate > 0 else None
+        try:
+            head = self._event(cycle)
+            while isinstance(head, h11.InformationalResponse):
+                head = self._event(cycle)
+        finally:
+            if armed is not None:
+                armed.disarm()
+        if armed is not None and armed.fired:
+            raise _Cut("headers too slow")
+        if not isinstance(head, h11.Response):
+            raise _Cut("closed before the answer")
+        return head
+
+    def _body(self, cycle: h11.Connection, cap: int) -> tuple[bytes, str | None]:
+        """(the body, None) or (what came, why it stopped there)."""
+        cfg = self.source.config
+        guard = RateGuard(cfg.min_rate, cfg.timeout)
+        body = bytearray()
+        try:
+            while not isinstance(event := self._event(cycle), h11.EndOfMessage):
+                if not isinstance(event, h11.Data):
+                    raise _Cut("closed during the answer")
+                body += event.data
+                if len(body) > cap:
+                    return bytes(body[: cap + 1]), "more bytes than the listing allows"
+                guard.tick(len(event.data))
+        except (_Cut, TransientError) as exc:
+            return bytes(body), str(exc)
+        return bytes(body), None
+
+    def _event(self, cycle: h11.Connection) -> Any:
+        try:
+            while (event := cycle.next_event()) is h11.NEED_DATA:
+                cycle.receive_data(self.conn.sock.recv(256 * 1024))
+        except (h11.RemoteProtocolError, OSError) as exc:
+            raise _Cut(str(exc)) from None
+        if isinstance(event, h11.ConnectionClosed):
+            raise _Cut("closed")
+        return event
+
+    def give_back(self) -> None:
+        """To the pool: as it is when at a clean end between answers, else closed."""
+        if not (self.usable and not self._carry[0] and not self._carry[1]):
+            self.conn.close()
+            _LEFT.pop(self.conn, None)
+        self.pool._put_conn(self.conn)
+
+
+class _Answered(Source):
+    """The job's source for its first attempt: that attempt takes the pipelined answer; a
+    retry asks the site itself, on a connection of its own (the pipeline's is back)."""
+
+    def __init__(self, source: HTTPSource, answer: Answer) -> None:
+        self._source, self._answer = source, answer
+        self.label, self.exact_sizes = source.label, source.exact_sizes
+
+    def list_obsid(self, obsid: int) -> list[RemoteFile]:  # noqa: D102
+        return self._source.list_obsid(obsid)
+
+    def size(self, f: RemoteFile) -> int:  # noqa: D102
+        return self._source.size(f)
+
+    def identity(self, f: RemoteFile) -> tuple[str | None, str | None]:  # noqa: D102
+        return self._source.identity(f)
+
+    def open(self, f: RemoteFile, offset: int = 0, end: int | None = None) -> Body:  # noqa: D102
+        answer, self._answer = self._answer, None  # type: ignore[assignment]
+        if answer is None or offset != 0 or end is not None:
+            return self._source.open(f, offset, end)
+        return self._source.answer_body(answer, f, 0, None)
+
+
+@dataclass
+class Batch:
+    """What a batch leaves: ``ran`` (settled by their jobs) and ``whole`` (started, nothing
+    written from the pipeline: to run whole on the normal path, on any worker)."""
+
+    ran: list[FileJob] = field(default_factory=list)
+    whole: list[FileJob] = field(default_factory=list)
+
+
+class Pipeliner:
+    """Pipelining state of one HTTP site: on until the site shows it answers wrongly."""
+
+    def __init__(self, source: HTTPSource, depth: int) -> None:
+        self.source, self.depth = source, depth
+        self._strikes = 0
+        self._trip = float("inf")  # the quickest first answer of a pipeline: a round trip
+        self._lock = threading.Lock()
+
+    def off(self, why: str) -> None:
+        """Pipeline this site no more in this session."""
+        with self._lock:
+            if self.depth > 1:
+                self.depth = 1
+                vlog(3, "%s: %s; requests go one at a time from now on", self.source.label, why)
+
+    def run(self, jobs: list[FileJob], stop: threading.Event) -> Batch:
+        """Fetch started jobs (each to be fetched whole) through pipelined GETs."""
+        out = Batch()
+        todo: deque[FileJob] = deque()
+        for job in jobs:  # a file partly on disk resumes on the normal path (a Range)
+            (todo if os.fstat(job.fd).st_size == 0 else out.whole).append(job)
+        rounds = 0
+        while todo and self.depth > 1 and rounds <= len(jobs) + MAX_STRIKES and not stop.is_set():
+            rounds += 1
+            self._one_connection(todo, out)
+        out.whole += todo
+        return out
+
+    def _one_connection(self, todo: deque[FileJob], out: Batch) -> None:
+        line = _Line(self.source, todo[0].remote.url)
+        answered: list[tuple[FileJob, Answer]] = []
+        sent = [todo.popleft() for _ in range(min(len(todo), self.depth, line.allowance))]
+        try:
+            line.send([self.source.pipelined_request(job.remote.url) for job in sent])
+            cut = self._read(line, sent, answered)
+        except (OSError, SourceError) as exc:  # (connect or send failed)
+            vlog(5, "HTTP pipeline to %s failed: %s", self.source.label, exc)
+            cut = True
+        finally:
+            line.give_back()
+        unanswered = sent[len(answered) :]
+        todo.extendleft(reversed(unanswered))  # sent again, on another connection
+        if cut and unanswered and not (answered and answered[-1][1].closes):
+            self._strike(line, len(answered))
+        problem = _disorder(self.source, answered)
+        if problem is not None:
+            self.off(problem)
+            out.whole += [job for job, _ in answered]  # none written: all go one at a time
+            return
+        self._write(answered, out)
+
+    def _read(self, line: _Line, sent: list[FileJob], got: list[tuple[FileJob, Answer]]) -> bool:
+        """Read the answers in order; True when the connection ended before the last."""
+        for job in sent:
+            if self.depth < 2:  # off meanwhile (here or on another connection): the rest
+                return True  # go one at a time
+            try:
+                answer = line.answer(job.remote.url, _cap(self.source, job))
+            except _Cut as exc:
+                vlog(5, "HTTP pipeline to %s: %s", self.source.label, exc)
+                return True
+            if not got:  # the first answer waited one round trip, at least
+                self._trip = min(self._trip, answer.waited)
+            elif answer.waited > max(SLOW_SECONDS, 3 * self._trip):
+                self.off(
+                    f"pipelined answers came slowly ({answer.waited:.1f} s after the one "
+                    f"before, a first answer in {self._trip:.2f} s)"
+                )
+            got.append((job, answer))
+            if answer.cut is not None:
+                vlog(5, "HTTP pipeline to %s: %s", self.source.label, answer.cut)
+                return True
+            if answer.closes:
+                return job is not sent[-1]
+        return False
+
+    def _strike(self, line: _Line, answered: int) -> None:
+        """A connection closed unannounced with requests unanswered: twice, and the site's
+        pipelining is off (a reused connection closed before its first answer may just have
+        been idle too long, and is not held against it)."""
+        if answered == 0 and not line.fresh:
+            return
+        with self._lock:
+            self._strikes += 1
+            strikes = self._strikes
+        if strikes >= MAX_STRIKES:
+            self.off("it closed connections with pipelined requests unanswered")
+
+    def _write(self, answered: list[tuple[FileJob, Answer]], out: Batch) -> None:
+        """Each file through its job, the answer as its first attempt's (a 404 fails it, a
+        503 is retried with its Retry-After, as on the normal path); a redirect is left to
+        the normal path, which follows it."""
+        for job, answer in answered:
+            if 300 <= answer.status < 400:
+                out.whole.append(job)
+                continue
+            source = job.source
+            job.source = _Answered(self.source, answer)
+            try:
+                job.run_whole()
+            except Interrupted:
+                pass  # settled as interrupted; the rest see the stop in their turn
+            finally:
+                job.source = source
+            out.ran.append(job)
+
+
+def _cap(source: HTTPSource, job: FileJob) -> int:
+    """Most body bytes a file's answer may hold: its exact size, else its listing ceiling."""
+    if job.size is not None:
+        return job.size
+    return source.ceiling(job.remote.url) or 2 * MAX_FILE_BYTES
+
+
+def _disorder(source: HTTPSource, answered: list[tuple[FileJob, Answer]]) -> str | None:
+    """Why these answers cannot be the files asked for, in order; None when they can."""
+    seen: dict[tuple[str, bytes], str] = {}
+    for job, answer in answered:
+        if answer.status != 200 or _error_page(answer, job.remote):
+            continue  # (its job refuses an error page sent as 200, and asks again)
+        size, remote = answer.size, job.remote
+        # Two files may share an ETag (Apache's is size and time): the same bytes too, and
+        # it is one file's answer given twice.
+        key = (answer.headers.get("ETag") or "", hashlib.sha256(answer.body).digest())
+        if key[0] and seen.setdefault(key, remote.url) != remote.url:
+            return f"it answered two pipelined requests with one file (ETag {key[0][:40]})"
+        low, high = _window(source, job)
+        if not low <= size <= high:
+            name = urlsplit(remote.url).path.rsplit("/", 1)[-1]
+            return (
+                f"it answered a pipelined request for {name} with {size} bytes, which the "
+                "listing rules out (answers out of order?)"
+            )
+    return None
+
+
+def _error_page(answer: Answer, remote: RemoteFile) -> bool:
+    """An HTML page answering for a file that is not one (a server's error page)."""
+    html = "text/html" in answer.headers.get("Content-Type", "")
+    return html and not remote.relpath.endswith((".html", ".htm"))
+
+
+def _headers(head: h11.Response) -> HTTPHeaderDict:
+    headers = HTTPHeaderDict()
+    for name, value in head.headers:
+        headers.add(name.decode("latin-1"), value.decode("latin-1"))
+    return headers
+
+
+def _window(source: HTTPSource, job: FileJob) -> tuple[int, int]:
+    """The sizes a file may have: exact when known, else its listed size's rounding."""
+    if job.size is not None:
+        return job.size, job.size
+    approx, ceiling = job.remote.approx_size, source.ceiling(job.remote.url)
+    if approx is None or ceiling is None:
+        return 0, 1 << 62
+    return max(0, approx - (ceiling - approx)), ceiling
