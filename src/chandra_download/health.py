@@ -178,6 +178,11 @@ class WatchedSource(Source):
     def __getattr__(self, name: str) -> object:
         return getattr(self._inner, name)
 
+    @property
+    def pipeline_depth(self) -> int:  # type: ignore[override]
+        """The inner source's (its pipelined batches: see ``sources/pipeline.py``)."""
+        return self._inner.pipeline_depth
+
     def list_obsid(self, obsid: int) -> list[RemoteFile]:  # noqa: D102
         with self.health.request(f"the listing of ObsId {obsid}"):
             return self._inner.list_obsid(obsid)

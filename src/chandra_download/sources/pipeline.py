@@ -242,23 +242,23 @@ class _Answered(Source):
     """The job's source for its first attempt: that attempt takes the pipelined answer; a
     retry asks the site itself, on a connection of its own (the pipeline's is back)."""
 
-    def __init__(self, source: HTTPSource, answer: Answer) -> None:
-        self._source, self._answer = source, answer
-        self.label, self.exact_sizes = source.label, source.exact_sizes
+    def __init__(self, source: HTTPSource, answer: Answer, then: Source) -> None:
+        self._source, self._answer, self._then = source, answer, then
+        self.label, self.exact_sizes = then.label, then.exact_sizes
 
     def list_obsid(self, obsid: int) -> list[RemoteFile]:  # noqa: D102
-        return self._source.list_obsid(obsid)
+        return self._then.list_obsid(obsid)
 
     def size(self, f: RemoteFile) -> int:  # noqa: D102
-        return self._source.size(f)
+        return self._then.size(f)
 
     def identity(self, f: RemoteFile) -> tuple[str | None, str | None]:  # noqa: D102
-        return self._source.identity(f)
+        return self._then.identity(f)
 
     def open(self, f: RemoteFile, offset: int = 0, end: int | None = None) -> Body:  # noqa: D102
         answer, self._answer = self._answer, None  # type: ignore[assignment]
         if answer is None or offset != 0 or end is not None:
-            return self._source.open(f, offset, end)
+            return self._then.open(f, offset, end)  # the job's own source, as it was
         return self._source.answer_body(answer, f, 0, None)
 
 
@@ -369,7 +369,7 @@ class Pipeliner:
                 out.whole.append(job)
                 continue
             source = job.source
-            job.source = _Answered(self.source, answer)
+            job.source = _Answered(self.source, answer, source)
             try:
                 job.run_whole()
             except Interrupted:
