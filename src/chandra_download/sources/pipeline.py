@@ -317,8 +317,11 @@ class Pipeliner:
         if cut and unanswered and not (answered and answered[-1][1].closes):
             self._strike(line, len(answered))
         problem = _disorder(self.source, answered)
-        if problem is not None:
-            self.off(problem)
+        if problem is not None or self.depth < 2:
+            # Wrong answers here, or found on another connection meanwhile (then these may
+            # be wrong too, and the end of this pipeline, which would tell, is not read).
+            if problem is not None:
+                self.off(problem)
             out.whole += [job for job, _ in answered]  # none written: all go one at a time
             return
         self._write(answered, out)
