@@ -90,8 +90,13 @@ def test_changed_in_place_is_fetched_again_not_resumed(site, tmp_path, capsys):
     assert "changed  " not in capsys.readouterr().out
 
 
-def test_a_smaller_archive_copy_is_not_a_larger_local_file(site, tmp_path, capsys):
-    root, server = site
+def test_a_smaller_archive_copy_is_not_a_larger_local_file(tmp_path, capsys):
+    root = generate_archive(tmp_path / "a", {1843: "acis"}, scale=0.05, sizes={"readme": 4000})
+    with ArchiveHTTPServer(root) as server:
+        _smaller_archive_copy(root, server, tmp_path, capsys)
+
+
+def _smaller_archive_copy(root, server, tmp_path, capsys):
     out = tmp_path / "out"
     fetch(server, out, ["readme"])
     readme = at_archive(root, "00README")
@@ -123,7 +128,9 @@ def test_same_size_change_at_the_site_is_told_by_its_etag(site, tmp_path, capsys
         f"changed  {JPG}: changed at the archive since it was fetched (ETag"
         in capsys.readouterr().out
     )
-    res = fetch(server, out, ["full_img"])
+    # A re-run may take a recorded file of the listing's rounded size as it is (no HEAD:
+    # issue 19.3); --repair asks the site about every file, as --check's hint says.
+    res = fetch(server, out, ["full_img"], repair=True)
     assert get(res, JPG).changed and sha(out / "1843" / JPG) == sha(jpg)
     assert cli.main([*base, "--check"]) == 0
 

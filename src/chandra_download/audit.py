@@ -146,7 +146,9 @@ def check(
         outdir=outdir,
         list_only=True,
         reporter=quiet,
-        **options,
+        # Every size and identity asked of the site: no record vouches for a file here (a
+        # download may skip the HEAD of a recorded file; the audit is what tells a change).
+        **{**options, "repair": True},
     )
     audits = [_audit(r, selection, Path(outdir), checksums) for r in listing]
     return AuditReport(audits, listing, quiet.mirror)
@@ -293,9 +295,12 @@ def what_to_run(report: AuditReport) -> str | None:
             "missing, and fetches files failing their check again (one is kept, with a "
             "warning, when the archive's own copy is the same)." + prune
         )
-    if fetch or prune:
+    if any(a.changed for a in audits):
         return (
-            "To fix: run the same command without --check; it fetches what is missing and "
-            "the archive's new copies of what changed." + prune
+            "To fix: run the same command without --check, adding --repair: it asks the site "
+            "about every file, fetches what is missing and the archive's new copies of what "
+            "changed." + prune
         )
+    if fetch or prune:
+        return "To fix: run the same command without --check; it fetches what is missing." + prune
     return None
