@@ -60,6 +60,11 @@ class AuthError(SourceError):
     """The site refused the credentials (or asked for some and got none)."""
 
 
+class SizeUnknown(SourceError):
+    """The site does not state a file's exact size (a HEAD without ``Content-Length``: chunked
+    or HTTP/1.0 answers). Such a file can still be fetched whole, bounded by its listing."""
+
+
 class FileMissing(SourceError):
     """A listed file is not there any more (HTTP 404, FTP 550, S3 NoSuchKey)."""
 

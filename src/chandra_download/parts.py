@@ -21,7 +21,7 @@ from enum import Enum
 from pathlib import Path
 
 from .disk import flush
-from .errors import Interrupted, LocalError, SourceError, TransientError
+from .errors import ContentRangeMismatch, Interrupted, LocalError, SourceError, TransientError
 from .log import vlog
 from .retry import RetryPolicy
 from .sources.base import Body, RemoteFile, Source
@@ -153,7 +153,11 @@ class RangedParts:
         fresh = p.done == 0 and p.start > 0
         asked = max(0, p.start - OVERLAP) if fresh else resume_from(p.next, p.start)
         seam = bytearray() if fresh else None
-        with self.file.source.open(self.file.remote, asked, p.end) as body:
+        try:
+            opened = self.file.source.open(self.file.remote, asked, p.end)
+        except ContentRangeMismatch as exc:  # (multipart/byteranges, a range elsewhere...)
+            raise RangeIgnored(f"the site's ranged answers cannot be used ({exc})") from None
+        with opened as body:
             if body.start != asked:
                 raise RangeIgnored(f"the site ignored the range (data from {body.start})")
             if body.total is not None and body.total != self.size:

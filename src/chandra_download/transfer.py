@@ -26,6 +26,7 @@ from .errors import (
     ContentRangeMismatch,
     LocalError,
     RangeNotSatisfiable,
+    SizeUnknown,
     SourceError,
     TransientError,
     VerificationError,
@@ -64,6 +65,7 @@ class FileJob:
         self.failed_hash: str | None = None  # bytes that last failed a content check
         self.resumed = False
         self._lock = threading.Lock()  # parts report bytes from several workers
+        self._no_size = False  # the site states no size: the file comes whole
         self._streamed: Checker | None = None  # this attempt's bytes, checked as they came
         self._digest: str | None = None  # the sha256 of the .part's bytes, once known
         #: The file's retry budget: the whole-file loop and each ranged part retry through
@@ -130,9 +132,16 @@ class FileJob:
         cfg = self.config
         big = self._splittable() and self.remote.best_size >= cfg.split_threshold
         unbounded = self.remote.approx_size is None
-        if self.size is None and (needs_size(disk) or big or unbounded):
+        if self.size is None and not self._no_size and (needs_size(disk) or big or unbounded):
             policy = RetryPolicy.for_session(cfg, self.ctx.stop, f"{self.fr.relpath} (size)")
-            self.size = policy.call(lambda: self.source.size(self.remote))
+            try:
+                self.size = policy.call(lambda: self.source.size(self.remote))
+            except SizeUnknown:
+                if needs_size(disk) or unbounded:
+                    raise  # deciding, or bounding the body, needs it
+                vlog(2, "%s: the site gives no size; fetching it whole", self.fr.relpath)
+                self._no_size = True
+                return  # no size, no parts: one connection, bounded by the listing
             self.fr.size = self.size
 
     def _act(self, d: Decision, disk: OnDisk) -> Next:

@@ -7,7 +7,7 @@ import unicodedata
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from ..errors import SourceError, UnsafeEntry
+from ..errors import SizeUnknown, SourceError, UnsafeEntry
 
 #: Bounds on one ObsId's listing (a hostile site could list an endless tree): deepest
 #: sub-directory level, most listing pages (directories and continuation pages together),
@@ -204,7 +204,7 @@ class Source(ABC):
         Raises ``SourceError`` (or a subclass) when the site cannot tell it.
         """
         if f.size is None:
-            raise SourceError(f"{f.relpath}: the site did not give an exact size")
+            raise SizeUnknown(f"{f.relpath}: the site did not give an exact size")
         return f.size
 
     def identity(self, f: RemoteFile) -> tuple[str | None, str | None]:

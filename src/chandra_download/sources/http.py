@@ -27,6 +27,7 @@ from ..errors import (
     ObsIdNotFound,
     RangeNotSatisfiable,
     SiteUnreachable,
+    SizeUnknown,
     SourceError,
     TransientError,
 )
@@ -387,7 +388,7 @@ class HTTPSource(Source):
         self._check_status(resp, f.url, f.relpath)
         length = content_length(resp.headers)
         if length is None:
-            raise SourceError(f"{f.relpath}: the server did not give a size")
+            raise SizeUnknown(f"{f.relpath}: the server did not give a size")
         self._learn(f.url, length, resp.headers)
         return length
 
