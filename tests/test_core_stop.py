@@ -28,7 +28,7 @@ def test_ctrl_c_ends_at_once_while_every_transfer_is_stalled(tmp_path: Path) -> 
         server.faults.add(Fault("stall", "*.gz", times=None, after_bytes=100, seconds=120))
         proc = subprocess.Popen(
             [sys.executable, "-m", "chandra_download", str(OBSID), "-m", server.base_url,
-             "--outdir", str(tmp_path / "out"), "--no-status", "--timeout", "60", "-j", "8"],
+             "--outdir", str(tmp_path / "out"), "--no-status", "--timeout", "60", "-j", "8", "--pipeline-depth", "1"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             preexec_fn=sigint_as_default,
         )  # fmt: skip
