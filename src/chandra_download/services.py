@@ -16,19 +16,22 @@ from __future__ import annotations
 import io
 import os
 import threading
+import time
 import warnings
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode, urlsplit
 
 import urllib3
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, MaxRetryError
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, MaxRetryError, ReadTimeoutError
 
 from ._version import __version__
 from .config import SessionConfig
 from .errors import ChandraDownloadError, TransientError
 from .http_pool import pool_manager, proxy_for, tls_options
-from .retry import with_retries
+from .retry import RetryPolicy
+from .sources.http_body import header_deadline_pools
+from .sources.wire import parse_retry_after
 
 #: Service key -> environment variable overriding its base URL.
 ENV = {
@@ -90,8 +93,31 @@ def service_url(service: str, given: str | None = None) -> str:
     return url
 
 
+#: A service's own bounds, whatever the session's: the longest wait for an answer (a request
+#: at a time; a silent service costs at most this once, a resolver fallback twice), and the
+#: largest answer read (streamed; a bigger one is refused before it fills memory).
+SERVICE_TIMEOUT = 20.0
+MAX_ANSWER = {
+    "footprint": 64 * 1024 * 1024,
+    "ocat": 64 * 1024 * 1024,
+    "cadc": 1024 * 1024,
+    "sesame": 1024 * 1024,
+}
+
+
+class _NotRetried(ChandraDownloadError):
+    """A failure of one attempt that another attempt would not mend (its text says why)."""
+
+
 class ServiceClient:
     """A small pooled HTTP client for the search services (thread-safe).
+
+    Each request has a total deadline: ``timeout`` (the session's, at most
+    :data:`SERVICE_TIMEOUT`) for each attempt, headers and body together, and at most one
+    retry's worth more in all (``timeout x (1 + min(retries, 1))``), a site's
+    ``Retry-After`` included. A host that does not answer its first request (refused, DNS,
+    a timeout) is not asked again in the session; answers are streamed and capped
+    (:data:`MAX_ANSWER`).
 
     Parameters
     ----------
@@ -101,6 +127,7 @@ class ServiceClient:
 
     def __init__(self, config: SessionConfig | None = None) -> None:
         self.config = config or SessionConfig()
+        self.timeout = min(self.config.timeout, SERVICE_TIMEOUT)
         self._pools: dict[str | None, urllib3.PoolManager] = {}
         self._lock = threading.Lock()
         self.stop = threading.Event()
@@ -110,47 +137,82 @@ class ServiceClient:
         proxy = proxy_for(url)
         with self._lock:
             if proxy not in self._pools:
-                cfg = self.config
                 kw: dict = dict(
                     num_pools=8,
-                    timeout=urllib3.Timeout(connect=cfg.timeout, read=cfg.timeout),
+                    timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout),
                     retries=urllib3.Retry(
                         total=None, connect=0, read=0, status=0, other=0, redirect=5
                     ),
                     headers={"User-Agent": USER_AGENT},
                 )
-                kw.update(tls_options(cfg))
-                self._pools[proxy] = pool_manager(proxy, **kw)
+                kw.update(tls_options(self.config))
+                pool = pool_manager(proxy, **kw)
+                # Headers trickled a byte at a time never trip the socket's timeout.
+                pool.pool_classes_by_scheme = header_deadline_pools(self.timeout)
+                self._pools[proxy] = pool
             return self._pools[proxy]
 
+    def budget(self) -> float:
+        """Seconds one request may take in all, its retries and waits included."""
+        return self.timeout * (1 + min(self.config.retries, 1))
+
     def get(self, service: str, url: str, ok: tuple[int, ...] = (200,)) -> Reply:
-        """GET ``url``, retrying transient failures; a status outside ``ok`` is an error."""
-
-        host = urlsplit(url).netloc
-
-        def once() -> Reply:
-            try:
-                resp = self._pool(url).request("GET", url, preload_content=True)
-            except (HTTPError, OSError) as exc:
-                cause = exc.reason if isinstance(exc, MaxRetryError) else exc
-                if isinstance(cause, ConnectTimeoutError) and host not in self._answered:
-                    # Refused, DNS failure, no route on first contact: retrying will not help,
-                    # and a fallback (CADC -> Sesame) should move on at once.
-                    raise ServiceError(service, url, _reason(exc)) from None
-                raise TransientError(_reason(exc)) from None
-            self._answered.add(host)
-            if resp.status in ok:
-                return Reply(resp.status, resp.data, url)
-            if resp.status >= 500 or resp.status == 429:
-                after = resp.headers.get("Retry-After")
-                delay = float(after) if after and after.isdigit() else None
-                raise TransientError(f"HTTP {resp.status}", delay)
-            raise ServiceError(service, url, f"HTTP {resp.status}")
-
+        """GET ``url``, retrying transient failures within the request's deadline; a status
+        outside ``ok``, an answer too large or too slow, is an error (:class:`ServiceError`)."""
+        policy = RetryPolicy.for_session(
+            self.config, self.stop, NAMES[service], budget=self.budget()
+        )
         try:
-            return with_retries(once, self.config, self.stop, NAMES[service])
-        except TransientError as exc:
+            return policy.call(lambda: self._once(service, url, ok))
+        except (TransientError, _NotRetried) as exc:
             raise ServiceError(service, url, str(exc)) from None
+
+    def _once(self, service: str, url: str, ok: tuple[int, ...]) -> Reply:
+        host = urlsplit(url).netloc
+        start = time.monotonic()
+        try:
+            resp = self._pool(url).request("GET", url, preload_content=False)
+        except (HTTPError, OSError, TransientError) as exc:
+            cause = exc.reason if isinstance(exc, MaxRetryError) else exc
+            why = str(exc) if isinstance(exc, TransientError) else _reason(exc)
+            if host not in self._answered and isinstance(
+                cause, (ConnectTimeoutError, ReadTimeoutError, TransientError, TimeoutError)
+            ):
+                # Refused, DNS failure, no route, or silence on first contact: asking again
+                # will not help, and a fallback (CADC -> Sesame) should move on at once.
+                raise _NotRetried(why) from None
+            raise TransientError(why) from None
+        self._answered.add(host)
+        if resp.status not in ok:
+            resp.drain_conn()
+            resp.release_conn()
+            if resp.status >= 500 or resp.status == 429:
+                after = parse_retry_after(resp.headers.get("Retry-After"))
+                raise TransientError(f"HTTP {resp.status}", after)
+            raise _NotRetried(f"HTTP {resp.status}")
+        body = self._read(resp, MAX_ANSWER.get(service, MAX_ANSWER["footprint"]), start)
+        return Reply(resp.status, body, url)
+
+    def _read(self, resp: urllib3.BaseHTTPResponse, cap: int, start: float) -> bytes:
+        """The body, streamed: refused past ``cap`` bytes or past the attempt's timeout."""
+        chunks, size = [], 0
+        try:
+            while chunk := resp.read1(256 * 1024):
+                size += len(chunk)
+                if size > cap:
+                    raise _NotRetried(f"the answer is larger than {cap >> 20} MiB; refusing it")
+                if time.monotonic() - start > self.timeout:
+                    raise _NotRetried(f"the answer is too slow: {size} bytes in {self.timeout:g} s")
+                chunks.append(chunk)
+        except (HTTPError, OSError) as exc:
+            resp.close()
+            raise TransientError(f"the answer broke off: {_reason(exc)}") from None
+        except _NotRetried:
+            resp.close()
+            raise
+        finally:
+            resp.release_conn()
+        return b"".join(chunks)
 
     def close(self) -> None:
         """Close every pooled connection."""
