@@ -417,8 +417,12 @@ class Engine:
 
     def _whole_step(self, run: _ObsIdRun, job: FileJob, index: int) -> None:
         try:
-            with self._on_site(index):
-                job.run_whole()
+            if self.ctx.disk_full.is_set():
+                job.fr.status, job.fr.reason = Status.FAILED, "not started: the output disk is full"
+                job.release()
+            else:
+                with self._on_site(index):
+                    job.run_whole()
         except Interrupted:
             pass
         except Exception as exc:  # a bug must not hang the session

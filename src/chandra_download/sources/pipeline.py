@@ -295,6 +295,8 @@ class Pipeliner:
             (todo if os.fstat(job.fd).st_size == 0 else out.whole).append(job)
         rounds = 0
         while todo and self.depth > 1 and rounds <= len(jobs) + MAX_STRIKES and not stop.is_set():
+            if todo[0].ctx.disk_full.is_set():
+                break  # nothing more asked for while the output disk is full
             rounds += 1
             self._one_connection(todo, out)
         out.whole += todo
@@ -368,7 +370,7 @@ class Pipeliner:
         503 is retried with its Retry-After, as on the normal path); a redirect is left to
         the normal path, which follows it."""
         for job, answer in answered:
-            if 300 <= answer.status < 400:
+            if 300 <= answer.status < 400 or job.ctx.disk_full.is_set():
                 out.whole.append(job)
                 continue
             source = job.source
