@@ -231,7 +231,12 @@ def test_full_disk_stops_new_transfers_and_keeps_part_files(
     http: ArchiveHTTPServer, root: Path, small_disk: Path
 ) -> None:
     jobs = 2
-    done = run(command(http.base_url, small_disk, "-j", str(jobs), "--split-size", "0"))
+    # One request per worker in flight (pipelined batches send up to 8 at once, all before
+    # the disk is full: the bound below counts requests, one a worker).
+    done = run(
+        command(http.base_url, small_disk, "-j", str(jobs), "--split-size", "0")
+        + ["--pipeline-depth", "1"]
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 1, output
     assert "internal error" not in output and "Traceback" not in output, output
