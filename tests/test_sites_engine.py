@@ -47,7 +47,9 @@ def test_ftp_connections_never_exceed_jobs(many_root: Path, tmp_path: Path, jobs
 def test_http_connections_never_exceed_jobs(many_root: Path, tmp_path: Path) -> None:
     with ArchiveHTTPServer(many_root, link=LinkModel(latency=0.01)) as server:
         results = download(OBSIDS, mirror=server.base_url, outdir=tmp_path, jobs=2, **FAST)
-        peak = server.stats.peak_connections
+        # Requests in flight (a connection the client has closed may linger a moment at the
+        # server, so its connection count can briefly overlap a new one).
+        peak = server.stats.peak_requests
     assert results.ok, results.summary()
     assert 1 <= peak <= 2
 

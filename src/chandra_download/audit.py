@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import VerificationError
-from .filetypes import Selection
+from .filetypes import Selection, classify
 from .output import local_state, missing_block
 from .plan import PART_SUFFIX
 from .progress import Reporter
@@ -139,10 +139,11 @@ def check(
     quiet = _Quiet()
     listing: Results = download(
         obsids,
-        None,
+        filetypes,  # only the selected files are asked about (issue 20.7)
         mirror,
         username,
         userpass,
+        exclude=exclude,
         outdir=outdir,
         list_only=True,
         reporter=quiet,
@@ -165,10 +166,20 @@ def _audit(r: ObsIdResult, selection: Selection, outdir: Path, checksums: bool) 
     audit.superseded = list(r.superseded)
     old = {s.relpath for s in audit.superseded}
     known = {f.relpath for f in r.files}
+    # Local archive files of types not selected are outside the question (not listed here).
     audit.extra = [
-        rel for rel in local_files(outdir / str(r.obsid)) if own_base(rel) not in known | old
+        rel
+        for rel in local_files(outdir / str(r.obsid))
+        if own_base(rel) not in known | old and _asked_about(own_base(rel), selection)
     ]
     return audit
+
+
+def _asked_about(relpath: str, selection: Selection) -> bool:
+    """Whether a local file is within the check's question: of a selected type, or of no
+    archive type at all (a stray file is extra whatever the selection)."""
+    ftype = classify(relpath)
+    return ftype is None or selection.accepts(ftype)
 
 
 def _classify(

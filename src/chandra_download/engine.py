@@ -38,7 +38,7 @@ from .log import vlog
 from .plan import decide, look, unsafe_target
 from .progress import Reporter
 from .results import FileResult, ObsIdResult, Status
-from .retry import Interrupted, with_retries
+from .retry import Interrupted, RetryPolicy, with_retries
 from .sources.base import ListingPage, ListingWalk, PageRef, RemoteFile, Source, check_relpath
 from .sources.pipeline import Batch, split_batches
 from .transfer import FileJob, Next, vouched_size
@@ -225,14 +225,16 @@ class Engine:
 
     def _fetch_page(self, obsid: int, index: int, ref: PageRef) -> ListingPage:
         source = self.sources[index]
+        cfg = self.config
+        policy = RetryPolicy.for_session(
+            cfg,
+            self.stop,
+            f"ObsId {obsid}",
+            budget=cfg.timeout * (cfg.retries + 1),  # the page's deadline, retries included
+            on_retry=lambda n, d, e: self.ctx.notify("obsid_retry", obsid, n, d, e),
+        )
         with self._on_site(index):
-            return with_retries(
-                lambda: source.list_page(obsid, ref),
-                self.config,
-                self.stop,
-                f"ObsId {obsid}",
-                on_retry=lambda n, d, e: self.ctx.notify("obsid_retry", obsid, n, d, e),
-            )
+            return policy.call(lambda: source.list_page(obsid, ref))
 
     def _walk_ended(self, run: _ObsIdRun, walk: _Walk) -> None:
         """One source's listing is over: found, missing, or failed (then the next source)."""
