@@ -19,3 +19,15 @@ def test_check_with_a_selection_asks_only_about_it(archive_http, tmp_path: Path)
     assert report.obsids[0].complete == ["oif.fits"]
     assert report.obsids[0].extra == []
     assert archive_http.stats.get_count("*", method="HEAD") <= 1  # before: one per listed file
+
+
+def test_a_wrong_host_name_is_not_hinted_as_a_ca_bundle(archive_root, tmp_path: Path) -> None:
+    from chandra_download.simulator import ArchiveHTTPServer
+
+    # The simulator's certificate holds 127.0.0.1 and localhost, not 127.0.0.2 (loopback too).
+    with ArchiveHTTPServer(archive_root, host="0.0.0.0", tls=True) as server:
+        mirror = server.base_url.replace("127.0.0.1", "127.0.0.2")
+        r = download([1843], ["oif"], mirror=mirror, outdir=tmp_path, ca_bundle=server.ca_file)
+    error = r[0].error or ""
+    assert "not valid for that name" in error, error
+    assert "--ca-bundle" not in error

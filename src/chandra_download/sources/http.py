@@ -156,13 +156,7 @@ class HTTPSource(Source):
     def _connection_error(self, url: str, exc: object) -> SourceError:
         host = urlsplit(url).netloc
         if isinstance(exc, SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
-            return SourceError(
-                scrub(
-                    f"TLS certificate of {host} could not be verified ({exc}); "
-                    "pass --ca-bundle if the site uses a private certificate authority",
-                    self._secrets,
-                )
-            )
+            return SourceError(scrub(_tls_problem(host, str(exc), self.config), self._secrets))
         if isinstance(exc, ConnectTimeoutError):  # (NewConnectionError is one too)
             why = _connect_reason(exc)
             if not self._answered:
@@ -456,6 +450,21 @@ def _refuse_file_and_dir(obsid: int, prefix: str, entries: list[ListingEntry]) -
         raise SourceError(
             f"ObsId {obsid}: the listing has both a file and a directory named {prefix}{both[0]}"
         )
+
+
+def _tls_problem(host: str, text: str, config: SessionConfig) -> str:
+    """What a failed certificate check means, and the hint that fits (issue 20.9): a name
+    the certificate does not hold is no CA bundle's business."""
+    if "mismatch" in text or "not valid for" in text:
+        return (
+            f"TLS certificate of {host} is not valid for that name ({text}); use a host name "
+            "the certificate holds in the mirror URL"
+        )
+    if config.ca_bundle:
+        hint = f"it is not signed by a certificate authority of {config.ca_bundle}"
+    else:
+        hint = "pass --ca-bundle if the site uses a private certificate authority"
+    return f"TLS certificate of {host} could not be verified ({text}); {hint}"
 
 
 def _connect_reason(exc: object) -> str:
