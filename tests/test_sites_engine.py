@@ -145,3 +145,25 @@ def test_a_fan_out_of_directories_is_refused_early(tmp_path: Path) -> None:
     [r] = engine.run([1843], Selection(), tmp_path)
     assert r.error is not None and "listing pages" in r.error
     assert src.pages <= MAX_PAGES
+
+
+class _Clash(Source):
+    """An S3-like site listing both ``a`` and ``a/b`` (keys, so one page holds both)."""
+
+    label = "clash"
+
+    def list_obsid(self, obsid: int) -> list[RemoteFile]:
+        return [RemoteFile("a", 1, "x://a"), RemoteFile("a/b", 1, "x://a/b")]
+
+    def open(self, f, offset=0, end=None):  # type: ignore[no-untyped-def]
+        raise AssertionError("nothing to open")
+
+
+def test_a_file_and_a_directory_of_one_name_is_said_as_such(tmp_path: Path) -> None:
+    from chandra_download.results import Results
+
+    engine = Engine([_Clash()], SessionConfig(jobs=1, **FAST), Reporter())
+    results = Results(engine.run([1843], Selection(), tmp_path))
+    summary = results.summary()
+    assert "both a file and a directory named a" in summary, summary
+    assert "no files of the selected types" not in summary

@@ -209,13 +209,13 @@ class Results(list[ObsIdResult]):
         ]
         broken: dict[str, list[str]] = {}
         for r in self:
-            if r.error and not r.found:
+            if r.error:  # (found, yet unusable: a file and a directory of one name)
                 broken.setdefault(r.error, []).append(str(r.obsid))
         failed = [f for f in self.files if f.status is Status.FAILED]
         stopped = [f for f in self.files if f.status is Status.INTERRUPTED]
         larger = [f for f in self.files if f.status is Status.SKIPPED]
         parts = []
-        empty = [str(r.obsid) for r in self if r.found and not r.files]
+        empty = [str(r.obsid) for r in self if r.found and not r.files and not r.error]
         if missing:
             parts.append(f"not found: ObsId {', '.join(missing)}")
         if empty:
