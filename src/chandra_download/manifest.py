@@ -122,13 +122,13 @@ def manifest_of(
     results = list(results)
     files = []
     for r in results:
-        records: dict[str, FileRecord] = {}
+        records: dict[str, FileRecord] | None = None
         for fr in r.files:
             if fr.status.value == "failed" and fr.path.name == str(fr.obsid):
                 continue  # a refused listing entry: no file
             if types is not None and not types.accepts(fr.filetype):
                 continue
-            if not records and r.files:
+            if records is None:  # once per ObsId
                 records = load(_outdir_of(fr), r.obsid)
             files.append(_entry(fr, records.get(fr.relpath), verify))
     used = [s for s in sites if s] or sorted({r.site for r in results if r.site})
