@@ -1,4 +1,5 @@
-"""FTP directory listings: one ``MLSD`` line (RFC 3659) or one Unix ``LIST`` line to an entry."""
+"""FTP directory listings: one ``MLSD`` line (RFC 3659) or one ``LIST`` line (Unix ``ls -l``
+style, or the DOS style of IIS) to an entry."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ Entry = tuple[str, str, int | None]
 _LS = re.compile(
     r"^(?P<kind>[-dlbcps])\S*\s+\d+\s+.*?\s(?P<size>\d+)\s+"
     r"[A-Za-z]{3}\s+\d{1,2}\s+(?:\d{1,2}:\d{2}|\d{4})\s(?P<name>.+)$"
+)
+
+# 12-02-26  10:00PM       <DIR>          primary       (IIS, DOS style)
+# 12-02-2026  22:00             1234 oif.fits
+_DOS = re.compile(
+    r"^\d{2}-\d{2}-\d{2,4}\s+\d{1,2}:\d{2}(?:[AaPp][Mm])?\s+"
+    r"(?:(?P<dir><DIR>)|(?P<size>\d+))\s+(?P<name>.+)$"
 )
 
 
@@ -34,10 +42,16 @@ def parse_mlsd(line: str) -> Entry | None:
 
 
 def parse_ls(line: str) -> Entry | None:
-    """One Unix ``ls -l`` style ``LIST`` line; None for ``total`` lines and other kinds."""
+    """One ``LIST`` line, Unix ``ls -l`` style or DOS style; None for ``total`` lines and
+    other kinds."""
     m = _LS.match(line.rstrip("\r\n"))
     if m is None:
-        return None
+        dos = _DOS.match(line.rstrip("\r\n"))
+        if dos is None:
+            return None
+        if dos["dir"]:
+            return dos["name"], "dir", None
+        return dos["name"], "file", int(dos["size"])
     kind = {"-": "file", "d": "dir", "l": "link"}.get(m["kind"])
     if kind is None:
         return None

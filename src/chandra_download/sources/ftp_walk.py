@@ -90,7 +90,15 @@ class ListingMixin:
                 lines.clear()
         conn.ftp.retrlines(f"LIST {path}", lines.add)
         conn.binary = False
-        return [e for e in map(parse_ls, lines) if e is not None]
+        entries = [e for e in map(parse_ls, lines) if e is not None]
+        unread = [ln for ln in lines if ln.strip() and not ln.lower().startswith("total")]
+        if not entries and unread:  # not "no files": a format we cannot read
+            shown = unread[0][:80].encode("unicode_escape").decode("ascii")
+            raise SourceError(
+                f"FTP server at {self._host}: the LIST format of {path} is not understood "
+                f"(first line {shown!r}) and the server has no MLSD"
+            )
+        return entries
 
     def _size_cmd(self, conn: Conn, path: str) -> int:
         if not conn.binary:
