@@ -70,3 +70,31 @@ def test_a_retrying_file_keeps_its_columns_and_says_why(clock):
 def test_short_reasons(reason, short):
     f = FileResult(1843, LONG, "u", Path("x"), "evt1", 1)
     assert short_reason(f, reason) == short
+
+
+def test_a_site_that_does_not_answer_has_a_line_saying_what_is_waited_for(clock):
+    """17.5: once a request is 2 s old the engine says so (``site_wait``); the live display
+    shows the site, what is asked and for how long, and drops the line once it answers."""
+    rep = RichReporter()
+    rep.begin([1843])
+    rep.site_wait("archive.example.org", 2.4, "listing ObsId 1843", False)
+    first = _screen(rep)
+    assert all(len(line) <= 80 for line in first), first
+    row = next(line for line in first if line.startswith("waiting: archive.exam"))
+    assert "2 s quiet" in row and "listing" in row
+    rep.site_wait("archive.example.org", 14.0, "listing ObsId 1843", True)
+    assert any("14 s quiet" in line for line in _screen(rep))
+    rep.site_wait("archive.example.org", 0.0, None, True)
+    assert not any(line.startswith("waiting:") for line in _screen(rep))
+
+
+def test_the_notebook_says_what_a_quiet_site_is_waited_for():
+    from chandra_download.display import NotebookReporter
+
+    rep = NotebookReporter()
+    rep.site_wait("archive.example.org", 3.0, "primary/x.fits.gz", True)
+    html = rep.render()
+    assert "archive.example.org" in html and "one request at a time" in html
+    assert "no answer for 3 s" in html
+    rep.site_wait("archive.example.org", 0.0, None, True)
+    assert "archive.example.org" not in rep.render()

@@ -79,7 +79,10 @@ class _LiveReporter(Reporter):
         self.tally = Tally()
         self.labels: dict[int, str] = {}  # id(FileResult) -> what the display shows
         self.since: dict[int, float] = {}  # id(FileResult) -> when its data started
-        self.notes: dict[int, str] = {}  # ObsId -> its listing's retry, until it is listed
+        #: ObsId -> its listing's retry, until it is listed; "site:HOST" -> what a site that
+        #: has not answered for a while is waited for, until it answers
+        self.notes: dict[int | str, str] = {}
+        self.quiet: dict[str, tuple[str, str, int]] = {}  # "site:HOST" -> (host, what, s)
         #: id(FileResult) or ObsId -> (attempt, when it starts, short reason) while waiting
         self.waits: dict[int, tuple[int, float, str]] = {}
 
@@ -97,8 +100,24 @@ class _LiveReporter(Reporter):
         self.waits[obsid] = (attempt, time.monotonic() + delay, short_reason(None, reason))
         self.redraw_note(obsid)
 
-    def redraw_note(self, obsid: int) -> None:
-        """Show (or, once gone from ``notes``, remove) the line about an ObsId's listing."""
+    def site_wait(self, host: str, seconds: float, what: str | None, probing: bool) -> None:
+        """A site has not answered ``what`` for ``seconds`` (the engine says so once a request
+        is 2 s old, then as it goes on): a line of its own, gone once it answers (``what``
+        None). ``probing``: the site is asked one request at a time."""
+        key = f"site:{host}"
+        if what is None:
+            self.quiet.pop(key, None)
+            if self.notes.pop(key, None) is not None:
+                self.redraw_note(key)
+            return
+        mode = ", one request at a time" if probing else ""
+        self.notes[key] = f"waiting for {host}{mode}: {what}, no answer for {int(seconds)} s"
+        self.quiet[key] = (host, what, int(seconds))
+        self.redraw_note(key)
+
+    def redraw_note(self, obsid: int | str) -> None:
+        """Show (or, once gone from ``notes``, remove) the line about an ObsId's listing or a
+        site that does not answer."""
 
     def file_started(self, fr: FileResult) -> None:
         super().file_started(fr)
@@ -204,7 +223,7 @@ class RichReporter(_LiveReporter):
         )
         self._overall = self.progress.add_task("total", total=None, sizes="", rate="", wait=None)
         self._tasks: dict[int, TaskID] = {}
-        self._note_tasks: dict[int, TaskID] = {}
+        self._note_tasks: dict[int | str, TaskID] = {}
 
     def __enter__(self) -> RichReporter:
         self.progress.start()
@@ -224,18 +243,27 @@ class RichReporter(_LiveReporter):
                 self._overall, completed=done, total=total or None, sizes=_sizes(done, total)
             )
 
-    def redraw_note(self, obsid: int) -> None:
+    def redraw_note(self, obsid: int | str) -> None:
         with self._lock:
             text, task = self.notes.get(obsid), self._note_tasks.get(obsid)
             if text is None and task is not None:
                 self.progress.remove_task(self._note_tasks.pop(obsid))
-            elif text is not None and task is None:
-                self._note_tasks[obsid] = self.progress.add_task(
-                    f"ObsId {obsid} listing", total=None, sizes="", rate="",
-                    wait=self.waits.get(obsid),
-                )  # fmt: skip
-            elif text is not None and task is not None:
-                self.progress.update(task, wait=self.waits.get(obsid))
+            elif text is not None:
+                fields = self._note_fields(obsid, text)
+                if task is None:
+                    self._note_tasks[obsid] = self.progress.add_task(total=None, **fields)
+                else:
+                    self.progress.update(task, **fields)
+
+    def _note_fields(self, key: int | str, text: str) -> dict[str, Any]:
+        """A listing's retry shows its countdown; a silent site its name, what it is asked
+        and how long it has been quiet (in the sizes and rate columns)."""
+        if isinstance(key, int):
+            return dict(description=f"ObsId {key} listing", sizes="", rate="",
+                        wait=self.waits.get(key))  # fmt: skip
+        host, what, seconds = self.quiet[key]
+        return dict(description=f"waiting: {host}", sizes=f"{seconds} s quiet", rate=what,
+                    wait=None)  # fmt: skip
 
     def _redraw_file(self, fr: FileResult, gone: bool) -> None:
         task = self._tasks.get(id(fr))
@@ -291,7 +319,7 @@ class NotebookReporter(_LiveReporter):
     def redraw(self, fr: FileResult | None = None, gone: bool = False) -> None:
         self._update(force=gone and not self.tally.files)
 
-    def redraw_note(self, obsid: int) -> None:
+    def redraw_note(self, obsid: int | str) -> None:
         self._update(force=True)
 
     def _update(self, force: bool = False) -> None:
