@@ -235,3 +235,41 @@ def test_a_partial_file_is_not_resumed_onto_another_copy(tmp_path):
     fr = get(again, JPG)
     assert fr.ok and fr.changed and "partial download began" in fr.changed
     assert sha(out / "1843" / JPG) == sha(jpg)
+
+
+def test_a_plain_rerun_tells_a_same_size_change_by_the_listings_date(site, tmp_path):
+    """16.2 with 19.3: a re-run takes a recorded file of the listing's rounded size without a
+    HEAD, unless the listing shows another date for it than when it was fetched: then the
+    site is asked, and its new ETag says the file changed at the archive."""
+    root, server = site
+    out = tmp_path / "out"
+    assert fetch(server, out, ["full_img"]).ok
+    assert load(out, 1843)[JPG].listed_date  # the simulator's listing has Apache's dates
+    quiet = fetch(server, out, ["full_img"])  # nothing changed: no HEAD, present
+    assert get(quiet, JPG).status is Status.PRESENT and not get(quiet, JPG).changed
+    jpg = at_archive(root, JPG)
+    data = bytearray(jpg.read_bytes())
+    data[100] ^= 0xFF
+    jpg.write_bytes(bytes(data))
+    os.utime(jpg, (1.7e9, 1.7e9))
+    res = fetch(server, out, ["full_img"])
+    fr = get(res, JPG)
+    assert fr.ok and fr.changed and sha(out / "1843" / JPG) == sha(jpg)
+    assert load(out, 1843)[JPG].sha256 == sha(jpg)
+
+
+def test_a_file_whose_listing_date_moved_is_asked_about_once(site, tmp_path):
+    """The date moved (the file was touched at the archive): the site is asked (a HEAD),
+    and once the file is settled the record keeps the new date, so the next re-run is quiet
+    again (no HEAD)."""
+    root, server = site
+    out = tmp_path / "out"
+    assert fetch(server, out, ["full_img"]).ok
+    os.utime(at_archive(root, JPG), (1.7e9, 1.7e9))
+    heads = server.stats.get_count("*", method="HEAD")
+    assert fetch(server, out, ["full_img"]).ok
+    assert server.stats.get_count("*", method="HEAD") > heads
+    heads = server.stats.get_count("*", method="HEAD")
+    again = fetch(server, out, ["full_img"])
+    assert get(again, JPG).status is Status.PRESENT
+    assert server.stats.get_count("*", method="HEAD") == heads

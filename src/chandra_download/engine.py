@@ -340,6 +340,7 @@ class Engine:
         for relpath, remote in sorted(listing.items()):
             ftype = classify(relpath)
             fr = FileResult(r.obsid, relpath, remote.url, top / relpath, ftype, site=r.site)
+            fr.listed_date = remote.listed_date
             fr.size = remote.size if remote.size is not None else remote.approx_size
             try:
                 check_relpath(relpath)

@@ -21,7 +21,7 @@ import json
 import os
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 
 from .log import vlog
@@ -59,6 +59,8 @@ class FileRecord:
     mtime_ns: int
     #: When it was recorded (UTC, ISO 8601).
     recorded: str
+    #: The date the site's HTML listing showed for it then (absent from older records).
+    listed_date: str | None = None
 
     def describes(self, path: Path) -> bool:
         """Whether the local file at ``path`` is still the one recorded (size and mtime)."""
@@ -99,11 +101,12 @@ def _parse(text: str) -> dict[str, FileRecord]:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ValueError("not a record of this version")
     names = {f.name for f in fields(FileRecord)}
+    required = {f.name for f in fields(FileRecord) if f.default is MISSING}
     out = {}
     for item in data["files"]:
-        if not isinstance(item, dict) or not names <= item.keys():
+        if not isinstance(item, dict) or not required <= item.keys():
             raise ValueError("an entry lacks fields")
-        rec = FileRecord(**{k: item[k] for k in names})
+        rec = FileRecord(**{k: item[k] for k in names if k in item})
         if not isinstance(rec.relpath, str) or not isinstance(rec.size, int):
             raise ValueError("an entry has wrong types")
         out[rec.relpath] = rec
@@ -173,7 +176,9 @@ def entry_for(fr: FileResult, verify: bool, old: FileRecord | None) -> FileRecor
     if not fr.ok:
         return None
     if fr.status is Status.PRESENT and old is not None and old.describes(fr.path):
-        return old
+        # Present after the site was asked (its date had moved, its identity had not): the
+        # listing's new date is the one to compare with next time.
+        return replace(old, listed_date=fr.listed_date or old.listed_date)
     from datetime import datetime, timezone
 
     try:
@@ -196,6 +201,7 @@ def entry_for(fr: FileResult, verify: bool, old: FileRecord | None) -> FileRecor
         url=fr.url,
         mtime_ns=st.st_mtime_ns,
         recorded=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        listed_date=fr.listed_date,
     )
 
 

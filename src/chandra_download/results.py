@@ -72,6 +72,8 @@ class FileResult:
     #: The site's ``Last-Modified`` and ``ETag`` of the file, where it stated them.
     last_modified: str | None = None
     etag: str | None = None
+    #: The date the site's HTML listing shows for the file (text, compared only with itself).
+    listed_date: str | None = None
     #: Set when the local copy was an older one than the archive's (its record says so):
     #: ``changed at the archive since it was fetched (...)``; the new copy is fetched.
     changed: str | None = None

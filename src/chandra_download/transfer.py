@@ -617,6 +617,11 @@ def _state_name_fits(job: FileJob) -> bool:
     return len(os.fsencode(job.state_file.name + ".tmp")) <= limit
 
 
+def _listed_anew(then: str | None, now: str | None) -> bool:
+    """Whether the listing shows another date for a file than when it was fetched."""
+    return then is not None and now is not None and then != now
+
+
 def vouched_size(ctx: Context, remote: RemoteFile, fr: FileResult, disk: OnDisk) -> int | None:
     """The size of a file complete at its final name, known without asking the site (no
     HEAD): it is within the listing's rounded size, and its fetch record still describes it
@@ -629,6 +634,8 @@ def vouched_size(ctx: Context, remote: RemoteFile, fr: FileResult, disk: OnDisk)
     if not _within_rounding(final, remote.approx_size):
         return None
     record = ctx.records.get(fr)
+    if record is not None and _listed_anew(record.listed_date, remote.listed_date):
+        return None  # the listing's date moved since the fetch: the site's answer decides
     if record is not None and record.size == final:
         fr.size = final
         return final

@@ -44,6 +44,9 @@ class RemoteFile:
     #: The site's ``Last-Modified`` and ``ETag`` when its listing gives them (S3).
     last_modified: str | None = None
     etag: str | None = None
+    #: The date an HTML listing shows for the file, as text (its server's time zone): a
+    #: different one than when the file was fetched means it changed at the archive.
+    listed_date: str | None = None
 
     @property
     def best_size(self) -> int:

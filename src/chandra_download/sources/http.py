@@ -295,7 +295,9 @@ class HTTPSource(Source):
                 subdirs.append(rel + "/")
                 continue
             url = top + quote(rel)
-            files.append(RemoteFile(rel, None, url, approx_size=e.approx_size))
+            files.append(
+                RemoteFile(rel, None, url, approx_size=e.approx_size, listed_date=e.listed_date)
+            )
             if e.max_size is not None:
                 self._ceilings[url] = e.max_size
         return subdirs

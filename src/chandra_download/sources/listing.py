@@ -13,6 +13,10 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+#: The date column: Apache's ``2020-01-05 12:34`` (or ``05-Jan-2020 12:34``, nginx and older
+#: Apache). Kept as text: it is in the server's own time zone, so it is only ever compared
+#: with what the same listing showed before.
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}(?::\d{2})?|\d{2}-[A-Za-z]{3}-\d{4} \d{2}:\d{2}")
 
 
 #: Titles of directory index pages (Apache, nginx, lighttpd; Python's http.server).
@@ -23,12 +27,14 @@ _INDEX_TITLE = re.compile(r"<(title|h1)>\s*(index of|directory listing for)\b", 
 class ListingEntry:
     """One child of a listed directory: its decoded name, whether it is a directory, the
     rounded size shown in the page (None when the page shows none), and the most bytes that
-    rounded size can stand for (``max_size``; see :func:`size_ceiling`)."""
+    rounded size can stand for (``max_size``; see :func:`size_ceiling`), and the date the
+    page shows for it, as text (``listed_date``; None when it shows none)."""
 
     name: str
     is_dir: bool
     approx_size: int | None
     max_size: int | None = None
+    listed_date: str | None = None
 
 
 @dataclass(frozen=True)
@@ -146,8 +152,10 @@ def parse_page(html: str, page_url: str) -> DirectoryPage:
             shown = next((t for t in texts if parse_size(t) is not None), None)
             if shown is not None:
                 size, ceiling = parse_size(shown), size_ceiling(shown)
+        date = _DATE.search(" ".join(texts))
         old = entries.get((name, is_dir))
         if old is None or size is not None:
-            entries[(name, is_dir)] = ListingEntry(name, is_dir, size, ceiling)
+            listed = date.group(0) if date else None
+            entries[(name, is_dir)] = ListingEntry(name, is_dir, size, ceiling, listed)
     is_index = parent or _INDEX_TITLE.search(html) is not None
     return DirectoryPage(list(entries.values()), unsafe, is_index, len(html))
