@@ -157,6 +157,8 @@ def mismatches(root: Path, outdir: Path, obsid: int = OBSID) -> list[str]:
     got = tree(Path(outdir) / str(obsid))
     problems = [f"missing {rel}" for rel in sorted(set(want) - set(got))]
     problems += [f"left over {rel}" for rel in sorted(set(got) - set(want))]
+    partial = Path(outdir) / ".chandra-download" / "partial" / str(obsid)
+    problems += [f"left over {p.name} (ours)" for p in sorted(partial.rglob("*")) if p.is_file()]
     problems += [
         f"differs {rel}" for rel in sorted(set(want) & set(got)) if sha(got[rel]) != sha(want[rel])
     ]

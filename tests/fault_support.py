@@ -64,7 +64,12 @@ def local_files(top: Path) -> dict[str, Path]:
 
 
 def part_files(top: Path) -> list[str]:
-    return sorted(rel for rel in local_files(top) if rel.endswith(".part"))
+    """``.part`` files beside the targets, and every temporary of ours (in our hidden
+    directory, ``<outdir>/.chandra-download/partial/<ObsId>/``)."""
+    beside = [rel for rel in local_files(top) if rel.endswith(".part")]
+    partial = top.parent / ".chandra-download" / "partial" / top.name
+    ours = [f"(ours) {p.name}" for p in partial.rglob("*") if p.is_file()]
+    return sorted(beside + ours)
 
 
 def assert_identical(root: Path, outdir: Path, obsid: int, relpaths: Iterable[str]) -> None:

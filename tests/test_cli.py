@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from signal_support import sigint_as_default
+from statedir_support import ours
 
 from chandra_download import DESCRIPTIONS, FILETYPES, __version__, classify, cli
 from chandra_download.simulator import Fault
@@ -224,7 +225,7 @@ def test_list_reports_state_and_writes_nothing(
     (out / "1843/secondary").mkdir(parents=True)
     (out / "1843" / OIF).write_bytes(files[OIF].read_bytes())  # complete
     evt1 = files[EVT1].read_bytes()
-    (out / "1843" / (EVT1 + ".part")).write_bytes(evt1[:1000])  # interrupted
+    ours(out, 1843, EVT1).write_bytes(evt1[:1000])  # interrupted
     (out / "1843" / EVT2).write_bytes(files[EVT2].read_bytes() + b"extra")  # larger
     before = snapshot(out)
     rc = cli.main(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from signal_support import sigint_as_default
+from statedir_support import ours
 
 from chandra_download import download
 from chandra_download.progress import Reporter
@@ -18,7 +19,7 @@ from chandra_download.simulator import ArchiveHTTPServer, generate_archive, iter
 
 OBSID = 1843
 FAST = dict(retries=1, backoff=0.01, timeout=5.0, status=False)
-LONG = "L" * 246  # fits a file system's 255-byte names with ".part", not with ".part.parts"
+LONG = "L" * 255  # the longest name a file system takes: our temporaries are named apart
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +74,8 @@ def test_a_symlinked_directory_planted_after_the_listing_is_not_written_through(
 
 
 def _part_with_state(out: Path, rel: str, data: bytes) -> Path:
-    target = out / str(OBSID) / rel
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.with_name(target.name + ".part").write_bytes(data[: len(data) // 2])
-    return target.with_name(target.name + ".part.parts")
+    ours(out, OBSID, rel).write_bytes(data[: len(data) // 2])
+    return ours(out, OBSID, rel, "state")
 
 
 @pytest.mark.parametrize(
@@ -118,9 +117,7 @@ def test_a_hard_link_planted_at_the_part_name_is_not_written_through(
 ) -> None:
     outside = tmp_path / "outside.dat"
     outside.write_bytes(b"precious" * 1000)
-    target = tmp_path / "out" / str(OBSID) / "oif.fits"
-    target.parent.mkdir(parents=True)
-    os.link(outside, target.with_name(target.name + ".part"))
+    os.link(outside, ours(tmp_path / "out", OBSID, "oif.fits"))
     results = download(OBSID, "oif", http.base_url, outdir=tmp_path / "out", **FAST)
     (fr,) = results.files
     assert fr.status is Status.FAILED and "hard link" in fr.reason, fr.reason
@@ -128,7 +125,7 @@ def test_a_hard_link_planted_at_the_part_name_is_not_written_through(
 
 
 @pytest.mark.parametrize("split", [0, 16_384], ids=["whole", "split-size"])
-def test_a_name_too_long_for_a_state_file_is_fetched_whole(
+def test_a_255_byte_name_downloads_whole_or_split(
     http: ArchiveHTTPServer, root: Path, tmp_path: Path, split: int
 ) -> None:
     results = download(

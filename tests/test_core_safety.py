@@ -27,6 +27,7 @@ from crash_support import (
     wait_for,
 )
 from signal_support import sigint_as_default
+from statedir_support import ours
 
 from chandra_download import cli, download
 from chandra_download.results import Status
@@ -53,9 +54,9 @@ def result_of(results, rel: str):
 
 # -- no write through a symlink -------------------------------------------------------------
 @pytest.mark.parametrize("dangling", [False, True], ids=["to-a-file", "dangling"])
-@pytest.mark.parametrize("suffix", [".part.parts.tmp", ".part.parts", ".part", ""])
-def test_symlink_planted_beside_a_file_is_never_written_through(
-    http: ArchiveHTTPServer, tmp_path: Path, suffix: str, dangling: bool
+@pytest.mark.parametrize("kind", ["state_tmp", "state", "part", ""])
+def test_symlink_planted_at_a_file_or_our_names_is_never_written_through(
+    http: ArchiveHTTPServer, tmp_path: Path, kind: str, dangling: bool
 ) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -65,7 +66,7 @@ def test_symlink_planted_beside_a_file_is_never_written_through(
     out = tmp_path / "out"
     target = out / str(OBSID) / EVT1
     target.parent.mkdir(parents=True)
-    planted = target.with_name(target.name + suffix)
+    planted = ours(out, OBSID, EVT1, kind) if kind else target
     planted.symlink_to(victim)
     results = download(
         OBSID, mirror=http.base_url, outdir=out, jobs=4, split_threshold=SPLIT_BYTES, retries=0
@@ -247,7 +248,7 @@ def test_full_disk_stops_new_transfers_and_keeps_part_files(
     assert 1 <= len(told) <= 2, output
     files = tree(small_disk / str(OBSID))
     complete = [rel for rel in archive_files(root) if rel in files]
-    parts = [p for rel, p in files.items() if rel.endswith(".part")]
+    parts = sorted((small_disk / ".chandra-download" / "partial").rglob("*.part"))
     assert parts and all(p.stat().st_size > 0 for p in parts)  # kept for a later resume
     gets = http.stats.get_count("byobsid/*[!/]")  # file requests, listings aside
     assert gets <= len(complete) + jobs, (gets, complete, parts)  # none started after

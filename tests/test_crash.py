@@ -34,12 +34,12 @@ from crash_support import (
     serve,
     spawn,
 )
+from statedir_support import ours
 
 from chandra_download import download
 from chandra_download.simulator.http import ArchiveHTTPServer
 from chandra_download.simulator.http_response import ResponseHandler
 from chandra_download.simulator.link import LinkModel
-from chandra_download.split import state_path
 
 KILLS = 12  # at least this many real SIGKILLs per random-kill run
 # Every request waits this long, so a run lasts ~1.5 s while its transfers stay fast: much of a
@@ -105,17 +105,17 @@ def test_random_kills_then_one_clean_run(
 
 # -- the window between the last byte and the rename, hit deterministically -------------------
 WINDOWS = [
-    ("http", "part-written", OIF, "0", (".part",)),
-    ("http", "part-written", EVT1, "0", (".part",)),
-    ("http", "parts-done", EVT1, SPLIT, (".part", ".part.parts")),
+    ("http", "part-written", OIF, "0", ("part",)),
+    ("http", "part-written", EVT1, "0", ("part",)),
+    ("http", "parts-done", EVT1, SPLIT, ("part", "state")),
     # The state file goes before the rename (a lone full .part is contiguous): after it, the
     # final file alone is there, its directory not yet flushed.
     ("http", "renamed", EVT1, SPLIT, ("",)),
     ("http", "renamed", OIF, "0", ("",)),
-    ("ftp", "part-written", OIF, "0", (".part",)),
-    ("ftp", "parts-done", EVT1, SPLIT, (".part", ".part.parts")),
-    ("s3", "part-written", OIF, "0", (".part",)),
-    ("s3", "parts-done", EVT1, SPLIT, (".part", ".part.parts")),
+    ("ftp", "part-written", OIF, "0", ("part",)),
+    ("ftp", "parts-done", EVT1, SPLIT, ("part", "state")),
+    ("s3", "part-written", OIF, "0", ("part",)),
+    ("s3", "parts-done", EVT1, SPLIT, ("part", "state")),
 ]
 
 
@@ -139,11 +139,11 @@ def test_kill_between_last_byte_and_rename(
         killed = run(command(site, out, "-j", "4", "--split-size", split), env=hook)
         assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
         size = archive_files(root)[name].stat().st_size
-        for suffix in left:  # the crash left the file exactly in the window named by the point
-            assert target.with_name(target.name + suffix).exists(), suffix
+        for kind in left:  # the crash left the file exactly in the window named by the point
+            assert (ours(out, OBSID, name, kind) if kind else target).exists(), kind
         if point != "renamed":
             assert not target.exists()
-            assert target.with_name(target.name + ".part").stat().st_size == size
+            assert ours(out, OBSID, name).stat().st_size == size
         finish_and_check(root, site, out, "--split-size", split)
 
 
@@ -163,8 +163,9 @@ def test_split_file_with_every_part_done_is_finished(
     target = out / str(OBSID) / EVT1
     n = target.stat().st_size
     h = n // 2
-    target.rename(target.with_name(target.name + ".part"))
-    state_path(target).write_text(json.dumps({"size": n, "parts": [[0, h, h], [h, n, n - h]]}))
+    target.rename(ours(out, OBSID, EVT1))
+    done = {"relpath": EVT1, "size": n, "parts": [[0, h, h], [h, n, n - h]]}
+    ours(out, OBSID, EVT1, "state").write_text(json.dumps(done))
     finish_and_check(root, http.base_url, out, "--split-size", SPLIT)
 
 
@@ -175,10 +176,10 @@ def test_a_state_temporary_left_by_a_kill_during_a_save_is_removed(
     out = _downloaded(http, tmp_path)
     target = out / str(OBSID) / EVT1
     n = target.stat().st_size
-    target.rename(target.with_name(target.name + ".part"))
-    state = state_path(target)
-    state.write_text(json.dumps({"size": n + 1, "parts": [[0, n + 1, 0]]}))  # stale: discarded
-    state.with_name(state.name + ".tmp").write_text('{"size": ')
+    target.rename(ours(out, OBSID, EVT1))
+    stale = {"relpath": EVT1, "size": n + 1, "parts": [[0, n + 1, 0]]}  # discarded
+    ours(out, OBSID, EVT1, "state").write_text(json.dumps(stale))
+    ours(out, OBSID, EVT1, "state_tmp").write_text('{"size": ')
     finish_and_check(root, http.base_url, out, "--split-size", "0")  # no later save reuses it
 
 
@@ -200,7 +201,7 @@ def test_full_size_part_without_final_file_is_finished(
     must not turn into an endless ``Range: bytes=<size>-`` / 416 loop."""
     out = _downloaded(http, tmp_path)
     target = out / str(OBSID) / name
-    target.rename(target.with_name(target.name + ".part"))
+    target.rename(ours(out, OBSID, name))
     with serve(protocol, root) as site:
         finish_and_check(root, site, out, "--split-size", split, "--retries", "1")
 
@@ -218,29 +219,52 @@ def test_full_size_part_with_a_server_that_hides_the_size_on_416(
     monkeypatch.setattr(ResponseHandler, "_error", no_total)
     out = _downloaded(http, tmp_path)
     target = out / str(OBSID) / OIF
-    target.rename(target.with_name(target.name + ".part"))
+    target.rename(ours(out, OBSID, OIF))
     finish_and_check(root, http.base_url, out, "--split-size", "0", "--retries", "1")
 
 
 def _state_cases(n: int) -> dict[str, tuple[str, int]]:
     """{case: (state file text, bytes of the correct .part beside it)} for a file of n bytes."""
     h = n // 2
-    good = {"size": n, "parts": [[0, h, h], [h, n, 0]]}
+    good = {"relpath": EVT1, "size": n, "parts": [[0, h, h], [h, n, 0]]}
     return {
-        "all-done": (json.dumps({"size": n, "parts": [[0, h, h], [h, n, n - h]]}), n),
+        "all-done": (
+            json.dumps({"relpath": EVT1, "size": n, "parts": [[0, h, h], [h, n, n - h]]}),
+            n,
+        ),
         "half-done": (json.dumps(good), h),
-        "stale-size": (json.dumps({"size": n + 5000, "parts": [[0, h, h], [h, n + 5000, 0]]}), h),
+        "stale-size": (
+            json.dumps({"relpath": EVT1, "size": n + 5000, "parts": [[0, h, h], [h, n + 5000, 0]]}),
+            h,
+        ),
         "truncated": (json.dumps(good)[:17], h),
         "invalid": ("this is not JSON {", h),
         "empty": ("", h),
-        "wrong-types": (json.dumps({"size": "big", "parts": "all of them"}), h),
-        "wrong-item-types": (json.dumps({"size": n, "parts": [[0, "h", None], {"a": 1}]}), h),
+        "wrong-types": (json.dumps({"relpath": EVT1, "size": "big", "parts": "all of them"}), h),
+        "wrong-item-types": (
+            json.dumps({"relpath": EVT1, "size": n, "parts": [[0, "h", None], {"a": 1}]}),
+            h,
+        ),
         "not-an-object": (json.dumps([n, [[0, h, h]]]), h),
-        "parts-beyond-size": (json.dumps({"size": n, "parts": [[0, h, h], [h, n + 9, n]]}), n),
-        "negative": (json.dumps({"size": n, "parts": [[-10, h, h + 10], [h, n, 0]]}), h),
-        "overlapping": (json.dumps({"size": n, "parts": [[0, h, h], [10, n, n - 10]]}), n),
-        "claims-more-than-on-disk": (json.dumps({"size": n, "parts": [[0, h, h], [h, n, 9]]}), h),
+        "parts-beyond-size": (
+            json.dumps({"relpath": EVT1, "size": n, "parts": [[0, h, h], [h, n + 9, n]]}),
+            n,
+        ),
+        "negative": (
+            json.dumps({"relpath": EVT1, "size": n, "parts": [[-10, h, h + 10], [h, n, 0]]}),
+            h,
+        ),
+        "overlapping": (
+            json.dumps({"relpath": EVT1, "size": n, "parts": [[0, h, h], [10, n, n - 10]]}),
+            n,
+        ),
+        "claims-more-than-on-disk": (
+            json.dumps({"relpath": EVT1, "size": n, "parts": [[0, h, h], [h, n, 9]]}),
+            h,
+        ),
         "nan-and-huge": ('{"size": NaN, "parts": [[0, 1e308, 1e308]]}', h),
+        "another-file": (json.dumps({**good, "relpath": OIF}), h),
+        "no-relpath": (json.dumps({"size": n, "parts": good["parts"]}), h),
     }
 
 
@@ -253,10 +277,8 @@ def test_state_file_in_any_condition(
     source = archive_files(root)[EVT1]
     data = source.read_bytes()
     text, have = _state_cases(len(data))[case]
-    target = out / str(OBSID) / EVT1
-    target.parent.mkdir(parents=True)
-    target.with_name(target.name + ".part").write_bytes(data[:have])
-    state_path(target).write_text(text)
+    ours(out, OBSID, EVT1).write_bytes(data[:have])
+    ours(out, OBSID, EVT1, "state").write_text(text)
     finish_and_check(root, http.base_url, out, "--split-size", SPLIT, "--retries", "1")
 
 
@@ -266,9 +288,7 @@ def test_interrupted_whole_then_killed_split(http: ArchiveHTTPServer, root: Path
     out = tmp_path / "out"
     files = archive_files(root)
     for name in (EVT1, EVT2):
-        target = out / str(OBSID) / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.with_name(target.name + ".part").write_bytes(files[name].read_bytes()[:300_000])
+        ours(out, OBSID, name).write_bytes(files[name].read_bytes()[:300_000])
     hook = {"CHANDRA_DOWNLOAD_TEST_KILL": "parts-done:*evt2*"}
     run(command(http.base_url, out, "-j", "4", "--split-size", SPLIT), env=hook)
     finish_and_check(root, http.base_url, out, "--split-size", "0")

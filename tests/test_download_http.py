@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from statedir_support import ours
 
 from chandra_download import (
     FILETYPES,
@@ -250,15 +251,15 @@ def test_smaller_local_file_is_resumed(archive_http, source_files, tmp_path, fas
     dest = tmp_path / "1843" / EVT1
     dest.parent.mkdir(parents=True)
     keep = len(whole) // 3
-    # CIAO leaves partial files at the final name; we leave them at <name>.part.
-    (dest if where == "target" else dest.with_name(dest.name + ".part")).write_bytes(whole[:keep])
+    # CIAO leaves partial files at the final name; we leave ours in our hidden directory.
+    (dest if where == "target" else ours(tmp_path, 1843, EVT1)).write_bytes(whole[:keep])
     results = download([1843], "evt1", archive_http.base_url, outdir=tmp_path, **fast)
     (f,) = results.files
     assert f.status is Status.RESUMED
     assert f.bytes_transferred == len(whole) - keep
     assert archive_http.stats.bytes_sent < len(whole) - keep + 50_000
     assert sha(dest) == sha(src)
-    assert not dest.with_name(dest.name + ".part").exists()
+    assert not ours(tmp_path, 1843, EVT1).exists()
 
 
 @pytest.mark.parametrize("kind", ["ignore_range", "wrong_content_range"])
@@ -292,7 +293,7 @@ def test_larger_local_file_is_warned_about_and_left_alone(
     assert f.status is Status.SKIPPED
     assert "larger" in f.reason
     assert dest.read_bytes() == mine
-    assert not dest.with_name(dest.name + ".part").exists()
+    assert not ours(tmp_path, 1843, EVT2).exists()
     assert any(r.levelno >= logging.WARNING and EVT2 in r.getMessage() for r in caplog.records)
     assert not results.ok and "larger" in results.summary()
 

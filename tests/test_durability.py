@@ -11,6 +11,7 @@ import pytest
 from chandra_download import download
 from chandra_download.simulator import generate_archive, iter_files
 from chandra_download.simulator.http import ArchiveHTTPServer
+from chandra_download.statedir import Spot
 
 OBSID = 1843
 FAST = dict(retries=0, timeout=5.0, backoff=0.01)
@@ -32,7 +33,7 @@ def server(root: Path) -> Iterator[ArchiveHTTPServer]:
 def events(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[str, str]]:
     """Every fsync/fdatasync (with the path of its descriptor) and rename under tmp_path."""
     seen: list[tuple[str, str]] = []
-    real = {name: getattr(os, name) for name in ("fsync", "fdatasync", "replace")}
+    real = {name: getattr(os, name) for name in ("fsync", "fdatasync", "replace", "rename")}
 
     def syncer(name: str):
         def sync(fd: int) -> None:
@@ -43,14 +44,22 @@ def events(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[str, s
 
         return sync
 
-    def replace(src: os.PathLike, dst: os.PathLike) -> None:
-        real["replace"](src, dst)
-        if str(dst).startswith(str(tmp_path)):
-            seen.append(("replace", f"{src} -> {dst}"))
+    def full(name: os.PathLike | str, dir_fd: int | None) -> str:
+        return str(name) if dir_fd is None else f"{os.readlink(f'/proc/self/fd/{dir_fd}')}/{name}"
+
+    def renamer(kind: str):
+        def rename(src, dst, *, src_dir_fd=None, dst_dir_fd=None) -> None:  # type: ignore[no-untyped-def]
+            real[kind](src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+            whole = (full(src, src_dir_fd), full(dst, dst_dir_fd))
+            if whole[1].startswith(str(tmp_path)):
+                seen.append(("replace", f"{whole[0]} -> {whole[1]}"))
+
+        return rename
 
     monkeypatch.setattr(os, "fsync", syncer("fsync"))
     monkeypatch.setattr(os, "fdatasync", syncer("fdatasync"))
-    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "replace", renamer("replace"))
+    monkeypatch.setattr(os, "rename", renamer("rename"))
     return seen
 
 
@@ -65,7 +74,7 @@ def test_each_file_is_flushed_before_its_rename_and_its_directory_after(
     out = tmp_path / "out"
     assert download(OBSID, mirror=server.base_url, outdir=out, split_threshold=0, **FAST).ok
     for final in _finals(root, out):
-        part = f"{final}.part"
+        part = str(Spot(out, str(OBSID), final.relative_to(out / str(OBSID)).as_posix()).part)
         rename = events.index(("replace", f"{part} -> {final}"))
         assert ("fsync", part) in events[:rename], final.name
         assert ("fsync", str(final.parent)) in events[rename:], final.name
@@ -79,7 +88,8 @@ def test_split_state_is_saved_only_after_the_data_it_claims(
     opts = dict(split_threshold=1_000_000, jobs=4, **FAST)
     assert download(OBSID, mirror=server.base_url, outdir=out, **opts).ok
     (big,) = [f for f in _finals(root, out) if f.name.endswith("evt1.fits.gz")]
-    part, state = f"{big}.part", f"{big}.part.parts"
+    spot = Spot(out, str(OBSID), big.relative_to(out / str(OBSID)).as_posix())
+    part, state = str(spot.part), str(spot.state)
     saves = [i for i, e in enumerate(events) if e == ("replace", f"{state}.tmp -> {state}")]
     assert len(saves) >= 5  # the plan, then at least once for each of the four parts
     previous = 0

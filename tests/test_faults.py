@@ -30,6 +30,7 @@ from fault_support import (
     s3_server_fixture,  # noqa: F401 - pytest fixture
     source_size,
 )
+from statedir_support import ours
 
 from chandra_download import download, stream
 from chandra_download.results import Status
@@ -285,7 +286,7 @@ def test_full_disk_keeps_part_and_resumes(
     evt1 = by_rel(results)[EVT1]
     assert evt1.status is Status.FAILED and evt1.attempts == 1  # not retried: it would not help
     assert "no space left on device" in evt1.reason.lower()
-    part = tmp_path / str(OBSID) / (EVT1 + ".part")
+    part = ours(tmp_path, OBSID, EVT1)
     assert str(part.parent) in evt1.reason  # says where: which disk is full
     assert part.stat().st_size == 300_000
     assert not (tmp_path / str(OBSID) / EVT1).exists()

@@ -35,6 +35,7 @@ from fault_support import (
     source_files,
     source_size,
 )
+from statedir_support import ours
 
 from chandra_download import classify, download
 from chandra_download.results import Status
@@ -54,10 +55,10 @@ def test_failed_transfer_leaves_only_part_then_resumes(
     assert fr.status is Status.FAILED and fr.attempts == 1
     top = tmp_path / str(OBSID)
     assert not (top / EVT2).exists()
-    kept = (top / (EVT2 + ".part")).stat().st_size
+    kept = ours(tmp_path, OBSID, EVT2).stat().st_size
     assert 0 < kept <= 200_000
     data = source_files(archive_root)[EVT2].read_bytes()
-    assert (top / (EVT2 + ".part")).read_bytes() == data[:kept]
+    assert ours(tmp_path, OBSID, EVT2).read_bytes() == data[:kept]
 
     again = download(OBSID, "evt2", mirror=archive_http.base_url, outdir=tmp_path, **FAST)
     fr = by_rel(again)[EVT2]
@@ -154,9 +155,11 @@ def test_interrupted_run_leaves_no_partial_final_files(
     assert proc.returncode != 0
     src = source_files(archive_root)
     files = local_files(top)
-    finals = [rel for rel in files if not rel.endswith(".part")]
+    finals = list(files)
     parts = {
-        rel[: -len(".part")]: p.stat().st_size for rel, p in files.items() if rel.endswith(".part")
+        rel: p.stat().st_size
+        for rel in src
+        if rel not in finals and (p := ours(tmp_path, OBSID, rel)).exists()
     }
     assert parts and any(size > 0 for size in parts.values())
     assert set(finals) | set(parts) <= set(src)
@@ -207,7 +210,7 @@ def test_damage_that_differs_each_time_fails_and_checks_can_be_disabled(
     assert re.search(check, fr.reason), fr.reason
     assert fr.warning is None
     top = tmp_path / str(OBSID)
-    assert not (top / rel).exists() and not (top / (rel + ".part")).exists()
+    assert not (top / rel).exists() and not ours(tmp_path, OBSID, rel).exists()
     others = [f.relpath for f in results.files if f.relpath != rel]
     assert_identical(archive_root, tmp_path, OBSID, others)
     assert any(rel in line for line in results.errors)
@@ -257,7 +260,7 @@ def test_html_error_page_is_never_saved(
     assert readme.status is Status.FAILED and "HTML" in readme.reason
     top = tmp_path / str(OBSID)
     assert not (top / README).exists()
-    part = top / (README + ".part")
+    part = ours(tmp_path, OBSID, README)
     assert not part.exists() or part.stat().st_size == 0
     others = [rel for rel in files if rel != README]
     assert_identical(archive_root, tmp_path, OBSID, others)
@@ -270,8 +273,8 @@ def test_resume_refused_by_server_restarts_from_zero(
 ) -> None:
     data = source_files(archive_root)[EVT2].read_bytes()
     top = tmp_path / str(OBSID)
-    seeded = top / (EVT2 + ".part" if where == "part" else EVT2)
-    seeded.parent.mkdir(parents=True)
+    seeded = ours(tmp_path, OBSID, EVT2) if where == "part" else top / EVT2
+    seeded.parent.mkdir(parents=True, exist_ok=True)
     seeded.write_bytes(data[:100_000])
     archive_http.faults.add(Fault(kind, EVT2))
     results = download(OBSID, "evt2", mirror=archive_http.base_url, outdir=tmp_path, **FAST)
@@ -287,8 +290,7 @@ def test_resume_refused_by_server_restarts_from_zero(
 def test_s3_resume_refused_never_appends(s3, archive_root: Path, tmp_path: Path, kind: str) -> None:
     server, plan = s3
     data = source_files(archive_root)[EVT2].read_bytes()
-    part = tmp_path / str(OBSID) / (EVT2 + ".part")
-    part.parent.mkdir(parents=True)
+    part = ours(tmp_path, OBSID, EVT2)
     part.write_bytes(data[:100_000])
     plan.add(Fault(kind, EVT2))
     results = download(
@@ -383,7 +385,7 @@ def test_symlinks_leading_out_of_the_tree_are_refused(
     part_victim.write_bytes(b"also precious")
     (top / "primary").symlink_to(elsewhere, target_is_directory=True)
     (top / OIF).symlink_to(victim)
-    (top / (README + ".part")).symlink_to(part_victim)
+    ours(outdir, OBSID, README).symlink_to(part_victim)
     before = snapshot(tmp_path / "elsewhere")
 
     results = download(OBSID, mirror=archive_http.base_url, outdir=outdir, **FAST)

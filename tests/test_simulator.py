@@ -82,7 +82,7 @@ def test_tree_has_real_patterns_and_every_type(archive_root):
     assert None in found  # at least one file of no known type
     sizes = [p.stat().st_size for o in DEFAULT_OBSIDS for _, p in iter_files(archive_root, o)]
     assert max(sizes) < 1_500_000
-    assert not list((archive_root / "byobsid").rglob("*.part"))
+    assert not list((archive_root / "byobsid").rglob(".*.tmp"))  # no temporary of its own left
 
 
 def test_gzip_and_fits_checksums_are_valid(archive_root):

@@ -8,13 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from statedir_support import ours
 
 from chandra_download import download
 from chandra_download.results import Status
 from chandra_download.simulator import generate_archive, iter_files
 from chandra_download.simulator.faults import Fault
 from chandra_download.simulator.http import ArchiveHTTPServer
-from chandra_download.split import PartsState, state_path
+from chandra_download.split import PartsState
 
 OBSID = 1843
 BIG = 3_000_000  # the evt1 file; parts of ~1 MB with split_threshold below
@@ -115,7 +116,8 @@ def test_interrupted_split_resumes_part_by_part(
     assert fr.status is Status.FAILED and not first.ok
     target = tmp_path / str(OBSID) / rel
     assert not target.exists()
-    state = json.loads(state_path(target).read_text())
+    state = json.loads(ours(tmp_path, OBSID, rel, "state").read_text())
+    assert state["relpath"] == rel
     done = sum(d for _, _, d in state["parts"])
     assert state["size"] == size and 0 < done < size and len(state["parts"]) == 4
 
@@ -157,7 +159,8 @@ def test_stale_state_without_data_starts_over(
     target = tmp_path / str(OBSID) / rel
     target.parent.mkdir(parents=True)
     # A state claiming half the file while the .part holding it is gone: must not be trusted.
-    state_path(target).write_text(json.dumps({"size": BIG, "parts": [[0, BIG, BIG // 2]]}))
+    parts = {"relpath": rel, "size": BIG, "parts": [[0, BIG, BIG // 2]]}
+    ours(tmp_path, OBSID, rel, "state").write_text(json.dumps(parts))
     results = download(OBSID, mirror=server.base_url, outdir=tmp_path, **_opts())
     assert results.ok, results.summary()
     _assert_whole(big_root, tmp_path)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from statedir_support import ours
 
 from chandra_download.config import SessionConfig
 from chandra_download.engine import Engine
@@ -69,8 +70,7 @@ def _honest(offset: int, end: int | None) -> Body:
 def test_a_lying_content_range_on_resume_is_caught_and_the_file_fetched_again(
     tmp_path: Path,
 ) -> None:
-    part = tmp_path / str(OBSID) / f"{NAME}.part"
-    part.parent.mkdir(parents=True)
+    part = ours(tmp_path, OBSID, NAME)
     part.write_bytes(DATA[:60_000])
     lies = [True]
 
@@ -88,8 +88,7 @@ def test_a_lying_content_range_on_resume_is_caught_and_the_file_fetched_again(
 
 
 def test_an_honest_resume_keeps_the_bytes_on_disk(tmp_path: Path) -> None:
-    part = tmp_path / str(OBSID) / f"{NAME}.part"
-    part.parent.mkdir(parents=True)
+    part = ours(tmp_path, OBSID, NAME)
     part.write_bytes(DATA[:60_000])
     fr = _run(ScriptedSource(_honest), tmp_path)
     assert fr.status is Status.RESUMED, fr.reason
@@ -134,8 +133,7 @@ def test_a_body_longer_than_the_file_is_cut_and_fails(tmp_path: Path, total: int
 def test_a_full_part_left_by_a_crash_is_finished_without_asking_past_its_end(
     tmp_path: Path,
 ) -> None:
-    part = tmp_path / str(OBSID) / f"{NAME}.part"
-    part.parent.mkdir(parents=True)
+    part = ours(tmp_path, OBSID, NAME)
     part.write_bytes(DATA)
 
     def serve(offset: int, end: int | None) -> Body:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from statedir_support import ours
+
 from chandra_download import cli
 from chandra_download.simulator.fixtures import FTP_PASSWORD, FTP_USER
 
@@ -29,8 +31,7 @@ def test_level_5_shows_http_requests_and_responses(archive_http, tmp_path, capsy
 
 def test_level_5_shows_a_range_and_its_content_range(archive_http, source_files, tmp_path, capsys):
     evt2 = "primary/acisf01843N005_evt2.fits.gz"
-    part = tmp_path / "1843" / (evt2 + ".part")
-    part.parent.mkdir(parents=True)
+    part = ours(tmp_path, 1843, evt2)
     part.write_bytes(source_files(1843)[evt2].read_bytes()[:100_000])
     out = _lines(capsys, ["1843", "evt2", "-m", archive_http.base_url, "--outdir", str(tmp_path),
                           "--verbose", "5"])  # fmt: skip

@@ -11,11 +11,11 @@ from typing import Any
 from .errors import VerificationError
 from .filetypes import Selection, classify
 from .output import local_state, missing_block
-from .plan import PART_SUFFIX
 from .progress import Reporter
 from .record import KEPT, FileRecord, RecordBook, changed_at_archive, sha256_file
 from .results import FileResult, LocalState, ObsIdResult, Results
 from .revisions import Superseded, local_files, own_base
+from .statedir import Spot
 from .verify import check_file
 
 
@@ -198,7 +198,7 @@ def _classify(
     if changed is not None:  # not "larger local file", nor partial: an older copy
         audit.changed.append((f.relpath, changed))
     elif state is LocalState.MISSING:
-        (audit.partial if _has_part(f.path) else audit.missing).append(f.relpath)
+        (audit.partial if _has_part(f) else audit.missing).append(f.relpath)
     elif state is LocalState.PARTIAL:
         audit.partial.append(f.relpath)
     elif state is LocalState.COMPLETE:
@@ -235,9 +235,12 @@ class _Quiet(Reporter):
         self.silence()
 
 
-def _has_part(path: Path) -> bool:
-    part = path.with_name(path.name + PART_SUFFIX)
-    return part.exists() and part.stat().st_size > 0
+def _has_part(f: FileResult) -> bool:
+    """Whether our hidden directory holds bytes of the file in progress."""
+    try:
+        return Spot.of(f).part.lstat().st_size > 0
+    except OSError:
+        return False
 
 
 def print_report(report: AuditReport, verbose: int = 1) -> None:

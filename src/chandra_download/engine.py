@@ -41,6 +41,7 @@ from .results import FileResult, ObsIdResult, Status
 from .retry import Interrupted, RetryPolicy, with_retries
 from .sources.base import ListingPage, ListingWalk, PageRef, RemoteFile, Source, check_relpath
 from .sources.pipeline import Batch, split_batches
+from .statedir import Spot
 from .transfer import FileJob, Next, vouched_size
 
 Listing = dict[str, RemoteFile]
@@ -365,7 +366,7 @@ class Engine:
         if self._list_only or not todo:
             return
         with self._lock:
-            self._space_needed += sum(max(0, (f.size or 0) - _on_disk(f.path)) for f in todo)
+            self._space_needed += sum(max(0, (f.size or 0) - _on_disk(f)) for f in todo)
             needed, warned = self._space_needed, self._space_warned
         free = _free_space(outdir)
         if free is not None and needed > free and not warned:
@@ -501,7 +502,7 @@ class Engine:
         source = self.sources[index]
         remote = self._listing_of(index, r.obsid)[fr.relpath]
         try:
-            disk = look(fr.path)
+            disk = look(Spot.of(fr))
             size = remote.size
             if size is None:  # a complete local copy may tell it without a HEAD (core)
                 size = vouched_size(self.ctx, remote, fr, disk)
@@ -551,9 +552,9 @@ def _file_and_directory(listing: Listing) -> str | None:
     return None
 
 
-def _on_disk(path: Path) -> int:
+def _on_disk(fr: FileResult) -> int:
     """Bytes of a file already on disk, at its final name or in its ``.part``."""
-    for name in (path, path.with_name(path.name + ".part")):
+    for name in (fr.path, Spot.of(fr).part):
         try:
             return os.lstat(name).st_size
         except OSError:

@@ -217,4 +217,9 @@ class RangedParts:
             with self._lock:
                 parts = [Part(p.start, p.end, p.done) for p in self.state.parts]
             snapshot = PartsState(self.size, parts)
-            save_state(self.file.state_file, snapshot, durable=self.file.durable)
+            save_state(
+                self.file.state_file,
+                snapshot,
+                relpath=self.name,
+                durable=self.file.durable,
+            )

@@ -18,16 +18,10 @@ from typing import TYPE_CHECKING
 
 from .errors import LocalError
 from .results import LocalState
+from .statedir import Spot
 
 if TYPE_CHECKING:  # split imports this module: the state's type only, for the checker
     from .split import PartsState
-
-PART_SUFFIX = ".part"
-
-
-def part_path(target: Path) -> Path:
-    """Temporary name beside the target; moved into place only when complete and verified."""
-    return target.with_name(target.name + PART_SUFFIX)
 
 
 class Action(Enum):
@@ -87,7 +81,7 @@ def _size(path: Path) -> int | None:
     """Size of a regular file; None when absent. A symlink or anything else is refused."""
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     if not stat.S_ISREG(st.st_mode):
         kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a regular file"
@@ -95,15 +89,15 @@ def _size(path: Path) -> int | None:
     return st.st_size
 
 
-def look(target: Path) -> OnDisk:
-    """What is on disk for ``target``: final file, ``.part`` and split state."""
-    from .split import load_state, state_path
+def look(spot: Spot) -> OnDisk:
+    """What is on disk for a file: its final file, and its ``.part`` and split state in our
+    hidden directory (:mod:`chandra_download.statedir`)."""
+    from .split import load_state
 
-    state_file = state_path(target)
-    state, problem = load_state(state_file)
+    state, problem = load_state(spot.state, spot.relpath)
     return OnDisk(
-        _size(target),
-        _size(part_path(target)),
+        _size(spot.target),
+        _size(spot.part),
         state,
         problem,
         state is not None or problem is not None,
@@ -151,27 +145,27 @@ def unsafe_target(top: Path, path: Path) -> str | None:
     """Why writing ``path`` would go through a symlink or onto something not a file, or None.
 
     Every existing directory from the ObsId's directory ``top`` down to the file's, and every
-    name we write (the file, its ``.part``, the state file and its temporary), is looked at
-    without following links: no symlink is written through, even one that stays inside the
-    tree. Other OSErrors (a name too long...) are the caller's to report.
+    name we write (the file; in our hidden directory, its ``.part``, the state file and its
+    temporary, and the directories down to them), is looked at without following links: no
+    symlink is written through, even one that stays inside the tree. Other OSErrors (a name
+    too long...) are the caller's to report.
     """
-    from .split import state_path
-
-    directory = top.parent
-    for part in path.relative_to(top.parent).parts[:-1]:
-        directory = directory / part
-        try:
-            mode = os.lstat(directory).st_mode
-        except FileNotFoundError:
-            break  # the rest is ours to create
-        if stat.S_ISLNK(mode):
-            return f"refusing to write {path}: {directory} is a symlink"
-    state = state_path(path)
-    optional = (state, state.with_name(state.name + ".tmp"))
-    for name in (path, part_path(path), *optional):
+    spot = Spot(top.parent, top.name, path.relative_to(top).as_posix())
+    for dirs in (spot.target_dirs, spot.partial_dirs):
+        directory = top.parent
+        for part in dirs:
+            directory = directory / part
+            try:
+                mode = os.lstat(directory).st_mode
+            except FileNotFoundError:
+                break  # the rest is ours to create
+            if stat.S_ISLNK(mode):
+                return f"refusing to write {path}: {directory} is a symlink"
+    optional = (spot.state, spot.state_tmp)
+    for name in (path, spot.part, *optional):
         try:
             mode = os.lstat(name).st_mode
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             continue
         except OSError as exc:
             if exc.errno == errno.ENAMETOOLONG and name in optional:

@@ -18,17 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import VerificationError
-from .plan import PART_SUFFIX
 from .results import FileResult, ObsIdResult, Status
-from .split import STATE_SUFFIX
 from .verify import check_file
 
 #: The processing version in a file name: ``N005`` followed by ``_``.
 _VERSION = re.compile(r"N(\d{3})(?=_)")
 #: Where superseded files are moved, below the output directory.
 SUPERSEDED_DIR = "superseded"
-#: Our own in-progress names beside a listed file (older layouts kept them there).
-_OURS = (PART_SUFFIX + STATE_SUFFIX, PART_SUFFIX)
 
 
 def processing_version(relpath: str) -> int | None:
@@ -76,10 +72,9 @@ def local_files(top: Path) -> list[str]:
 
 
 def own_base(rel: str) -> str:
-    """The listed name one of our in-progress files belongs to (itself for other names)."""
-    for suffix in _OURS:
-        if rel.endswith(suffix):
-            return rel[: -len(suffix)]
+    """The listed name a local file belongs to: itself. Our in-progress files live in our
+    hidden directory (:mod:`chandra_download.statedir`), so a local ``x.part`` is the
+    archive's own file, never ours."""
     return rel
 
 

@@ -1,7 +1,8 @@
 """The state of a file fetched as ranged parts: typed, validated, saved without following links.
 
 The parts are written in place into the file's ``.part`` with ``pwrite``, so it has holes until
-all are done. The state file beside it (``<name>.part.parts``) records how far each part got;
+all are done. The state file beside it (``<K>.parts`` in our hidden directory, see
+:mod:`chandra_download.statedir`) records the file's path, its size and how far each part got;
 it is saved before any data is written and removed before the finished file is renamed, so a
 ``.part`` with holes is never taken for a contiguous one, and a ``.part`` without a state file
 is always contiguous. The state lags the data (it is saved every few MB), which only means a
@@ -19,18 +20,17 @@ from pathlib import Path
 
 from .disk import flush
 from .errors import LocalError
-from .plan import part_path
+from .statedir import STATE_SUFFIX as STATE_SUFFIX
+from .statedir import Spot
 
-STATE_SUFFIX = ".parts"
 MIN_PART = 4 * 1024 * 1024  # smaller parts cost more in requests than they gain
 SAVE_EVERY = 4 * 1024 * 1024
 _MAX_STATE = 1024 * 1024  # a state file larger than this is not ours
 
 
-def state_path(target: Path) -> Path:
-    """The state file of a split download: ``<name>.part.parts``."""
-    part = part_path(target)
-    return part.with_name(part.name + STATE_SUFFIX)
+def state_path(spot: Spot) -> Path:
+    """The state file of a split download (in our hidden directory)."""
+    return spot.state
 
 
 def part_bounds(size: int, count: int) -> list[tuple[int, int]]:
@@ -85,15 +85,15 @@ class PartsState:
         """The furthest byte written: ``pwrite`` grows the file at least to there."""
         return max((p.next for p in self.parts if p.done), default=0)
 
-    def to_json(self) -> str:
-        return json.dumps(
-            {"size": self.size, "parts": [[p.start, p.end, p.done] for p in self.parts]}
-        )
+    def to_json(self, relpath: str) -> str:
+        """The state file's text; it names the file it belongs to."""
+        parts = [[p.start, p.end, p.done] for p in self.parts]
+        return json.dumps({"relpath": relpath, "size": self.size, "parts": parts})
 
 
-def load_state(path: Path) -> tuple[PartsState | None, str | None]:
-    """Read a state file: (state, None), or (None, why it cannot be used), or (None, None)
-    when there is none. Any content is survivable: nothing here raises."""
+def load_state(path: Path, relpath: str) -> tuple[PartsState | None, str | None]:
+    """Read the state file of ``relpath``: (state, None), or (None, why it cannot be used),
+    or (None, None) when there is none. Any content is survivable: nothing here raises."""
     try:
         # O_NONBLOCK: a FIFO planted at the name must not hang us; it is refused below.
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -113,6 +113,8 @@ def load_state(path: Path) -> tuple[PartsState | None, str | None]:
         return None, "it is not a valid state file"
     try:
         data = json.loads(raw)
+        if data["relpath"] != relpath:
+            return None, "it belongs to another file"
         state = PartsState(int(data["size"]), [Part(*map(int, p)) for p in data["parts"]])
     except (ValueError, KeyError, TypeError, IndexError, OverflowError, RecursionError):
         return None, "it is not a valid state file"
@@ -132,7 +134,7 @@ def _inconsistent(state: PartsState) -> str | None:
     return None
 
 
-def save_state(path: Path, state: PartsState, *, durable: bool) -> None:
+def save_state(path: Path, state: PartsState, *, relpath: str, durable: bool) -> None:
     """Write the state through a temporary name and rename it into place. Never follows a
     symlink (O_NOFOLLOW): one planted at either name cannot redirect the write."""
     tmp = path.with_name(path.name + ".tmp")
@@ -141,7 +143,7 @@ def save_state(path: Path, state: PartsState, *, durable: bool) -> None:
     except OSError as exc:
         raise LocalError.from_os(exc, tmp) from None
     try:
-        os.write(fd, state.to_json().encode())
+        os.write(fd, state.to_json(relpath).encode())
         if durable:
             flush(fd)
     except OSError as exc:

@@ -13,6 +13,7 @@ are kept, with a warning; different bytes each time are damage in transit and ar
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,12 +34,13 @@ from .errors import (
 )
 from .log import vlog
 from .parts import Outcome, PartsFile, RangedParts
-from .plan import Action, Decision, OnDisk, decide, look, needs_size, part_path, unsafe_target
+from .plan import Action, Decision, OnDisk, decide, look, needs_size, unsafe_target
 from .record import PARTIAL_NOTE_LIMIT, note_partial, partial_changed
 from .results import FileResult, Status
 from .retry import Interrupted, RetriesExhausted, RetryPolicy
 from .sources.base import Body, RemoteFile, Source
-from .split import PartsState, state_path
+from .split import PartsState
+from .statedir import Spot
 from .stream import Copy, RateGuard, ResumeMismatch, body_has_more, resume_from
 from .verify import Checker, check_fd, read_into
 
@@ -58,7 +60,9 @@ class FileJob:
         self.ctx, self.config = ctx, ctx.config
         self.source, self.remote, self.fr = source, remote, fr
         self.target = fr.path
-        self.part, self.state_file = part_path(fr.path), state_path(fr.path)
+        # Our temporaries live in our hidden directory, never beside the archive's names.
+        self.spot = Spot.of(fr)
+        self.part, self.state_file = self.spot.part, self.spot.state
         self.size = remote.size
         self.fd = -1
         self.parts: RangedParts | None = None  # a large file's ranged parts, when split
@@ -98,7 +102,7 @@ class FileJob:
             self._fail_local(LocalError.of(exc, self.part))
 
     def _start(self) -> Next:
-        disk = look(self.target)
+        disk = look(self.spot)
         if self.size is None:  # a complete local copy may tell its size without a HEAD
             self.size = vouched_size(self.ctx, self.remote, self.fr, disk)
         self._learn_size(disk)
@@ -110,11 +114,12 @@ class FileJob:
             self._settle(first)
             return Next.DONE
         make_dirs(self.target.parent)
+        make_dirs(self.spot.partial_dir)
         self._still_safe()
         self.fd = acquire(self.part)
         if os.fstat(self.fd).st_nlink > 1:  # a hard link planted at .part: not ours to write
             raise LocalError(f"refusing to write {self.part}: it has other hard links", self.part)
-        disk = look(self.target)  # again under the lock: a rival may have finished the file
+        disk = look(self.spot)  # again under the lock: a rival may have finished the file
         self._learn_size(disk)
         return self._act(decide(disk, self.size), disk)
 
@@ -204,7 +209,7 @@ class FileJob:
         cfg, size = self.config, self.size
         if size is None or size - have < cfg.split_threshold:
             return Next.WHOLE
-        if not self._splittable() or not _state_name_fits(self):
+        if not self._splittable():
             return Next.WHOLE
         self.parts = self._ranged(PartsState.plan(size, cfg.jobs, cfg.split_threshold, have))
         self.parts.save()  # before any data: a .part with holes always has its state beside it
@@ -555,11 +560,27 @@ class FileJob:
         except OSError as exc:
             raise LocalError.from_os(exc, self.target) from None
         _crashpoint.crashpoint("renamed", self.target.name)
+        self._moved_is_ours()
         if self.config.fsync:
             fsync_dir(self.target.parent)
         self.fr.size = self.fr.local_size = size
         self.fr.reason = None
         self.fr.last_modified, self.fr.etag = self.source.identity(self.remote)
+
+    def _moved_is_ours(self) -> None:
+        """The file now at the final name must be the open file checked: a name swapped in
+        meanwhile would have moved other bytes into place. Those are taken out."""
+        try:
+            st = os.lstat(self.target)
+        except FileNotFoundError:
+            st = None
+        mine = os.fstat(self.fd)
+        if st is None or (st.st_ino, st.st_dev) != (mine.st_ino, mine.st_dev):
+            if st is not None and stat.S_ISREG(st.st_mode):
+                unlink_quietly(self.target)
+            raise LocalError(
+                f"cannot write {self.target}: another file was moved in its place", self.target
+            )
 
     def _bad_content(self, exc: VerificationError) -> bool:
         """Bytes that failed a check: kept when identical to the last failure (True)."""
@@ -589,7 +610,7 @@ class FileJob:
         reason = self.ctx.local_problem(exc)
         kept = os.fstat(self.fd).st_size if exc.no_space and self.fd >= 0 else 0
         if kept:  # (an empty .part is removed: nothing to say about it)
-            reason += f"; {kept} bytes kept in {self.part.name} for resume"
+            reason += f"; {kept} bytes kept in {self.spot.partial_dir} for resume"
         self._fail(reason)
 
     def release(self) -> None:
@@ -605,16 +626,6 @@ class FileJob:
         finally:
             release(self.fd)
             self.fd = -1
-
-
-def _state_name_fits(job: FileJob) -> bool:
-    """Whether the state file's temporary name fits the file system (a long archive name
-    may leave room for ``.part`` but not for ``.part.parts.tmp``: then no parts)."""
-    try:
-        limit = os.pathconf(job.target.parent, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        limit = 255
-    return len(os.fsencode(job.state_file.name + ".tmp")) <= limit
 
 
 def _listed_anew(then: str | None, now: str | None) -> bool:

@@ -203,7 +203,7 @@ def write_file(
     Parameters
     ----------
     path : Path
-        Destination; written as ``<path>.part`` then renamed, with mtime ``mtime``.
+        Destination; written as ``.<name>.tmp`` (a dot name, never listed) then renamed, with mtime ``mtime``.
     rel : str
         Path below the ObsId directory: the name picks the format (``.fits``, ``.gz``...).
     obsid : int
@@ -231,7 +231,7 @@ def write_file(
         stream = _fits_stream(s, size, obsid, rel, kind)
     else:
         stream = _plain_stream(s, size, rel, obsid, version)
-    tmp = path.with_name(path.name + ".part")
+    tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
         if rel.endswith(".gz"):
             name = inner.rsplit("/", 1)[-1]

@@ -75,7 +75,7 @@ def apache_listing(
     url_path : str
         Decoded URL path of the directory (the page title), e.g. ``/cdaftp/byobsid/3/1843/``.
     directory : Path
-        Directory whose entries are listed; dot files and ``*.part`` files are left out.
+        Directory whose entries are listed; dot files are left out (the simulator's own temporaries are dot-named).
     query : str
         Query string selecting the sort order, as Apache's ``?C=M;O=D``.
     extra : iterable of str
@@ -89,7 +89,7 @@ def apache_listing(
     title = html.escape(url_path.rstrip("/") or "/")
     entries = []
     for e in os.scandir(directory):
-        if e.name.startswith(".") or e.name.endswith(".part"):
+        if e.name.startswith("."):
             continue  # like Apache's IndexIgnore .??*
         st = e.stat()
         entries.append((e.name, e.is_dir(), st.st_mtime, -1 if e.is_dir() else st.st_size))

@@ -327,6 +327,6 @@ def iter_files(root: Path | str, obsid: int) -> list[tuple[str, Path]]:
     out = [
         (p.relative_to(base).as_posix(), p)
         for p in base.rglob("*")
-        if p.is_file() and not p.name.endswith(".part")
+        if p.is_file() and not p.name.startswith(".")  # (its temporaries are dot-named)
     ]
     return sorted(out)
