@@ -14,14 +14,11 @@ import stat
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .errors import LocalError
 from .results import LocalState
+from .split import PartsState, load_state
 from .statedir import Spot
-
-if TYPE_CHECKING:  # split imports this module: the state's type only, for the checker
-    from .split import PartsState
 
 
 class Action(Enum):
@@ -92,7 +89,6 @@ def _size(path: Path) -> int | None:
 def look(spot: Spot) -> OnDisk:
     """What is on disk for a file: its final file, and its ``.part`` and split state in our
     hidden directory (:mod:`chandra_download.statedir`)."""
-    from .split import load_state
 
     state, problem = load_state(spot.state, spot.relpath)
     return OnDisk(
