@@ -273,3 +273,31 @@ def test_a_file_whose_listing_date_moved_is_asked_about_once(site, tmp_path):
     again = fetch(server, out, ["full_img"])
     assert get(again, JPG).status is Status.PRESENT
     assert server.stats.get_count("*", method="HEAD") == heads
+
+
+def test_partial_notes_of_files_starting_at_once_are_all_kept(tmp_path):
+    """Two large files of one ObsId start at once: each one's note of whose bytes it holds
+    survives the other's (the notes file is read, merged and replaced whole)."""
+    import threading as _threading
+
+    from chandra_download.record import _load_partials, _partials_path, note_partial
+    from chandra_download.results import FileResult
+
+    out = tmp_path / "out"
+    files = [
+        FileResult(1843, f"primary/f{i}.jpg", "u", out / "1843" / "primary" / f"f{i}.jpg", None)
+        for i in range(40)
+    ]
+    start = _threading.Barrier(len(files))
+
+    def note(fr: FileResult) -> None:
+        start.wait()
+        note_partial(fr, ("Thu, 13 Jun 2019 07:42:00 GMT", f'"{fr.relpath}"'))
+
+    threads = [_threading.Thread(target=note, args=(fr,)) for fr in files]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    notes = _load_partials(_partials_path(out, 1843))
+    assert set(notes) == {fr.relpath for fr in files}

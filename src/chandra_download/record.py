@@ -317,6 +317,11 @@ def _load_partials(path: Path) -> dict[str, dict[str, str | None]]:
     return data if isinstance(data, dict) else {}
 
 
+#: One writer at a time of a session's partial notes: the file is read, merged and replaced
+#: whole, so two files of one ObsId starting at once would each drop the other's note.
+_NOTES_LOCK = threading.Lock()
+
+
 def note_partial(fr: FileResult, identity: tuple[str | None, str | None]) -> None:
     """Remember the site's ``(Last-Modified, ETag)`` of the bytes a partial file begins with
     (merged by re-reading; temp file and rename). Never fails a download."""
@@ -324,9 +329,10 @@ def note_partial(fr: FileResult, identity: tuple[str | None, str | None]) -> Non
         return
     path = _partials_path(_outdir(fr.path, fr.relpath), fr.obsid)
     try:
-        notes = _load_partials(path)
-        notes[fr.relpath] = {"last_modified": identity[0], "etag": identity[1]}
-        _write_json(path, notes)
+        with _NOTES_LOCK:
+            notes = _load_partials(path)
+            notes[fr.relpath] = {"last_modified": identity[0], "etag": identity[1]}
+            _write_json(path, notes)
     except OSError as exc:
         vlog(2, "%s: cannot note whose bytes its partial file holds: %s", fr.relpath, exc)
 
@@ -349,19 +355,21 @@ def partial_changed(fr: FileResult) -> str | None:
 def forget_partials(outdir: Path, obsid: int, relpaths: Iterable[str]) -> None:
     """Drop the notes of files now complete."""
     path = _partials_path(outdir, obsid)
-    if not path.exists():
-        return
-    notes = _load_partials(path)
-    kept = {k: v for k, v in notes.items() if k not in set(relpaths)}
-    if kept == notes:
-        return
-    try:
-        if kept:
-            _write_json(path, kept)
-        else:
-            path.unlink(missing_ok=True)
-    except OSError:
-        pass  # stale notes only guard resumes of files already complete
+    done = set(relpaths)
+    with _NOTES_LOCK:
+        if not path.exists():
+            return
+        notes = _load_partials(path)
+        kept = {k: v for k, v in notes.items() if k not in done}
+        if kept == notes:
+            return
+        try:
+            if kept:
+                _write_json(path, kept)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError:
+            pass  # stale notes only guard resumes of files already complete
 
 
 def _write_json(path: Path, doc: object) -> None:
