@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
 import sys
 import traceback
@@ -33,7 +32,7 @@ from .log import (
     stdout_failed,
     vlog,
 )
-from .obsids import parse_obsid_args
+from .obsids import list_file, parse_obsid_args
 from .output import list_table
 from .progress import Reporter, shown
 from .results import Results
@@ -477,18 +476,8 @@ def types_arg(text: str | None) -> str | None:
 
 
 def _types_in(path: Path) -> list[str]:
-    """The types an ``@file`` lists (one or more a line, ``#`` comments), or ValueError
-    naming the file when it cannot be read or is not text."""
-    try:
-        content = path.read_text()
-    except OSError as exc:
-        raise ValueError(f"Cannot read file type list {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"Cannot read file type list {path}: not a text file") from None
-    found: list[str] = []
-    for line in content.splitlines():
-        found.extend(t for t in re.split(r"[\s,]+", line.split("#", 1)[0]) if t)
-    return found
+    """The types an ``@file`` lists, or ValueError naming the file."""
+    return list_file(path, "file type list")
 
 
 def _values(args: argparse.Namespace) -> tuple[list[int], SessionConfig]:

@@ -72,16 +72,23 @@ def _tokens(text: str) -> list[str]:
         if not part:
             continue
         if part.startswith("@"):
-            path = Path(part[1:])
-            try:
-                content = path.read_text()
-            except OSError as exc:
-                raise ValueError(f"Cannot read ObsId list {path}: {exc.strerror}") from None
-            except UnicodeDecodeError:
-                raise ValueError(f"Cannot read ObsId list {path}: not a text file") from None
-            for line in content.splitlines():
-                line = line.split("#", 1)[0]
-                tokens.extend(t for t in re.split(r"[\s,]+", line) if t)
+            tokens.extend(list_file(Path(part[1:]), "ObsId list"))
         else:
             tokens.append(part)
     return tokens
+
+
+def list_file(path: Path, what: str) -> list[str]:
+    """The items an ``@file`` lists (one or more a line, comma or space separated, ``#``
+    comments), or ValueError naming ``what`` and the file when it cannot be read or is not
+    text. Shared by the ObsId and the file type lists."""
+    try:
+        content = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"Cannot read {what} {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"Cannot read {what} {path}: not a text file") from None
+    found: list[str] = []
+    for line in content.splitlines():
+        found.extend(t for t in re.split(r"[\s,]+", line.split("#", 1)[0]) if t)
+    return found
