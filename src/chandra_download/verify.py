@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,10 +218,7 @@ class FitsStream:
 
 
 def _cards(header: bytes, error) -> dict[str, object]:
-    """The values of the keywords that size the data unit and carry its sums (astropy parses
-    each card, so odd but legal formatting reads as cfitsio would write it)."""
-    from astropy.io import fits
-
+    """The values of the keywords that size the data unit and carry its sums."""
     found: dict[str, object] = {}
     for i in range(0, len(header), _CARD):
         card = header[i : i + _CARD]
@@ -228,11 +226,39 @@ def _cards(header: bytes, error) -> dict[str, object]:
         if key == "END" and card == _END_CARD:
             break
         if key in _SIZE_KEYS or key in _SUM_KEYS or (key.startswith("NAXIS") and key[5:].isdigit()):
-            try:
-                found[key] = fits.Card.fromstring(card.decode("ascii")).value
-            except Exception as exc:  # astropy raises several kinds for a damaged card
-                raise error(f"bad {key} card: {exc}") from None
+            found[key] = _card_value(card, key, error)
     return found
+
+
+# A value card in the standard's plain form: "= ", then an integer, T/F or a quoted string
+# (no control or non-ASCII byte anywhere), then an optional comment. Anything else goes to
+# astropy, which reads odd but legal formatting as cfitsio would write it.
+_PLAIN_VALUE = re.compile(rb" *(?:([+-]?[0-9]+)|([TF])|'((?:[ -&(-~]|'')*)') *(?:/[ -~]*)?")
+_PRINTABLE_KEY = re.compile(rb"[ -~]{8}= ")
+
+
+def _card_value(card: bytes, key: str, error) -> object:
+    """One card's value: read here when in the plain form (the cards of nearly every file:
+    importing astropy and parsing each card with it was most of a small file's CPU), else
+    by astropy."""
+    plain = _PRINTABLE_KEY.match(card) and _PLAIN_VALUE.fullmatch(card, 10)
+    if plain:
+        number, logical, text = plain.groups()
+        if number is not None:
+            return int(number)
+        if logical is not None:
+            return logical == b"T"
+        return text.replace(b"''", b"'").rstrip(b" ").decode("ascii")
+    return _astropy_value(card, key, error)
+
+
+def _astropy_value(card: bytes, key: str, error) -> object:
+    from astropy.io import fits
+
+    try:
+        return fits.Card.fromstring(card.decode("ascii")).value
+    except Exception as exc:  # astropy raises several kinds for a damaged card
+        raise error(f"bad {key} card: {exc}") from None
 
 
 def _as_int(value: object) -> int | None:

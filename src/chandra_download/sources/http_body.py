@@ -104,32 +104,46 @@ class _Watchdog:
         self._heap: list[tuple[float, int, _Armed]] = []
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
+        # When the waiting thread wakes by itself (-inf before it starts: it then looks).
+        self._wake_at = float("-inf")
 
     def arm(self, sock: socket.socket, seconds: float) -> _Armed:
         armed = _Armed(sock)
         with self._cond:
-            heapq.heappush(self._heap, (time.monotonic() + seconds, next(self._seq), armed))
+            _prune(self._heap)
+            deadline = time.monotonic() + seconds
+            heapq.heappush(self._heap, (deadline, next(self._seq), armed))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="chandra-download header deadlines", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify()
+            # The thread sleeps until a deadline it knows: only an earlier one needs it woken
+            # (waking it for every request cost GIL hand-offs, issue 19.4).
+            if deadline < self._wake_at:
+                self._cond.notify()
         return armed
 
     def _run(self) -> None:
         with self._cond:
             while True:
-                while self._heap and self._heap[0][2].done:
-                    heapq.heappop(self._heap)  # disarmed: the headers came in time
+                _prune(self._heap)
                 if not self._heap:
+                    self._wake_at = float("inf")
                     self._cond.wait()
                     continue
-                wait = self._heap[0][0] - time.monotonic()
+                self._wake_at = self._heap[0][0]
+                wait = self._wake_at - time.monotonic()
                 if wait > 0:
                     self._cond.wait(wait)
                     continue
                 heapq.heappop(self._heap)[2].expire()
+
+
+def _prune(heap: list[tuple[float, int, _Armed]]) -> None:
+    """Drop the disarmed deadlines at the top (their headers came in time)."""
+    while heap and heap[0][2].done:
+        heapq.heappop(heap)
 
 
 class _Armed:
