@@ -21,7 +21,15 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
-from .sources.base import Body, ListingPage, PageRef, RemoteFile, Source
+from .sources.base import (
+    Body,
+    ListingPage,
+    PageRef,
+    RemoteFile,
+    Source,
+    WrappedBody,
+    WrappedSource,
+)
 
 
 class ConnectionBudget(Protocol):
@@ -94,27 +102,21 @@ def _then(first: Callable[[], object], then: Callable[[], None]) -> Callable[[],
     return both
 
 
-class _LeasedBody(Body):
+class _LeasedBody(WrappedBody):
     """A body whose lease is given back when it is closed."""
 
     def __init__(self, inner: Body, release: _Once) -> None:
-        self._inner, self._release = inner, release
-        self.start, self.total, self.end = inner.start, inner.total, inner.end
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
-
-    def read(self, n: int) -> bytes:
-        return self._inner.read(n)
+        super().__init__(inner)
+        self._release = release
 
     def close(self) -> None:
         try:
-            self._inner.close()
+            self.inner.close()
         finally:
             self._release()
 
 
-class BudgetedSource(Source):
+class BudgetedSource(WrappedSource):
     """``inner`` with each of its requests under a lease of ``budget``.
 
     An HTTP source leases each request itself (``under_budget``: a listing's parallel
@@ -122,18 +124,15 @@ class BudgetedSource(Source):
     an open body until it is closed).
     """
 
-    pipeline_depth = 1  # one request per lease: no pipelined batches under a budget
+    pipeline_depth = 1  # type: ignore[assignment]  # one request per lease: no pipelined batches
 
     def __init__(self, inner: Source, budget: ConnectionBudget) -> None:
-        self._inner, self._budget = inner, budget
-        self.label, self.exact_sizes = inner.label, inner.exact_sizes
+        super().__init__(inner)
+        self._budget = budget
         hook = getattr(inner, "under_budget", None)
         self._per_request = hook is not None
         if hook is not None:
             hook(lambda pool: _LeasedPool(pool, budget, inner.label))
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
 
     def _lease(self) -> _Once:
         release = _Once(self._budget.lease(self.label))
@@ -144,35 +143,29 @@ class BudgetedSource(Source):
     def list_obsid(self, obsid: int) -> list[RemoteFile]:  # noqa: D102
         release = self._lease()
         try:
-            return self._inner.list_obsid(obsid)
+            return self.inner.list_obsid(obsid)
         finally:
             release()
 
     def list_page(self, obsid: int, ref: PageRef) -> ListingPage:  # noqa: D102
         release = self._lease()
         try:
-            return self._inner.list_page(obsid, ref)
+            return self.inner.list_page(obsid, ref)
         finally:
             release()
 
     def size(self, f: RemoteFile) -> int:  # noqa: D102
         release = self._lease()
         try:
-            return self._inner.size(f)
+            return self.inner.size(f)
         finally:
             release()
 
     def open(self, f: RemoteFile, offset: int = 0, end: int | None = None) -> Body:  # noqa: D102
         release = self._lease()
         try:
-            body = self._inner.open(f, offset, end)
+            body = self.inner.open(f, offset, end)
         except BaseException:
             release()
             raise
         return _LeasedBody(body, release)
-
-    def identity(self, f: RemoteFile) -> tuple[str | None, str | None]:  # noqa: D102
-        return self._inner.identity(f)  # what a response said: no request, no lease
-
-    def close(self) -> None:  # noqa: D102
-        self._inner.close()

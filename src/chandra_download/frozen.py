@@ -24,7 +24,7 @@ from .manifest import Manifest, ManifestFile
 from .plan import unsafe_target
 from .record import RECORDS, load, record_session, sha256_file
 from .results import FileResult, ObsIdResult, Results, Status
-from .sources.base import Body, RemoteFile, Source
+from .sources.base import ListingPage, PageRef, RemoteFile, Source, WrappedSource
 
 #: The staging tree, below the output directory (ours: beside the archive's ``<ObsId>/``).
 STAGING = RECORDS.parent / "frozen"
@@ -43,28 +43,21 @@ def _same(path: Path, want: ManifestFile, outdir: Path) -> bool:
         return False
 
 
-class _Only(Source):
+class _Only(WrappedSource):
     """A source that lists only a manifest's files of each ObsId."""
 
     def __init__(self, inner: Source, wanted: dict[int, set[str]]) -> None:
-        self._inner, self._wanted = inner, wanted
-        self.label, self.exact_sizes = inner.label, inner.exact_sizes
+        super().__init__(inner)
+        self._wanted = wanted
 
     def list_obsid(self, obsid: int) -> list[RemoteFile]:  # noqa: D102
         keep = self._wanted.get(obsid, set())
-        return [f for f in self._inner.list_obsid(obsid) if f.relpath in keep]
+        return [f for f in self.inner.list_obsid(obsid) if f.relpath in keep]
 
-    def open(self, f: RemoteFile, offset: int = 0, end: int | None = None) -> Body:  # noqa: D102
-        return self._inner.open(f, offset, end)
-
-    def size(self, f: RemoteFile) -> int:  # noqa: D102
-        return self._inner.size(f)
-
-    def identity(self, f: RemoteFile) -> tuple[str | None, str | None]:  # noqa: D102
-        return self._inner.identity(f)
-
-    def close(self) -> None:  # noqa: D102
-        self._inner.close()
+    def list_page(self, obsid: int, ref: PageRef) -> ListingPage:  # noqa: D102
+        page = self.inner.list_page(obsid, ref)
+        keep = self._wanted.get(obsid, set())
+        return ListingPage([f for f in page.files if f.relpath in keep], page.more, page.nbytes)
 
 
 def reproduce(

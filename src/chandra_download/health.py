@@ -23,7 +23,15 @@ from typing import TypeVar
 from .config import SessionConfig
 from .errors import Interrupted, NoAnswer, SiteSilent, SiteUnreachable, SourceError
 from .log import vlog
-from .sources.base import Body, ListingPage, PageRef, RemoteFile, Source
+from .sources.base import (
+    Body,
+    ListingPage,
+    PageRef,
+    RemoteFile,
+    Source,
+    WrappedBody,
+    WrappedSource,
+)
 
 T = TypeVar("T")
 
@@ -167,61 +175,41 @@ class SiteHealth:
         return self.clock() - start, what
 
 
-class WatchedSource(Source):
+class WatchedSource(WrappedSource):
     """``inner`` with each request through its site's :class:`SiteHealth` (and each read of
-    a body counted as an answer). Other attributes are the inner source's."""
+    a body counted as an answer)."""
 
     def __init__(self, inner: Source, health: SiteHealth) -> None:
-        self._inner, self.health = inner, health
-        self.label, self.exact_sizes = inner.label, inner.exact_sizes
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
-
-    @property
-    def pipeline_depth(self) -> int:  # type: ignore[override]
-        """The inner source's (its pipelined batches: see ``sources/pipeline.py``)."""
-        return self._inner.pipeline_depth
+        super().__init__(inner)
+        self.health = health
 
     def list_obsid(self, obsid: int) -> list[RemoteFile]:  # noqa: D102
         with self.health.request(f"the listing of ObsId {obsid}"):
-            return self._inner.list_obsid(obsid)
+            return self.inner.list_obsid(obsid)
 
     def list_page(self, obsid: int, ref: PageRef) -> ListingPage:  # noqa: D102
         with self.health.request(f"the listing of ObsId {obsid} {ref.prefix}".rstrip()):
-            return self._inner.list_page(obsid, ref)
+            return self.inner.list_page(obsid, ref)
 
     def size(self, f: RemoteFile) -> int:  # noqa: D102
         with self.health.request(f"the size of {f.relpath}"):
-            return self._inner.size(f)
+            return self.inner.size(f)
 
     def open(self, f: RemoteFile, offset: int = 0, end: int | None = None) -> Body:  # noqa: D102
         with self.health.request(f.relpath):
-            body = self._inner.open(f, offset, end)
+            body = self.inner.open(f, offset, end)
         return _AnsweringBody(body, self.health)
 
-    def identity(self, f: RemoteFile) -> tuple[str | None, str | None]:  # noqa: D102
-        return self._inner.identity(f)
 
-    def close(self) -> None:  # noqa: D102
-        self._inner.close()
-
-
-class _AnsweringBody(Body):
+class _AnsweringBody(WrappedBody):
     """A body whose bytes tell the site's health that the site answers."""
 
     def __init__(self, inner: Body, health: SiteHealth) -> None:
-        self._inner, self._health = inner, health
-        self.start, self.total, self.end = inner.start, inner.total, inner.end
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
+        super().__init__(inner)
+        self._health = health
 
     def read(self, n: int) -> bytes:  # noqa: D102
-        data = self._inner.read(n)
+        data = self.inner.read(n)
         if data:
             self._health.last_answer = self._health.clock()
         return data
-
-    def close(self) -> None:  # noqa: D102
-        self._inner.close()

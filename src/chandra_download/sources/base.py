@@ -6,6 +6,7 @@ import posixpath
 import unicodedata
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import SizeUnknown, SourceError, UnsafeEntry
 
@@ -223,6 +224,70 @@ class Source(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class WrappedSource(Source):
+    """A source that is ``inner`` with something added (a budget, a site's health, a
+    manifest's filter, a pipelined answer): the whole Source contract is forwarded here, so
+    a wrapper overrides only what it changes, and a member added to Source later is
+    forwarded in this one place. Attributes of the inner source beyond the contract (an HTTP
+    source's ``pipeliner``, ``config``...) are the inner source's too.
+
+    A wrapper that overrides ``list_obsid`` to change the files listed must override
+    ``list_page`` alike: the engine lists by pages.
+    """
+
+    def __init__(self, inner: Source) -> None:
+        self.inner = inner
+        self.label, self.exact_sizes = inner.label, inner.exact_sizes
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":  # (not set yet: during unpickling, or a subclass's __init__)
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    @property
+    def pipeline_depth(self) -> int:  # type: ignore[override]
+        """The inner source's (it may change during a session: pipelining turned off)."""
+        return self.inner.pipeline_depth
+
+    def list_obsid(self, obsid: int) -> list[RemoteFile]:  # noqa: D102
+        return self.inner.list_obsid(obsid)
+
+    def list_page(self, obsid: int, ref: PageRef) -> ListingPage:  # noqa: D102
+        return self.inner.list_page(obsid, ref)
+
+    def open(self, f: RemoteFile, offset: int = 0, end: int | None = None) -> Body:  # noqa: D102
+        return self.inner.open(f, offset, end)
+
+    def size(self, f: RemoteFile) -> int:  # noqa: D102
+        return self.inner.size(f)
+
+    def identity(self, f: RemoteFile) -> tuple[str | None, str | None]:  # noqa: D102
+        return self.inner.identity(f)
+
+    def close(self) -> None:  # noqa: D102
+        self.inner.close()
+
+
+class WrappedBody(Body):
+    """A body that is ``inner`` with something added on reads or on close: ``start``,
+    ``total``, ``end``, ``read`` and ``close`` are forwarded, and any other attribute."""
+
+    def __init__(self, inner: Body) -> None:
+        self.inner = inner
+        self.start, self.total, self.end = inner.start, inner.total, inner.end
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def read(self, n: int) -> bytes:  # noqa: D102
+        return self.inner.read(n)
+
+    def close(self) -> None:  # noqa: D102
+        self.inner.close()
 
 
 def obsid_dir(obsid: int) -> str:

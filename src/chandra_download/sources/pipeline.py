@@ -34,7 +34,7 @@ from urllib3 import HTTPHeaderDict
 from ..errors import Interrupted, SourceError, TransientError
 from ..log import vlog
 from ..stream import RateGuard
-from .base import Body, RemoteFile, Source
+from .base import Body, RemoteFile, Source, WrappedSource
 from .http_body import arm_header_deadline
 from .wire import content_length, parse_keep_alive_max
 
@@ -238,27 +238,18 @@ class _Line:
         self.pool._put_conn(self.conn)
 
 
-class _Answered(Source):
+class _Answered(WrappedSource):
     """The job's source for its first attempt: that attempt takes the pipelined answer; a
     retry asks the site itself, on a connection of its own (the pipeline's is back)."""
 
     def __init__(self, source: HTTPSource, answer: Answer, then: Source) -> None:
-        self._source, self._answer, self._then = source, answer, then
-        self.label, self.exact_sizes = then.label, then.exact_sizes
-
-    def list_obsid(self, obsid: int) -> list[RemoteFile]:  # noqa: D102
-        return self._then.list_obsid(obsid)
-
-    def size(self, f: RemoteFile) -> int:  # noqa: D102
-        return self._then.size(f)
-
-    def identity(self, f: RemoteFile) -> tuple[str | None, str | None]:  # noqa: D102
-        return self._then.identity(f)
+        super().__init__(then)
+        self._source, self._answer = source, answer
 
     def open(self, f: RemoteFile, offset: int = 0, end: int | None = None) -> Body:  # noqa: D102
         answer, self._answer = self._answer, None  # type: ignore[assignment]
         if answer is None or offset != 0 or end is not None:
-            return self._then.open(f, offset, end)  # the job's own source, as it was
+            return self.inner.open(f, offset, end)  # the job's own source, as it was
         return self._source.answer_body(answer, f, 0, None)
 
 
