@@ -8,12 +8,16 @@ import hashlib
 import os
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .config import SessionConfig
 from .errors import LocalError
 from .log import vlog
 from .progress import Reporter
 from .record import RecordBook
+
+if TYPE_CHECKING:
+    from .finisher import Finisher
 
 #: Local errors that stop every file alike (a full, read-only or forbidden disk, a bad output
 #: path): told once. Others (a symlink in one file's way) are told for each file they touch.
@@ -40,6 +44,9 @@ class Context:
     disk_full: threading.Event = field(default_factory=threading.Event)
     #: What earlier sessions fetched (record.py): tells a file the archive changed.
     records: RecordBook = field(default_factory=RecordBook)
+    #: The session's finisher (the engine's, while it runs): verified files are flushed and
+    #: renamed there, off their transfer slot. None: each file finishes on its worker.
+    finisher: Finisher | None = None
     _seen: dict[int | None, str] = field(default_factory=dict)  # errno -> first path
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

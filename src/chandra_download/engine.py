@@ -17,6 +17,7 @@ workers), so ObsIds complete, and are reported, roughly in order.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import queue
@@ -33,6 +34,7 @@ from .config import SessionConfig
 from .context import Context
 from .errors import ChandraDownloadError, LocalError, ObsIdNotFound, SourceError
 from .filetypes import Selection, classify
+from .finisher import Finisher
 from .health import WAIT_NOTICE, WAIT_REPEAT, SiteHealth, State, WatchedSource, silence_limit
 from .log import vlog
 from .plan import decide, look, unsafe_target
@@ -135,6 +137,8 @@ class Engine:
         workers = [
             threading.Thread(target=self._worker, daemon=True) for _ in range(self.config.jobs)
         ]
+        if self.config.fsync and not list_only:
+            self.ctx.finisher = Finisher(depth=2 * self.config.jobs)
         for run in runs:
             self._start_walk(run, 0)
         for t in workers:
@@ -148,8 +152,21 @@ class Engine:
         finally:
             for _ in workers:
                 self._queue.put(_Task(_LAST, next(self._seq), None))
-            _join(workers, _STOP_GRACE if self.stop.is_set() else None)
+            end = time.monotonic() + _STOP_GRACE if self.stop.is_set() else None
+            _join(workers, end)
+            self._close_finisher(end)
         return [run.result for run in runs]
+
+    def _close_finisher(self, end: float | None) -> None:
+        """Let the finisher finish what it holds (by ``end`` when stopping: a file it has not
+        finished by then is interrupted, its whole ``.part`` kept for the next run)."""
+        finisher, self.ctx.finisher = self.ctx.finisher, None
+        if finisher is None:
+            return
+        timeout = None if end is None else max(_FINISH_GRACE, end - time.monotonic())
+        for job in finisher.close(timeout):
+            job.fr.status = Status.INTERRUPTED
+            job.fr.reason = "interrupted while being flushed to disk; its bytes are kept for resume"
 
     def _put(self, priority: Priority, step: Callable[..., None], *args: object) -> None:
         self._queue.put(_Task(priority, next(self._seq), step, args))
@@ -413,9 +430,13 @@ class Engine:
                 out = source.pipeliner.run(held, self.stop)  # type: ignore[attr-defined]
         except Exception as exc:  # a bug must not hang the session (nor lose the files)
             vlog(2, "pipelined GETs failed: %r", exc)
-            out = Batch([j for j in held if j.fd < 0], [j for j in held if j.fd >= 0])
+            out = Batch(
+                [j for j in held if j.fd < 0 or j.handed],
+                [j for j in held if j.fd >= 0 and not j.handed],
+            )
         for job in out.ran:
-            self._settled(run, job.fr, index)
+            if not job.handed:  # (the finisher settles those it took)
+                self._settled(run, job.fr, index)
         for job in out.whole:
             self._put((run.rank, -(job.size or 0)), self._whole_step, run, job, index)
 
@@ -431,7 +452,8 @@ class Engine:
             pass
         except Exception as exc:  # a bug must not hang the session
             job.fr.status, job.fr.reason = Status.FAILED, f"internal error: {exc!r}"
-        self._settled(run, job.fr, index)
+        if not job.handed:  # (the finisher settles those it took)
+            self._settled(run, job.fr, index)
 
     def _fetch(
         self, run: _ObsIdRun, fr: FileResult, index: int, held: list[FileJob] | None = None
@@ -441,6 +463,7 @@ class Engine:
         remote = self._listing_of(index, run.result.obsid)[fr.relpath]
         fr.url, fr.status, fr.reason = remote.url, Status.PLANNED, None
         job = FileJob(self.ctx, self.sources[index], remote, fr)
+        job.then = functools.partial(self._finished_off, run, fr, index)
         with self._on_site(index):
             step = job.start()
             if step is Next.WHOLE and held is not None:
@@ -455,13 +478,21 @@ class Engine:
                 self._put((run.rank, -(job.size or 0)), self._part_step, run, job, i, index)
             self._part_step(run, job, first, index)
             return False
-        return True
+        return not job.handed  # (the finisher settles those it took)
 
     def _part_step(self, run: _ObsIdRun, job: FileJob, i: int, index: int) -> None:
         with self._on_site(index):
             ended = job.run_part(i)
-        if ended:
+        if ended and not job.handed:  # (the finisher settles those it took)
             self._settled(run, job.fr, index)
+
+    def _finished_off(self, run: _ObsIdRun, fr: FileResult, index: int) -> None:
+        """A file the finisher settled, on its thread: reported; one that failed there and
+        may be had from another site goes back on the queue (network steps are the workers')."""
+        if fr.status is Status.FAILED and len(self.sources) > index + 1 and not self.stop.is_set():
+            self._put((run.rank, _PAGE), self._settled, run, fr, index)
+            return
+        self._settled(run, fr, index)
 
     def _settled(self, run: _ObsIdRun, fr: FileResult, index: int) -> None:
         """A file is done at one source: try the next source that has it, or report it."""
@@ -522,11 +553,12 @@ class Engine:
 #: Seconds a stopping session waits for its workers, all together: one stalled in a read
 #: (up to ``timeout``) is left behind (a daemon thread), its data kept for resume.
 _STOP_GRACE = 2.0
+#: Seconds a stopping session gives its finisher at least, after the workers' grace.
+_FINISH_GRACE = 0.5
 
 
-def _join(workers: list[threading.Thread], grace: float | None) -> None:
-    """Join every worker, within ``grace`` seconds in all (None: however long it takes)."""
-    end = None if grace is None else time.monotonic() + grace
+def _join(workers: list[threading.Thread], end: float | None) -> None:
+    """Join every worker by the monotonic time ``end`` (None: however long it takes)."""
     for t in workers:
         t.join(None if end is None else max(0.0, end - time.monotonic()))
 

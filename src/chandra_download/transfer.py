@@ -5,8 +5,9 @@ learns the archive's exact size when it needs it, skips what is done, and otherw
 ``.part`` lock and decides again under it (a rival process may have finished the file while
 we waited). It then says how the bytes are to come: on one connection
 (:meth:`FileJob.run_whole`) or as ranged parts that the engine runs on its workers
-(:meth:`FileJob.run_part`). Both end in :meth:`FileJob._finish`: size, content checks, flush,
-rename. Bytes that fail a content check identically on two fetches are the archive's own and
+(:meth:`FileJob.run_part`). Both end in :meth:`FileJob._finish`: size and content checks on
+the worker, then flush, rename and directory fsync on the session's finisher
+(:mod:`chandra_download.finisher`), which settles the file and lets its lock go. Bytes that fail a content check identically on two fetches are the archive's own and
 are kept, with a warning; different bytes each time are damage in transit and are retried.
 """
 
@@ -72,6 +73,15 @@ class FileJob:
         self._no_size = False  # the site states no size: the file comes whole
         self._streamed: Checker | None = None  # this attempt's bytes, checked as they came
         self._digest: str | None = None  # the sha256 of the .part's bytes, once known
+        #: Set once the file is whole and verified: (size, status, identity) it ends with.
+        self._final: tuple[int, Status, tuple[str | None, str | None]] | None = None
+        self._moved = False  # renamed into place (by the finisher, when handed over)
+        #: Handed to the session's finisher (finisher.py): it settles the file and lets the
+        #: lock go, then calls :attr:`then`; the worker must neither settle nor release it.
+        self.handed = False
+        #: Called on the finisher's thread once a file handed over is settled (the engine's
+        #: report); without it, the file is finished on the worker (inline).
+        self.then: Callable[[], None] | None = None
         #: The file's retry budget: the whole-file loop and each ranged part retry through
         #: a part of it (RetryPolicy.for_part), so every retry counts in fr.attempts.
         self.retry = RetryPolicy.for_session(
@@ -547,11 +557,48 @@ class FileJob:
             checker = check_fd(self.fd, self.fr.relpath, checksums=self.config.verify_checksums)
         self._digest = checker.digest
         checker.finish()  # raises VerificationError when a check fails
-        self._move_into_place(size)
-        self.fr.sha256 = self._digest
-        self.fr.status = Status.RESUMED if self.resumed else Status.DOWNLOADED
+        self._end(size, Status.RESUMED if self.resumed else Status.DOWNLOADED)
 
-    def _move_into_place(self, size: int) -> None:
+    def _end(self, size: int, status: Status) -> None:
+        """The file is whole and verified: into place by the session's finisher, so this
+        worker takes its next request at once; here when there is none or nothing to flush."""
+        self._final = (size, status, self.source.identity(self.remote))
+        finisher = self.ctx.finisher
+        if finisher is not None and self.then is not None and self.config.fsync:
+            self.handed = True
+            finisher.take(self)
+            return
+        self._move()
+        if self.config.fsync:
+            fsync_dir(self.target.parent)
+        self._done()
+
+    def move_into_place(self) -> bool:
+        """The finisher's first step: flush, rename, check what is now at the final name;
+        False when that failed (the file is failed, its bytes kept in the .part)."""
+        try:
+            with self._local_errors():
+                self._move()
+        except Exception as exc:  # a bug must still settle the file, once
+            self._fail(f"internal error: {exc!r}")
+        return self._moved
+
+    def finished_off(self) -> None:
+        """The finisher's last step, once the directory is fsynced: the file's result is
+        set, its lock let go, and :attr:`then` told."""
+        try:
+            if self._moved:
+                self._done()
+        finally:
+            self._release()
+        if self.then is not None:
+            try:
+                self.then()
+            except Exception as exc:  # (a bug in the report: the finisher must go on)
+                vlog(0, "internal error reporting %s: %r", self.fr.relpath, exc)
+
+    def _move(self) -> None:
+        """Flush the .part (durable before any name vouches for it) and rename it."""
         if self.config.fsync:
             flush(self.fd)
         unlink_quietly(self.state_file)  # before the rename: a lone full .part is contiguous
@@ -561,11 +608,17 @@ class FileJob:
             raise LocalError.from_os(exc, self.target) from None
         _crashpoint.crashpoint("renamed", self.target.name)
         self._moved_is_ours()
-        if self.config.fsync:
-            fsync_dir(self.target.parent)
+        self._moved = True
+
+    def _done(self) -> None:
+        """Durable under its final name (directory fsynced, lock still held): the file's
+        result. This is the moment the file is done."""
+        assert self._final is not None  # (_end set it)
+        size, status, (self.fr.last_modified, self.fr.etag) = self._final
         self.fr.size = self.fr.local_size = size
         self.fr.reason = None
-        self.fr.last_modified, self.fr.etag = self.source.identity(self.remote)
+        self.fr.sha256 = self._digest
+        self.fr.status = status
 
     def _moved_is_ours(self) -> None:
         """The file now at the final name must be the open file checked: a name swapped in
@@ -586,11 +639,10 @@ class FileJob:
         """Bytes that failed a check: kept when identical to the last failure (True)."""
         digest, self._digest = self._digest or sha256_of(self.fd), None
         if digest == self.failed_hash:
-            self._move_into_place(os.fstat(self.fd).st_size)
-            self.fr.sha256 = digest
-            self.fr.status = Status.DOWNLOADED
             self.fr.warning = f"kept as served: the archive's copy fails its check ({exc.detail})"
             vlog(2, "%s: %s", self.fr.relpath, self.fr.warning)
+            self._digest = digest
+            self._end(os.fstat(self.fd).st_size, Status.DOWNLOADED)
             return True
         self.failed_hash = digest
         os.ftruncate(self.fd, 0)  # bad bytes are never resumed from
@@ -614,7 +666,12 @@ class FileJob:
         self._fail(reason)
 
     def release(self) -> None:
-        """Drop the lock; an empty .part of a file that did not finish is removed."""
+        """Drop the lock, unless the finisher holds the file now (it lets the lock go once
+        the file is in place); an empty .part of a file that did not finish is removed."""
+        if not self.handed:
+            self._release()
+
+    def _release(self) -> None:
         if self.fd < 0:
             return
         try:

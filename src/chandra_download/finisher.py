@@ -1,0 +1,117 @@
+"""A file's last steps off its transfer slot: fsync, rename, directory fsync (issue 19.2).
+
+A worker that has received and verified every byte of a file hands its
+:class:`~chandra_download.transfer.FileJob` to the session's :class:`Finisher` and takes its
+next request at once, while a few finisher threads flush the file, move it to its final name
+and make the rename durable. Each thread takes what has queued up as one batch: every
+``.part`` of the batch is fsynced and renamed, then each directory the batch renamed into is
+fsynced once, and only then is each file done (its result set, its lock let go, the engine
+told). So the durability rule holds as on the worker: no file under its final name whose
+bytes could be lost, and no file reported done whose rename could be lost. The lock is held
+from the first byte to the end, so a rival process never sees the file unowned.
+
+The queue is bounded: a worker waits when ``depth`` files already wait (each holds an open
+``.part``), so the finisher never falls far behind the network. A file handed over always
+ends under its final name, or as a resumable ``.part`` (a failed fsync or rename fails the
+file with its bytes kept; a process killed meanwhile leaves a whole ``.part`` that the next
+run verifies and moves into place).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from . import _crashpoint
+from .disk import fsync_dir
+
+if TYPE_CHECKING:
+    from .transfer import FileJob
+
+#: Threads of a session's finisher: fsyncs of different files overlap (the file system
+#: commits them together), and one slow disk request does not hold up every file.
+THREADS = 2
+#: Most files one thread finishes in one batch (with one fsync per directory).
+MAX_BATCH = 32
+
+
+class Finisher:
+    """The session's finishing threads; :meth:`take` a verified file, :meth:`close` at the end.
+
+    Parameters
+    ----------
+    depth : int
+        Most files waiting to be finished before :meth:`take` blocks (back-pressure).
+    threads : int
+        Finishing threads.
+    """
+
+    def __init__(self, depth: int, threads: int = THREADS) -> None:
+        self.depth = max(1, depth)
+        self._cond = threading.Condition()
+        self._waiting: deque[FileJob] = deque()
+        self._busy: set[FileJob] = set()  # taken by a thread, not yet done
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._run, name=f"finisher-{i}", daemon=True)
+            for i in range(max(1, threads))
+        ]
+        for t in self._threads:
+            t.start()
+
+    def take(self, job: FileJob) -> None:
+        """Finish ``job`` on a finisher thread (waiting while ``depth`` files wait); on the
+        caller's thread once the finisher is closed (a worker that outlived its session)."""
+        with self._cond:
+            while len(self._waiting) >= self.depth and not self._closed:
+                self._cond.wait()
+            if not self._closed:
+                self._waiting.append(job)
+                self._cond.notify_all()
+                return
+        finish_batch([job])
+
+    def close(self, timeout: float | None = None) -> list[FileJob]:
+        """Finish what is queued and stop the threads, within ``timeout`` seconds (None: all
+        of it); the jobs not done by then (their ``.part`` stays, whole, for the next run)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        end = None if timeout is None else time.monotonic() + timeout
+        for t in self._threads:
+            t.join(None if end is None else max(0.0, end - time.monotonic()))
+        with self._cond:
+            return [*self._busy, *self._waiting]
+
+    def _run(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            try:
+                finish_batch(batch)
+            finally:
+                with self._cond:
+                    self._busy.difference_update(batch)
+
+    def _next_batch(self) -> list[FileJob] | None:
+        """What waits, up to MAX_BATCH files (None once closed and nothing waits)."""
+        with self._cond:
+            while not self._waiting and not self._closed:
+                self._cond.wait()
+            if not self._waiting:
+                return None
+            batch = [self._waiting.popleft() for _ in range(min(MAX_BATCH, len(self._waiting)))]
+            self._busy.update(batch)
+            self._cond.notify_all()  # room in the queue for waiting workers
+            return batch
+
+
+def finish_batch(jobs: list[FileJob]) -> None:
+    """Flush and rename each file, fsync each directory once, then settle each file."""
+    _crashpoint.delay("finishing")
+    moved = [job for job in jobs if job.move_into_place()]
+    if any(job.config.fsync for job in moved):
+        for directory in dict.fromkeys(job.target.parent for job in moved):
+            fsync_dir(directory)
+    for job in jobs:
+        job.finished_off()
