@@ -29,7 +29,7 @@ from chandra_download.simulator.faults import Fault, FaultPlan
 from chandra_download.simulator.ftp import ArchiveFTPServer
 from chandra_download.sources import choose_source
 from chandra_download.sources.ftp import FTPSource
-from chandra_download.sources.ftp_parse import parse_ls, parse_mlsd
+from chandra_download.sources.ftp_parse import Entry, parse_ls, parse_mlsd
 
 PASSWORD = "s3cr3t-P4ss"
 FILES = {
@@ -276,7 +276,7 @@ def test_traversal_entries_refused(archive: Path, mlsd: bool) -> None:
 @pytest.mark.parametrize("name", ["../x", "a/b", "bad\x01name", "..", "/etc/passwd"])
 def test_unsafe_names(server: ArchiveFTPServer, monkeypatch, name: str) -> None:
     with make_source(server) as src:
-        monkeypatch.setattr(src, "_entries", lambda conn, path: [(name, "file", 1)])
+        monkeypatch.setattr(src, "_entries", lambda conn, path: [Entry(name, "file", 1)])
         with pytest.raises(UnsafeEntry):
             src.list_obsid(1843)
 
@@ -286,13 +286,16 @@ def test_parsers() -> None:
         "a b.fits",
         "file",
         42,
+        "2020-01-01T00:00:00+00:00",
     )
-    assert parse_mlsd("Type=DIR;modify=1; primary") == ("primary", "dir", None)
+    assert parse_mlsd("type=file;modify=20200101000000.25; x")[3] == "2020-01-01T00:00:00.25+00:00"
+    assert parse_mlsd("Type=DIR;modify=1; primary") == ("primary", "dir", None, None)
+    assert parse_mlsd("type=file;modify=20201399000000; x")[3] is None  # not a date
     assert parse_mlsd("type=cdir; .")[1] == "cdir"
     ls = "-rw-r--r--   1 ftp      ftp       2500000 Mar 07  2019 evt1 x.fits.gz"
-    assert parse_ls(ls) == ("evt1 x.fits.gz", "file", 2500000)
-    assert parse_ls("drwxr-xr-x 2 0 0 4096 Jan  1 12:00 aspect") == ("aspect", "dir", None)
-    assert parse_ls("-rw-r--r-- 1 owner 77 Jan 10 09:15 nogroup") == ("nogroup", "file", 77)
+    assert parse_ls(ls)[:3] == ("evt1 x.fits.gz", "file", 2500000)
+    assert parse_ls("drwxr-xr-x 2 0 0 4096 Jan  1 12:00 aspect")[:3] == ("aspect", "dir", None)
+    assert parse_ls("-rw-r--r-- 1 owner 77 Jan 10 09:15 nogroup")[:3] == ("nogroup", "file", 77)
     assert parse_ls("lrwxrwxrwx 1 a b 9 Jan 1 2020 l -> target")[:2] == ("l", "link")
     assert parse_ls("total 12") is None
 

@@ -21,6 +21,7 @@ _EXPORTS = {
     "generate_archive": "tree",
     "iter_files": "tree",
     "reprocess": "tree",
+    "change_in_place": "tree",
     "Reprocessed": "tree",
     "obsid_dir": "tree",
     "LinkModel": "link",

@@ -140,6 +140,8 @@ def _plain_stream(seed: int, size: int, rel: str, obsid: int, version: int) -> I
         return
     if name.endswith((".par", ".log")):
         line = f"# {name}: pipeline record for ObsId {obsid}\nkey = value\n"
+        if version:
+            line += f"version = {version}\n"
         yield (line * (size // len(line) + 1)).encode()[:size]
         return
     head, tail = b"", b""

@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_SIZES",
     "MTIME",
     "Reprocessed",
+    "change_in_place",
     "generate_archive",
     "iter_files",
     "reprocess",
@@ -217,7 +218,7 @@ def _write_obsid(
     version that much higher, files without a version get new content (and size), and what
     changed carries a later modification time.
     """
-    kind, seed, overrides = params["kind"], params["seed"], dict(params["sizes"])
+    kind, seed = params["kind"], params["seed"]
     base = obsid_dir(root, obsid)
     written: dict[str, int] = {}
     for rel in _layout(obsid, kind, bump):
@@ -225,10 +226,6 @@ def _write_obsid(
         if rel in done and path.is_file() and path.stat().st_size == done[rel]:
             written[rel] = done[rel]
             continue
-        ftype = classify(rel)
-        size = overrides.get(ftype or "", 0) or int(
-            DEFAULT_SIZES.get(ftype, _OTHER_SIZE) * params["scale"]
-        )
         new = bump and (_in_place(rel) or f"N{_REVISION.get(obsid, 4) + bump:03d}" in rel)
         version = bump if bump and _in_place(rel) else 0
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -237,7 +234,7 @@ def _write_obsid(
             rel,
             obsid,
             kind,
-            max(size, 16) + 6000 * version,  # at least one more FITS block
+            _asked_size(params, rel, version),
             seed,
             version=version,
             mtime=MTIME + _REPROCESS_STEP * bump if new else MTIME,
@@ -247,6 +244,15 @@ def _write_obsid(
     stamp = {"params": params, "files": written, "reprocessed": bump}
     (root / _STAMP_DIR / f"{obsid}.json").write_text(json.dumps(stamp, indent=1))
     return written
+
+
+def _asked_size(params: dict, rel: str, version: int) -> int:
+    """The size a file is written with (``write_file`` makes it about that)."""
+    ftype = classify(rel)
+    size = dict(params["sizes"]).get(ftype or "", 0) or int(
+        DEFAULT_SIZES.get(ftype, _OTHER_SIZE) * params["scale"]
+    )
+    return max(size, 16) + 6000 * version  # (each reprocessing: at least one more FITS block)
 
 
 @dataclass(frozen=True)
@@ -306,6 +312,53 @@ def reprocess(root: Path | str, obsid: int) -> Reprocessed:
     first = _REVISION.get(obsid, 4)
     changed = [r for r in after if _in_place(r)]
     return Reprocessed(obsid, first + bump, first + bump + 1, renamed, changed)
+
+
+def change_in_place(root: Path | str, obsid: int, rel: str) -> Path:
+    """Change one file at the archive in place: new content of the same size (still valid
+    FITS where it is FITS), dated a day after its last modification time (the HTTP server's
+    ``Last-Modified``/``ETag``, the FTP server's ``MLSD`` ``modify`` fact and ``MDTM``).
+
+    Parameters
+    ----------
+    root : path
+        The archive root given to :func:`generate_archive`.
+    obsid : int
+        An ObsId generated there.
+    rel : str
+        The file, relative to the ObsId directory; not gzipped (a new gzip stream need not
+        keep its size).
+
+    Returns
+    -------
+    Path
+        The file at the archive.
+
+    Raises
+    ------
+    ValueError
+        When the ObsId was not generated in ``root``, the file is not there or is gzipped.
+    """
+    root = Path(root)
+    stamp = _read_stamp(root, obsid)
+    path = obsid_dir(root, obsid) / rel
+    if "params" not in stamp or not path.is_file() or rel.endswith(".gz"):
+        raise ValueError(f"cannot change {rel} of ObsId {obsid} in place at {root}")
+    st = path.stat()
+    changes = dict(stamp.get("in_place", {}))
+    changes[rel] = int(changes.get(rel, 0)) + 1
+    params = stamp["params"]
+    asked = _asked_size(params, rel, int(stamp.get("reprocessed", 0)) if _in_place(rel) else 0)
+    # The content is a function of the version: one no reprocessing reaches gives new bytes.
+    write_file(
+        path, rel, obsid, params["kind"], asked, params["seed"],
+        version=1000 + changes[rel], mtime=int(st.st_mtime) + 86400,
+    )  # fmt: skip
+    if path.stat().st_size != st.st_size:
+        raise AssertionError(f"{rel}: its size changed ({st.st_size} -> {path.stat().st_size})")
+    stamp["in_place"] = changes
+    (root / _STAMP_DIR / f"{obsid}.json").write_text(json.dumps(stamp, indent=1))
+    return path
 
 
 def iter_files(root: Path | str, obsid: int) -> list[tuple[str, Path]]:

@@ -4,9 +4,20 @@ style, or the DOS style of IIS) to an entry."""
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
+from typing import NamedTuple
 
-#: (name, kind, size): kind is file, dir, cdir, pdir or link; size None when not given.
-Entry = tuple[str, str, int | None]
+
+class Entry(NamedTuple):
+    """One listed entry. ``kind`` is file, dir, cdir, pdir or link; ``size`` None when not
+    given; ``modified`` the ``MLSD`` ``modify`` fact as ISO 8601 UTC (None from ``LIST``,
+    whose dates are too coarse to tell a change by)."""
+
+    name: str
+    kind: str
+    size: int | None
+    modified: str | None = None
+
 
 # drwxr-xr-x  2 owner group  4096 Jan  1 12:00 name  (group column optional)
 _LS = re.compile(
@@ -38,7 +49,27 @@ def parse_mlsd(line: str) -> Entry | None:
     if kind not in ("file", "dir", "cdir", "pdir", "link"):
         return None
     size = facts.get("size")
-    return name, kind, int(size) if size and size.isdigit() else None
+    return Entry(
+        name, kind, int(size) if size and size.isdigit() else None, mlsd_time(facts.get("modify"))
+    )
+
+
+#: RFC 3659 time-val: YYYYMMDDHHMMSS in UTC, with an optional fraction of a second.
+_TIME_VAL = re.compile(r"^(\d{14})(?:\.(\d{1,9}))?$")
+
+
+def mlsd_time(value: str | None) -> str | None:
+    """An ``MLSD``/``MDTM`` time-val as ISO 8601 UTC (``2020-01-01T00:00:00+00:00``), or None
+    when absent or not a valid time (the server's text is never trusted further)."""
+    m = _TIME_VAL.match(value.strip()) if value else None
+    if m is None:
+        return None
+    try:
+        when = datetime.strptime(m[1], "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    stamp = when.isoformat()
+    return stamp if m[2] is None else f"{stamp[:19]}.{m[2]}{stamp[19:]}"
 
 
 def parse_ls(line: str) -> Entry | None:
@@ -50,12 +81,12 @@ def parse_ls(line: str) -> Entry | None:
         if dos is None:
             return None
         if dos["dir"]:
-            return dos["name"], "dir", None
-        return dos["name"], "file", int(dos["size"])
+            return Entry(dos["name"], "dir", None)
+        return Entry(dos["name"], "file", int(dos["size"]))
     kind = {"-": "file", "d": "dir", "l": "link"}.get(m["kind"])
     if kind is None:
         return None
     name = m["name"]
     if kind == "link":
         name = name.partition(" -> ")[0]
-    return name, kind, int(m["size"]) if kind == "file" else None
+    return Entry(name, kind, int(m["size"]) if kind == "file" else None)

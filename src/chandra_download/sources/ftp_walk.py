@@ -52,7 +52,7 @@ class ListingMixin:
         """The files of one directory and its sub-directories (the pages that follow)."""
         files: list[RemoteFile] = []
         more: list[PageRef] = []
-        for name, kind, size in self._entries(conn, path):
+        for name, kind, size, modified in self._entries(conn, path):
             if kind in ("cdir", "pdir") or (kind == "dir" and name in (".", "..")):
                 continue
             if "/" in name:
@@ -70,7 +70,9 @@ class ListingMixin:
             elif kind == "file":
                 if size is None:
                     size = self._size_cmd(conn, f"{path}/{name}")
-                files.append(RemoteFile(rel, size, display + quote(rel)))
+                # MLSD's modify fact is the file's identity for the records (a same-size
+                # change in place at the site is told by it, as HTTP's Last-Modified).
+                files.append(RemoteFile(rel, size, display + quote(rel), last_modified=modified))
         return files, more
 
     def _entries(self, conn: Conn, path: str) -> list[Entry]:
