@@ -124,6 +124,7 @@ class Engine:
         self._outdir = Path(".")
         self._space_needed = 0
         self._space_warned = False
+        self._over = False  # the session has returned: late finishers report nothing
 
     # -- the session ----------------------------------------------------------------------
     def run(
@@ -160,11 +161,13 @@ class Engine:
     def _close_finisher(self, end: float | None) -> None:
         """Let the finisher finish what it holds (by ``end`` when stopping: a file it has not
         finished by then is interrupted, its whole ``.part`` kept for the next run)."""
-        finisher, self.ctx.finisher = self.ctx.finisher, None
+        finisher = self.ctx.finisher
         if finisher is None:
             return
         timeout = None if end is None else max(_FINISH_GRACE, end - time.monotonic())
-        for job in finisher.close(timeout):
+        left = finisher.close(timeout)
+        self.ctx.finisher, self._over = None, True
+        for job in left:
             job.fr.status = Status.INTERRUPTED
             job.fr.reason = "interrupted while being flushed to disk; its bytes are kept for resume"
 
@@ -489,6 +492,8 @@ class Engine:
     def _finished_off(self, run: _ObsIdRun, fr: FileResult, index: int) -> None:
         """A file the finisher settled, on its thread: reported; one that failed there and
         may be had from another site goes back on the queue (network steps are the workers')."""
+        if self._over:  # (a finisher thread outlived a stopped session: nothing to tell)
+            return
         if fr.status is Status.FAILED and len(self.sources) > index + 1 and not self.stop.is_set():
             self._put((run.rank, _PAGE), self._settled, run, fr, index)
             return
