@@ -22,7 +22,7 @@ from .config import SessionConfig
 from .filetypes import Selection, classify
 from .manifest import Manifest, ManifestFile
 from .plan import unsafe_target
-from .record import RECORDS, load, record_session, sha256_file
+from .record import RECORDS, RecordBook, load, record_session, sha256_file
 from .results import FileResult, ObsIdResult, Results, Status
 from .sources.base import ListingPage, PageRef, RemoteFile, Source, WrappedSource
 
@@ -97,6 +97,7 @@ def reproduce(
     if wanted:
         with _sources(_mirrors(mirror), cfg, username, userpass) as sources:
             engine = Engine([_Only(s, wanted) for s in sources], cfg, reporter or Reporter())
+            engine.ctx.records = RecordBook(journal=False)  # (staging: recorded once placed)
             staged = engine.run(list(wanted), Selection(None, None), out / STAGING)
     results = _settle(files, done, staged, out)
     record_session(out, results, cfg.verify_checksums, cfg.fsync)

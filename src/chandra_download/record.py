@@ -7,6 +7,13 @@ recorded. With it a re-run and ``--check`` tell a file the archive changed under
 ("changed at the archive since it was fetched") from an interrupted download or local damage,
 and ``--check`` remembers a file kept as served.
 
+Each file is also recorded the moment it is done (durable under its final name): one JSON
+line appended to ``<ObsId>.journal`` beside the record (``O_APPEND``, no fsync: the data's
+own fsync is what matters, and a line lost with the page cache only costs a read-back), so a
+run killed with SIGKILL leaves a record of every file it finished. :func:`load` reads the
+journal after the record (a torn last line is ignored); the session's end folds it into the
+record and removes it.
+
 The hidden directory is ours: the archive's names all live under ``<outdir>/<ObsId>/``, so no
 listed name can collide with a record. Records are written by temp file and rename, and
 merged by re-reading just before each write, so rival processes on a file system without
@@ -76,9 +83,21 @@ def record_path(outdir: Path, obsid: int) -> Path:
     return Path(outdir) / RECORDS / f"{obsid}.json"
 
 
+def journal_path(outdir: Path, obsid: int) -> Path:
+    """Where one ObsId's journal lives: the files recorded as they were done."""
+    return Path(outdir) / RECORDS / f"{obsid}.journal"
+
+
 def load(outdir: Path, obsid: int) -> dict[str, FileRecord]:
-    """One ObsId's record by relpath; empty when there is none. A damaged record is said
-    once and treated as none (the next write replaces it)."""
+    """One ObsId's record by relpath, with its journal's lines over it (they are newer);
+    empty when there is none. A damaged record is said once and treated as none (the next
+    write replaces it)."""
+    recs = _load_record(outdir, obsid)
+    recs.update(_read_journal(journal_path(outdir, obsid))[0])
+    return recs
+
+
+def _load_record(outdir: Path, obsid: int) -> dict[str, FileRecord]:
     path = record_path(outdir, obsid)
     try:
         text = path.read_text(encoding="utf-8")
@@ -100,17 +119,68 @@ def _parse(text: str) -> dict[str, FileRecord]:
     data = json.loads(text)
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ValueError("not a record of this version")
-    names = {f.name for f in fields(FileRecord)}
-    required = {f.name for f in fields(FileRecord) if f.default is MISSING}
     out = {}
     for item in data["files"]:
-        if not isinstance(item, dict) or not required <= item.keys():
-            raise ValueError("an entry lacks fields")
-        rec = FileRecord(**{k: item[k] for k in names if k in item})
-        if not isinstance(rec.relpath, str) or not isinstance(rec.size, int):
-            raise ValueError("an entry has wrong types")
+        rec = _entry(item)
         out[rec.relpath] = rec
     return out
+
+
+_NAMES = frozenset(f.name for f in fields(FileRecord))
+_REQUIRED = frozenset(f.name for f in fields(FileRecord) if f.default is MISSING)
+
+
+def _entry(item: object) -> FileRecord:
+    """One file's entry of a record or journal line; ValueError when it is not one."""
+    if not isinstance(item, dict) or not _REQUIRED <= item.keys():
+        raise ValueError("an entry lacks fields")
+    rec = FileRecord(**{k: item[k] for k in _NAMES if k in item})
+    if not isinstance(rec.relpath, str) or not isinstance(rec.size, int):
+        raise ValueError("an entry has wrong types")
+    if not isinstance(rec.mtime_ns, int):
+        raise ValueError("an entry has wrong types")
+    return rec
+
+
+#: A journal larger than this is not read (it is only memory: the next run re-records).
+MAX_JOURNAL = 64 * 2**20
+
+
+def _read_journal(path: Path) -> tuple[dict[str, FileRecord], tuple[int, int] | None]:
+    """A journal's entries (later lines win; lines that are not entries, such as a line torn
+    by a crash, are skipped) and the (inode, size) it was read at; None when there is none."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return {}, None  # none (or unreadable: only memory, re-recorded by the next run)
+    try:
+        st = os.fstat(fd)
+        data = b"" if st.st_size > MAX_JOURNAL else os.read(fd, st.st_size)
+    except OSError:
+        return {}, None
+    finally:
+        os.close(fd)
+    out: dict[str, FileRecord] = {}
+    for line in data.split(b"\n"):
+        try:
+            rec = _entry(json.loads(line))
+        except (ValueError, TypeError, KeyError):
+            continue  # a torn or foreign line: the file is re-recorded when next seen
+        out[rec.relpath] = rec
+    return out, (st.st_ino, len(data))
+
+
+def _forget_journal(path: Path, seen: tuple[int, int] | None) -> None:
+    """Remove a journal folded into the record, unless lines were added since it was read
+    (a rival's: they stay for the next fold)."""
+    if seen is None:
+        return
+    try:
+        st = os.lstat(path)
+        if (st.st_ino, st.st_size) == seen:
+            os.unlink(path)
+    except OSError:
+        pass  # gone already, or kept: folding it again is harmless
 
 
 def update(
@@ -121,7 +191,7 @@ def update(
     if not changes:
         return
     path = record_path(outdir, obsid)
-    current = load(outdir, obsid)
+    current = _load_record(outdir, obsid)
     for rel, rec in changes.items():
         if rec is None:
             current.pop(rel, None)
@@ -179,8 +249,6 @@ def entry_for(fr: FileResult, verify: bool, old: FileRecord | None) -> FileRecor
         # Present after the site was asked (its date had moved, its identity had not): the
         # listing's new date is the one to compare with next time.
         return replace(old, listed_date=fr.listed_date or old.listed_date)
-    from datetime import datetime, timezone
-
     try:
         st = os.lstat(fr.path)
         digest = fr.sha256
@@ -190,6 +258,12 @@ def entry_for(fr: FileResult, verify: bool, old: FileRecord | None) -> FileRecor
             digest = sha256_file(fr.path)
     except OSError:
         return None
+    return _record_of(fr, verify, st, digest)
+
+
+def _record_of(fr: FileResult, verify: bool, st: os.stat_result, digest: str | None) -> FileRecord:
+    from datetime import datetime, timezone
+
     return FileRecord(
         relpath=fr.relpath,
         size=st.st_size,
@@ -211,8 +285,10 @@ def record_session(outdir: Path, results: Iterable, verify: bool, fsync: bool = 
     for r in results:
         if not r.found or not any(fr.ok for fr in r.files):
             continue  # nothing to record (and a tree we cannot write is told by its files)
-        old = load(outdir, r.obsid)
-        changes = {}
+        journal = journal_path(outdir, r.obsid)
+        journaled, seen = _read_journal(journal)
+        old = {**_load_record(outdir, r.obsid), **journaled}
+        changes: dict[str, FileRecord | None] = dict(journaled)  # folded into the record
         for fr in r.files:
             rec = entry_for(fr, verify, old.get(fr.relpath))
             if rec is not None and rec != old.get(fr.relpath):
@@ -220,6 +296,7 @@ def record_session(outdir: Path, results: Iterable, verify: bool, fsync: bool = 
         try:
             forget_partials(outdir, r.obsid, [fr.relpath for fr in r.files if fr.ok])
             update(outdir, r.obsid, changes, fsync)
+            _forget_journal(journal, seen)
         except OSError as exc:
             # A full disk is told by the files it stopped; the record is rebuilt next time.
             level = 2 if exc.errno in (errno.ENOSPC, errno.EDQUOT) else 0
@@ -249,11 +326,48 @@ def changed_at_archive(
 
 
 class RecordBook:
-    """A session's view of the records: loaded once per ObsId, shared by the workers."""
+    """A session's view of the records: loaded once per ObsId, shared by the workers; and
+    the writer of each file's journal line as it is done.
 
-    def __init__(self) -> None:
+    Parameters
+    ----------
+    journal : bool
+        Whether files done are journaled (False for a tree that is not an output directory,
+        such as the staging area of ``--frozen``).
+    """
+
+    def __init__(self, journal: bool = True) -> None:
         self._cache: dict[Path, dict[str, FileRecord]] = {}
         self._lock = threading.Lock()
+        self.journaling = journal
+        self._made: set[Path] = set()  # record directories known to exist
+
+    def journal(self, fr: FileResult, st: os.stat_result, verify: bool) -> None:
+        """Record ``fr``'s file now: it is done, durable under its final name, and ``st`` is
+        its status (``fstat`` of the open file). One line appended with ``O_APPEND`` (whole
+        lines from rival processes interleave, never mix); never fails a download."""
+        if not self.journaling:
+            return
+        depth = len(fr.relpath.split("/"))
+        path = journal_path(fr.path.parents[depth], fr.obsid)
+        line = json.dumps(asdict(_record_of(fr, verify, st, fr.sha256)), separators=(",", ":"))
+        try:
+            self._append(path, (line + "\n").encode("utf-8"))
+        except OSError as exc:
+            vlog(2, "%s: cannot journal it (%s); it is recorded at the end", fr.relpath, exc)
+
+    def _append(self, path: Path, data: bytes) -> None:
+        # Opened per line, not kept: a fold by a rival removes the journal, and lines
+        # written to the removed file would be lost.
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        if path.parent not in self._made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(path.parent)
+        fd = os.open(path, flags, 0o644)
+        try:
+            os.write(fd, data)  # one write: a line is whole or (killed mid-way) torn, skipped
+        finally:
+            os.close(fd)
 
     def get(self, fr: FileResult) -> FileRecord | None:
         """The record of ``fr``'s file, when there is one and it still describes the local

@@ -619,6 +619,8 @@ class FileJob:
         self.fr.reason = None
         self.fr.sha256 = self._digest
         self.fr.status = status
+        # Recorded now, not only at the session's end: a run killed later keeps it.
+        self.ctx.records.journal(self.fr, os.fstat(self.fd), self.config.verify_checksums)
 
     def _moved_is_ours(self) -> None:
         """The file now at the final name must be the open file checked: a name swapped in
