@@ -5,11 +5,13 @@ from __future__ import annotations
 import ftplib
 import socket
 import ssl
+from typing import Any
 
 from ..config import SessionConfig
 from ..errors import ChandraDownloadError
 from ..http_pool import ca_file
 from ..log import vlog
+from ..resolve import connect
 
 ABORT_TIMEOUT = 5.0
 
@@ -30,11 +32,39 @@ class ProtocolLog:
         return resp
 
 
-class PlainFTP(ProtocolLog, ftplib.FTP):
+class BoundedConnect:
+    """ftplib's ``connect`` with the host resolved within the timeout (ftplib's own asks
+    ``socket.create_connection``, whose name lookup has none): see :mod:`..resolve`."""
+
+    host: str
+    port: int
+    timeout: float | None
+    source_address: tuple[str, int] | None
+    encoding: str
+
+    def connect(  # noqa: D102 - ftplib's
+        self,
+        host: str = "",
+        port: int = 0,
+        timeout: float = -999,
+        source_address: tuple[str, int] | None = None,
+    ) -> str:
+        ftp: Any = self
+        self.host, self.port = host or self.host, port or self.port
+        self.timeout = self.timeout if timeout == -999 else timeout
+        self.source_address = source_address or self.source_address
+        ftp.sock = connect((self.host, self.port), self.timeout, self.source_address)
+        ftp.af = ftp.sock.family
+        ftp.file = ftp.sock.makefile("r", encoding=self.encoding)
+        ftp.welcome = ftp.getresp()
+        return str(ftp.welcome)
+
+
+class PlainFTP(ProtocolLog, BoundedConnect, ftplib.FTP):
     """ftplib.FTP with verbose-5 protocol lines."""
 
 
-class FTPTLS(ProtocolLog, ftplib.FTP_TLS):
+class FTPTLS(ProtocolLog, BoundedConnect, ftplib.FTP_TLS):
     """FTP_TLS whose data connections resume the control connection's TLS session."""
 
     def wrap_data(self, sock: socket.socket) -> socket.socket:

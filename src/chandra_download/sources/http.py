@@ -33,6 +33,7 @@ from ..errors import (
 )
 from ..http_pool import pool_manager, proxy_for, tls_options
 from ..log import vlog
+from ..resolve import bounded_pools
 from ..stream import RateGuard
 from .base import Body, ListingPage, PageRef, RemoteFile, Source, obsid_dir, walk_listing
 from .http_body import HTTPBody, header_deadline_pools, read_capped
@@ -119,8 +120,12 @@ class HTTPSource(Source):
         if urlsplit(self.base).scheme == "https":
             kw.update(tls_options(cfg))
         pool = pool_manager(proxy_for(self.base), **kw)
-        if cfg.min_rate > 0:  # headers are far below min_rate * timeout bytes
+        # Hosts resolved within the connect timeout; headers are far below min_rate * timeout
+        # bytes, so they must come within the timeout too when a minimum rate holds.
+        if cfg.min_rate > 0:
             pool.pool_classes_by_scheme = header_deadline_pools(cfg.timeout)
+        else:
+            pool.pool_classes_by_scheme = bounded_pools()
         return pool
 
     # -- requests -------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from urllib3.exceptions import HTTPError
 
 from ..credentials import scrub
 from ..errors import NoAnswer, SourceError, TransientError
+from ..resolve import BoundedResolve
 from ..stream import RateGuard
 from .base import Body
 
@@ -215,10 +216,11 @@ def too_slow(window: float) -> TransientError:
 
 def header_deadline_pools(window: float) -> dict[str, type[HTTPConnectionPool]]:
     """urllib3 pool classes (for ``PoolManager.pool_classes_by_scheme``) whose connections
-    fail a response whose headers take more than ``window`` seconds."""
+    fail a response whose headers take more than ``window`` seconds (and resolve their host
+    within their connect timeout: :mod:`~chandra_download.resolve`)."""
     attrs = {"header_window": window}
-    plain = type("DeadlineHTTPConnection", (_HeaderDeadline, HTTPConnection), attrs)
-    tls = type("DeadlineHTTPSConnection", (_HeaderDeadline, HTTPSConnection), attrs)
+    plain = type("DeadlineHTTPConnection", (_HeaderDeadline, BoundedResolve, HTTPConnection), attrs)
+    tls = type("DeadlineHTTPSConnection", (_HeaderDeadline, BoundedResolve, HTTPSConnection), attrs)
     return {
         "http": type("DeadlineHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": plain}),
         "https": type("DeadlineHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": tls}),

@@ -11,6 +11,7 @@ import boto3
 import botocore
 import botocore.exceptions as bexc
 import urllib3.exceptions
+from botocore.awsrequest import AWSHTTPConnectionPool, AWSHTTPSConnectionPool
 from botocore.config import Config
 
 from ..config import SessionConfig
@@ -27,6 +28,7 @@ from ..errors import (
     TransientError,
 )
 from ..log import vlog
+from ..resolve import ResolveTimeout, bounded_pools
 from .base import (
     Body,
     ListingPage,
@@ -165,7 +167,7 @@ class S3Source(Source):
         key_id = creds.username if creds is not None else None
         secret = creds.password if creds is not None else None
         session = boto3.session.Session(profile_name=config.profile if creds is None else None)
-        return session.client(
+        client = session.client(
             "s3",
             region_name=region or DEFAULT_REGION,
             endpoint_url=config.endpoint_url,
@@ -174,6 +176,8 @@ class S3Source(Source):
             aws_access_key_id=key_id,
             aws_secret_access_key=secret,
         )
+        _resolve_bounded(client)
+        return client
 
     def _scrub(self, text: str) -> str:
         return scrub(text, self._secrets)
@@ -291,8 +295,12 @@ class S3Source(Source):
         if isinstance(exc, bexc.ClientError):
             self._answered = True
             return self._map_client_error(exc, where, size)
-        if isinstance(exc, bexc.EndpointConnectionError) and not self._answered:
-            return SiteUnreachable(f"cannot reach {self.label}: {exc}")
+        if isinstance(exc, bexc.EndpointConnectionError):
+            unresolved = _unresolved(exc)
+            if not self._answered:
+                return SiteUnreachable(f"cannot reach {self.label}: {unresolved or exc}")
+            if unresolved:
+                return NoAnswer(f"No answer from {self.label} for {where}: {unresolved}")
         if isinstance(exc, bexc.NoCredentialsError | bexc.PartialCredentialsError):
             return AuthError(
                 f"No AWS credentials found for profile {self.config.profile!r} reading {where}"
@@ -338,6 +346,24 @@ class S3Source(Source):
         if code in _MISSING_CODES or status == 404:
             return FileMissing(f"{where} is not in the bucket any more ({code or status})")
         return SourceError(f"S3 error for {where} ({code or status}: {message})")
+
+
+def _resolve_bounded(client: Any) -> None:
+    """Have botocore's connections resolve their host within the connect timeout
+    (:mod:`~chandra_download.resolve`): its URLLib3Session keeps its pool classes in
+    ``_pool_classes_by_scheme`` (for proxy managers made later) and on its pool manager."""
+    http = client._endpoint.http_session
+    pools = bounded_pools(AWSHTTPConnectionPool, AWSHTTPSConnectionPool)
+    http._pool_classes_by_scheme = pools
+    http._manager.pool_classes_by_scheme = pools
+
+
+def _unresolved(exc: bexc.EndpointConnectionError) -> str | None:
+    """ "could not resolve HOST within N s" when that is why botocore could not connect."""
+    cause: BaseException | None = exc.kwargs.get("error")
+    while cause is not None and not isinstance(cause, ResolveTimeout):
+        cause = cause.__cause__
+    return str(cause) if cause is not None else None
 
 
 def _verify(config: SessionConfig) -> bool | str | None:
