@@ -27,6 +27,7 @@ from chandra_download.simulator import (  # noqa: E402
     generate_archive,
     iter_files,  # noqa: E402
 )
+from chandra_download.simulator.ftp import ArchiveFTPServer  # noqa: E402
 
 OBSIDS = [6298, 1843, 2749]  # not sorted: results and blocks must keep this order
 BIG = "secondary/acisf01843_000N005_evt1.fits.gz"
@@ -76,18 +77,27 @@ def fetch(client, server, out: Path, **options):
     return cluster.download(OBSIDS, client=client, mirror=server.base_url, outdir=out, **options)
 
 
-def test_the_budget_bounds_the_requests_at_the_site(client, root, tmp_path, caplog):
+def test_the_budget_bounds_the_open_sockets_at_the_site(client, root, tmp_path, caplog):
     link = LinkModel(latency=0.02, conn_bandwidth=4_000_000)
     caplog.set_level(logging.INFO, logger="chandra_download")
     with ArchiveHTTPServer(root, link=link) as server:
         results = fetch(client, server, tmp_path, connections=3, blocks=True)
-        peak = server.stats.peak_requests
+        peak = server.stats.peak_connections  # open sockets, idle keep-alive ones included
     assert results.ok, results.summary()
     assert [r.obsid for r in results] == OBSIDS
     assert mismatches(root, tmp_path) == []
     assert 2 <= peak <= 3, peak  # 2 workers x 2 tasks x 4 jobs want far more
     heads = [m for m in caplog.messages if m.startswith("Downloading files for ObsId")]
     assert [int(h.split()[4].rstrip(",")) for h in heads] == OBSIDS
+
+
+def test_the_budget_bounds_the_ftp_sessions_at_the_site(client, root, tmp_path):
+    with ArchiveFTPServer(root, link=LinkModel(latency=0.01)) as server:
+        results = fetch(client, server, tmp_path, connections=2)
+        peak = server.stats.peak_connections  # control connections (each with its data one)
+    assert results.ok, results.summary()
+    assert mismatches(root, tmp_path) == []
+    assert 1 <= peak <= 2, peak
 
 
 def test_two_clients_at_once_run_each_obsid_once(client, root, tmp_path):

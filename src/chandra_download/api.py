@@ -172,8 +172,8 @@ def download(
         ``(K, N)``: only the K-th of N parts of ``obsids`` (positions K, K+N, K+2N... of the
         list as given, 1-based): the same on every run and machine, for job arrays.
     budget : ConnectionBudget, optional
-        Leases a connection to a site around each request (a cluster's shared budget, see
-        :mod:`chandra_download.cluster`); by default ``jobs`` alone bounds connections.
+        A lease of it held by each socket open to a site (a cluster's shared budget, see
+        :mod:`chandra_download.budget`); by default ``jobs`` alone bounds connections.
     manifest : path, optional
         Also write a manifest of the session (:mod:`chandra_download.manifest`): per file
         its size, sha256, processing version, the site's Last-Modified/ETag, what was checked.

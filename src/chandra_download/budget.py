@@ -1,21 +1,36 @@
 """The connection budget: how many connections to one site may be open at once.
 
 On one machine ``jobs`` bounds them (each worker has one connection at a time, the pools are
-``jobs`` large), so no budget is needed. Past one machine (:mod:`chandra_download.cluster`)
-the workers share one budget per site: every request to a site is made under a lease of
-:meth:`ConnectionBudget.lease`, held until its response is read (a file's body is closed).
-A request holding a lease never asks for a second one, so leases cannot deadlock.
+``jobs`` large), so no budget is needed and none of this runs. Past one machine
+(:mod:`chandra_download.cluster`) the workers share one budget per site, and what it bounds
+is **open sockets**: a socket takes a lease of :meth:`ConnectionBudget.lease` before it
+connects and gives it back once it is closed, at our end and at the site's (see
+:class:`_SocketLease`). Keep-alive reuse stays as on one machine (a socket idle in a pool
+keeps its lease), but only briefly: a socket idle for :data:`IDLE_SECONDS` is closed, so a
+process waiting for a lease is never starved by idle sockets elsewhere. A thread holds at
+most one socket at a time (a request, a body being read, one pipelined batch), and leases
+held by idle or closing sockets come back by this process's :class:`_Reaper` thread, never
+by a waiting thread: a thread never waits for a second lease while holding one, so leases
+cannot deadlock.
 
-:class:`BudgetedSource` puts a source's requests under a budget. An HTTP source leases each
-request (listings, HEAD, GET) until its response is released, so the requests in flight at
-a site never outnumber the leases, whatever the number of processes; idle keep-alive
-connections (at most ``jobs`` per process) stay open between requests. Other sources hold
-one lease per call (a listing, a size, an open body until it is closed).
+What one lease is, per kind of site:
+
+- HTTP(S) (urllib3, the pipeline's borrowed connections): one TCP connection (through a
+  proxy: the one to the proxy).
+- FTP: one control connection, with the one data connection it opens at a time for a
+  listing or a transfer (a data connection lives only within its control connection's
+  command, so at most the budget's control connections, as a server counts its sessions).
+- Any other source (S3, local): one lease per call (a listing page, a size, an open body).
 """
 
 from __future__ import annotations
 
+import os
+import queue
+import select
+import socket
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -31,12 +46,21 @@ from .sources.base import (
     WrappedSource,
 )
 
+#: A socket idle in a pool this long is closed, so its lease goes to whoever waits for one.
+IDLE_SECONDS = 0.5
+#: How often the reaper looks (a lease comes back at most this much after its socket closes).
+TICK = 0.05
+#: Most seconds a closed socket waits for the site's end of the close before its lease goes
+#: (the site counts it open until then; one still sending a body it was cut from is reset).
+CLOSE_WAIT = 1.0
+
 
 class ConnectionBudget(Protocol):
     """Leases of connections to sites (the site's label names it)."""
 
     def lease(self, site: str) -> AbstractContextManager[object]:
-        """Hold one connection to ``site`` for the ``with`` block; waits for a free one."""
+        """Hold one connection to ``site`` for the ``with`` block; waits for a free one.
+        The block may end in another thread than it began in."""
         ...
 
 
@@ -54,9 +78,10 @@ class _Once:
         self._lease, self._held = lease, False
         self._lock = threading.Lock()
 
-    def take(self) -> None:
+    def take(self) -> _Once:
         self._lease.__enter__()
         self._held = True
+        return self
 
     def __call__(self, *args: object) -> None:
         with self._lock:
@@ -65,43 +90,247 @@ class _Once:
             self._lease.__exit__(None, None, None)
 
 
-class _LeasedPool:
-    """A urllib3 pool manager each of whose requests holds a lease until its response is
-    released (read to the end, drained or closed)."""
+# -- one lease per socket ---------------------------------------------------------------------
+class _SocketLease:
+    """The lease of one open socket, with a descriptor of our own on it (a ``dup``).
 
-    def __init__(self, inner: Any, budget: ConnectionBudget, site: str) -> None:
-        self._inner, self._budget, self._site = inner, budget, site
+    Whoever uses the socket (urllib3, http.client's response, TLS, ftplib) closes it as it
+    always does; our descriptor keeps the connection open until the reaper sees theirs is
+    gone (the descriptor number no longer names this socket), then closes it the polite way
+    (our FIN, then the site's end, for at most :data:`CLOSE_WAIT`) and gives the lease back.
+    So the lease outlives the connection at the site too, not only at our end.
+    """
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+    def __init__(self, sock: socket.socket, release: _Once) -> None:
+        self.fd = sock.fileno()
+        self.release = release
+        self.own = socket.socket(fileno=os.dup(self.fd))
+        self.inode = _inode(self.own.fileno())
+        self.deadline = 0.0  # set once closing
 
-    def request(self, method: str, url: str, **kw: Any) -> Any:
-        release = _Once(self._budget.lease(self._site))
-        release.take()
+    def in_use(self) -> bool:
+        """True while the user's descriptor still names this socket."""
         try:
-            resp = self._inner.request(method, url, **kw)
+            return _inode(self.fd) == self.inode
+        except OSError:
+            return False
+
+    def begin_close(self) -> None:
+        self.deadline = time.monotonic() + CLOSE_WAIT
+        try:
+            self.own.setblocking(False)
+            self.own.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.deadline = 0.0  # broken already: nothing to wait for
+
+    def closed_at_site(self) -> bool:
+        """True once the site's end is closed (or broken), or the wait is over."""
+        if time.monotonic() >= self.deadline:
+            return True
+        try:
+            while select.select([self.own], [], [], 0)[0]:
+                if not self.own.recv(65536):
+                    return True
+        except OSError:
+            return True
+        return False
+
+    def finish(self) -> None:
+        try:
+            self.own.close()
+        finally:
+            self.release()
+
+
+def _inode(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+class _Reaper:
+    """This process's keeper of socket leases (started by the first leased socket, so never
+    on one machine): gives back the leases of closed sockets and closes sockets idle in a
+    pool for :data:`IDLE_SECONDS`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: list[_SocketLease] = []
+        self._closing: list[_SocketLease] = []
+        self._pools: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._idlers: list[weakref.WeakMethod[Callable[[float], None]]] = []
+        self._thread: threading.Thread | None = None
+
+    def opened(self, sock: socket.socket, release: _Once) -> None:
+        """``sock`` was connected under ``release``'s lease: it is ours to give back."""
+        try:
+            held = _SocketLease(sock, release)
+        except OSError:
+            release()
+            raise
+        with self._lock:
+            self._open.append(held)
+            self._start()
+
+    def watch_pool(self, pool: Any) -> None:
+        """A urllib3 connection pool whose idle connections are closed after a while."""
+        with self._lock:
+            self._pools.add(pool)
+            self._start()
+
+    def watch_idle(self, close_idle: Callable[[float], None]) -> None:
+        """A pool of another kind: ``close_idle(seconds)`` closes its connections idle that
+        long (a bound method, held weakly)."""
+        with self._lock:
+            self._idlers.append(weakref.WeakMethod(close_idle))  # type: ignore[arg-type]
+            self._start()
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="lease-reaper", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(TICK)
+            try:
+                self.tick()
+            except Exception:  # a bug must not stop leases coming back
+                pass
+
+    def tick(self) -> None:
+        """One look: idle sockets closed, closed ones on their way, finished ones given back."""
+        for pool in list(self._pools):
+            _close_idle_conns(pool)
+        with self._lock:
+            idlers = [m() for m in self._idlers]
+            self._idlers = [m for m in self._idlers if m() is not None]
+        for close_idle in idlers:
+            if close_idle is not None:
+                close_idle(IDLE_SECONDS)
+        with self._lock:
+            gone = [s for s in self._open if not s.in_use()]
+            self._open = [s for s in self._open if s not in gone]
+        for s in gone:
+            s.begin_close()
+        with self._lock:
+            self._closing += gone
+            done = [s for s in self._closing if s.closed_at_site()]
+            self._closing = [s for s in self._closing if s not in done]
+        for s in done:
+            s.finish()
+
+    def held(self) -> int:
+        """Leases held by this process's sockets (open or closing)."""
+        with self._lock:
+            return len(self._open) + len(self._closing)
+
+
+_reaper = _Reaper()
+
+
+def _close_idle_conns(pool: Any) -> None:
+    """Close the connections idle in a urllib3 pool for IDLE_SECONDS. They are taken out of
+    its queue meanwhile (so no request is using one), and put back closed or open, as the
+    pool hands them out: a closed one connects again (with a new lease) when next used."""
+    q = pool.pool
+    if q is None:
+        return
+    taken = []
+    try:
+        while True:
+            taken.append(q.get_nowait())
+    except queue.Empty:
+        pass
+    now = time.monotonic()
+    for conn in taken:
+        idle = now - getattr(conn, "idle_since", now)
+        if conn is not None and conn.sock is not None and idle >= IDLE_SECONDS:
+            conn.close()
+    for conn in reversed(taken):  # the most recently used on top again (a LIFO queue)
+        try:
+            q.put_nowait(conn)
+        except queue.Full:
+            if conn is not None:
+                conn.close()
+    if pool.pool is not q:  # the pool closed meanwhile: what went back is nobody's
+        for conn in taken:
+            if conn is not None:
+                conn.close()
+
+
+class _LeasedConnection:
+    """A urllib3 connection whose socket leases a connection before it connects."""
+
+    budget_site: tuple[ConnectionBudget, str]
+
+    def _new_conn(self) -> socket.socket:
+        budget, site = self.budget_site
+        release = _Once(budget.lease(site)).take()
+        try:
+            sock: socket.socket = super()._new_conn()  # type: ignore[misc]
         except BaseException:
             release()
             raise
-        if kw.get("preload_content", True):
-            release()  # read whole: its connection is back in the pool
-            return resp
-        for name in ("release_conn", "close"):
-            setattr(resp, name, _then(getattr(resp, name), release))
-        weakref.finalize(resp, release)  # a response dropped unreleased still gives it back
-        return resp
-
-
-def _then(first: Callable[[], object], then: Callable[[], None]) -> Callable[[], None]:
-    def both() -> None:
         try:
-            first()
-        finally:
-            then()
+            _reaper.opened(sock, release)
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
-    return both
+
+class _IdleStamped:
+    """A urllib3 connection pool that notes when each connection went idle."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        _reaper.watch_pool(self)
+
+    def _put_conn(self, conn: Any) -> None:
+        if conn is not None:
+            conn.idle_since = time.monotonic()
+        super()._put_conn(conn)  # type: ignore[misc]
 
 
+def _leased_pool_class(cls: type, budget: ConnectionBudget, site: str) -> type:
+    conn_cls = cls.ConnectionCls  # type: ignore[attr-defined]
+    leased_conn = type(
+        f"Leased{conn_cls.__name__}", (_LeasedConnection, conn_cls), {"budget_site": (budget, site)}
+    )
+    return type(f"Leased{cls.__name__}", (_IdleStamped, cls), {"ConnectionCls": leased_conn})
+
+
+class SiteLeases:
+    """One site's leases, as a source puts its connections under them (``under_budget``)."""
+
+    def __init__(self, budget: ConnectionBudget, site: str) -> None:
+        self.budget, self.site = budget, site
+
+    def take(self) -> _Once:
+        """A lease, held until the returned callable is called (once)."""
+        return _Once(self.budget.lease(self.site)).take()
+
+    def opened(self, sock: socket.socket, release: _Once) -> None:
+        """``sock`` was connected under ``release``: its lease goes back once it is closed
+        (at both ends). Raises OSError (the lease given back) if it cannot be watched."""
+        _reaper.opened(sock, release)
+
+    def wrap_pools(self, manager: Any) -> Any:
+        """Every socket of a urllib3 PoolManager (or ProxyManager) leased; returns it. Call
+        it before its first request (pools are made on first use)."""
+        manager.pool_classes_by_scheme = {
+            scheme: _leased_pool_class(cls, self.budget, self.site)
+            for scheme, cls in manager.pool_classes_by_scheme.items()
+        }
+        return manager
+
+    def watch_idle(self, close_idle: Callable[[float], None]) -> None:
+        """``close_idle(seconds)`` closes the source's own pooled connections idle that
+        long; the reaper calls it every :data:`TICK`."""
+        _reaper.watch_idle(close_idle)
+
+
+# -- the source -------------------------------------------------------------------------------
 class _LeasedBody(WrappedBody):
     """A body whose lease is given back when it is closed."""
 
@@ -117,28 +346,28 @@ class _LeasedBody(WrappedBody):
 
 
 class BudgetedSource(WrappedSource):
-    """``inner`` with each of its requests under a lease of ``budget``.
+    """``inner`` with its connections under ``budget``.
 
-    An HTTP source leases each request itself (``under_budget``: a listing's parallel
-    requests each hold one); any other source holds one lease per call (a listing, a size,
-    an open body until it is closed).
+    A source with an ``under_budget(leases: SiteLeases)`` hook (HTTP, FTP) leases each
+    socket it opens; any other source holds one lease per call (a listing, a size, an open
+    body until it is closed). Under a :class:`LocalBudget` nothing is wrapped.
     """
-
-    pipeline_depth = 1  # type: ignore[assignment]  # one request per lease: no pipelined batches
 
     def __init__(self, inner: Source, budget: ConnectionBudget) -> None:
         super().__init__(inner)
         self._budget = budget
+        self._per_call = False
+        if isinstance(budget, LocalBudget):
+            return
         hook = getattr(inner, "under_budget", None)
-        self._per_request = hook is not None
         if hook is not None:
-            hook(lambda pool: _LeasedPool(pool, budget, inner.label))
+            hook(SiteLeases(budget, inner.label))
+        else:
+            self._per_call = True
 
     def _lease(self) -> _Once:
         release = _Once(self._budget.lease(self.label))
-        if not self._per_request:
-            release.take()
-        return release
+        return release.take() if self._per_call else release
 
     def list_obsid(self, obsid: int) -> list[RemoteFile]:  # noqa: D102
         release = self._lease()
@@ -162,6 +391,8 @@ class BudgetedSource(WrappedSource):
             release()
 
     def open(self, f: RemoteFile, offset: int = 0, end: int | None = None) -> Body:  # noqa: D102
+        if not self._per_call:
+            return self.inner.open(f, offset, end)
         release = self._lease()
         try:
             body = self.inner.open(f, offset, end)

@@ -4,9 +4,10 @@
 never imports it. :func:`download` runs one task per ObsId (key ``chandra-download-<ObsId>-
 <digest of the options>``, so the same ObsId submitted again, from any client, while it runs
 is the same task, never a second run at once), each an ordinary
-:func:`chandra_download.download` of that ObsId on a worker. Every request to a site is made
-under a lease of a ``distributed.Semaphore`` named after the site and the budget
-(:class:`DaskBudget`): at most ``connections`` connections to a site at once, cluster-wide.
+:func:`chandra_download.download` of that ObsId on a worker. Every socket open to a site
+holds a lease of a ``distributed.Semaphore`` named after the site and the budget
+(:class:`DaskBudget`, :mod:`chandra_download.budget`): at most ``connections`` connections
+open to a site at once, cluster-wide.
 A task whose worker dies is run again elsewhere by the scheduler and resumes from what is on
 the shared disk; one that cannot finish (its workers keep dying) is a failed
 :class:`ObsIdResult` saying so. Before any task, the workers are asked to read a probe file

@@ -7,8 +7,9 @@ import posixpath
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 from ..config import SessionConfig
@@ -37,6 +38,9 @@ from .ftp_conn import (
     tls_context,
 )
 from .ftp_walk import ListingMixin, ListingTooLarge
+
+if TYPE_CHECKING:
+    from ..budget import SiteLeases
 
 __all__ = ["FTPSource", "tls_context"]
 
@@ -88,6 +92,7 @@ class FTPSource(ListingMixin, Source):
         self._mlsd: bool | None = None  # None: not tried yet
         self._answered = False  # has the server greeted us once? (else: SiteUnreachable)
         self.logins = 0
+        self._leases: SiteLeases | None = None  # a cluster's budget: one per control connection
 
     # -- connections ---------------------------------------------------------------------------
     def _scrub(self, text: str) -> str:
@@ -96,8 +101,12 @@ class FTPSource(ListingMixin, Source):
     def _connect(self) -> Conn:
         t = self._config.timeout
         ftp = FTPTLS(context=self._ctx, timeout=t) if self._ctx else PlainFTP(timeout=t)
+        release = self._leases.take() if self._leases is not None else None
         try:
             self._greet(ftp)
+            if release is not None and self._leases is not None and ftp.sock is not None:
+                self._leases.opened(ftp.sock, release)  # back once the socket is closed
+                release = None
             try:
                 ftp.login(self._user, self._password)
             except ftplib.error_perm as exc:
@@ -116,6 +125,8 @@ class FTPSource(ListingMixin, Source):
                     self._home = "/"
         except BaseException:
             ftp.close()
+            if release is not None:
+                release()
             raise
         with self._lock:
             self.logins += 1
@@ -147,6 +158,7 @@ class FTPSource(ListingMixin, Source):
         if healthy:
             with self._lock:
                 if not self._closed and len(self._idle) < self._config.jobs:
+                    conn.idle_since = time.monotonic()
                     self._idle.append(conn)
                     return
         discard(conn, polite=healthy)
@@ -155,6 +167,22 @@ class FTPSource(ListingMixin, Source):
         """Idle pooled connections (at most ``config.jobs``)."""
         with self._lock:
             return len(self._idle)
+
+    def under_budget(self, leases: SiteLeases) -> None:
+        """Put the control connections under a cluster's connection budget: each takes a
+        lease to connect (its data connections are within it), given back once it is closed;
+        idle ones are closed after a short while (chandra_download.budget)."""
+        self._leases = leases
+        leases.watch_idle(self.close_idle)
+
+    def close_idle(self, seconds: float) -> None:
+        """Close (politely) the pooled connections idle for ``seconds`` or more."""
+        now = time.monotonic()
+        with self._lock:
+            old = [c for c in self._idle if now - c.idle_since >= seconds]
+            self._idle = [c for c in self._idle if c not in old]
+        for conn in old:
+            discard(conn, polite=True)
 
     def close(self) -> None:
         with self._lock:

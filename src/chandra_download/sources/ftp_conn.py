@@ -89,6 +89,7 @@ class Conn:
         self.ftp = ftp
         self.binary = False
         self.reused = False
+        self.idle_since = 0.0  # (monotonic) when it last went back to the pool
 
 
 def reply_code(exc: BaseException) -> str:

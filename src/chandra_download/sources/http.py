@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urljoin, urlsplit
 
 import urllib3
@@ -46,6 +45,9 @@ from .wire import (
     parse_retry_after,
     range_header,
 )
+
+if TYPE_CHECKING:
+    from ..budget import SiteLeases
 
 USER_AGENT = f"chandra-download/{__version__}"
 MAX_REDIRECTS = 5
@@ -396,10 +398,10 @@ class HTTPSource(Source):
     def close(self) -> None:
         self._pool.clear()
 
-    def under_budget(self, wrap: Callable[[urllib3.PoolManager], Any]) -> None:
-        """Send every request through ``wrap(pool)``: a cluster's connection budget leases
-        each request there (chandra_download.budget)."""
-        self._pool = wrap(self._pool)
+    def under_budget(self, leases: SiteLeases) -> None:
+        """Put every socket of the session under a cluster's connection budget: each takes a
+        lease to connect and gives it back once closed (chandra_download.budget)."""
+        leases.wrap_pools(self._pool)
 
 
 class _RedirectRefused(Exception):
