@@ -1,63 +1,117 @@
 #!/usr/bin/env python
-"""What a read-back sha256 costs beside a download: the batch, and one large file.
+"""What the streaming sha256 costs a download: bench_speed's batch and its 2 GB file (issue 16).
 
-Run ``python benchmarks/bench_sha256.py`` (``--big-gb 2`` for the 2 GB file; ``--big-gb 0``
-skips it). It generates a simulated archive under ``benchmarks/_work/sha256/`` (cached),
-serves it over HTTP on loopback, downloads it into a fresh directory (the record of what was
-fetched is written at the end of the session, with the sha256 the copy loop computed as the
-bytes arrived), then prints the download's time, the time a read-back sha256 of the same files
-takes (what a file found complete but not recorded, or a manifest of large unrecorded files,
-pays), and the share of the second in the first. Under shared load the figures are noisy: run
-it twice.
+Run ``python benchmarks/bench_sha256.py`` (the batch over bench_speed's simulated link, about
+2 minutes) and ``--big`` to add the 2 GB file over unthrottled loopback (several minutes more;
+``--quick``: bench_speed's smaller data, a 500 MB file). The archive is bench_speed's own
+(``benchmarks/_work/archive``, generated once and shared with it), served from a simulator
+process. Each download runs as its own process into a fresh directory, with the sha256 on (as
+shipped: computed in the same streaming pass as the gzip/FITS checks, then recorded) and off
+(``CHANDRA_DOWNLOAD_TEST_NO_SHA256=1``: the checks alone; a benchmark-only switch), in turns,
+``--repeat`` times each. It prints the best wall time and CPU (user + sys of the client alone)
+of each and their ratio; the goal is a cost within 5%. Under shared load the figures are
+noisy: the CPU ratio is the steadier one.
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
-import time
+import json
+import os
+import sys
+from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 
-from chandra_download import download
-from chandra_download.record import sha256_file
-from chandra_download.simulator import ArchiveHTTPServer, generate_archive
+import bench_speed as bs
+from bench_speed import Run, Simulator, expected_files, ours, timed
 
-WORK = Path(__file__).resolve().parent / "_work" / "sha256"
-
-
-def measure(root: Path, obsids: list[int], label: str) -> None:
-    """One download of ``obsids`` and the read-back sha256 of what it wrote."""
-    with ArchiveHTTPServer(root) as server, tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
-        t0 = time.perf_counter()
-        results = download(obsids, mirror=server.base_url, outdir=out, status=False)
-        elapsed = time.perf_counter() - t0
-        assert results.ok, results.summary()
-        files = [f.path for f in results.files]
-        t0 = time.perf_counter()
-        for path in files:
-            sha256_file(path)
-        hashing = time.perf_counter() - t0
-        size = sum(p.stat().st_size for p in files)
-    print(
-        f"{label:<10} {len(files):>5} files {size / 1e6:>9.1f} MB  download {elapsed:7.2f} s  "
-        f"read-back sha256 {hashing:6.2f} s ({100 * hashing / elapsed:5.1f}% of the download)"
-    )
+#: Read once by chandra_download.verify (its private ``_HASHING`` switch), in the child.
+NO_SHA256 = "CHANDRA_DOWNLOAD_TEST_NO_SHA256"
+GOAL = 1.05
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--big-gb", type=float, default=2.0, help="size of the large file (0: skip)")
-    p.add_argument("--batch", type=int, default=20, help="ObsIds in the batch")
-    args = p.parse_args()
-    batch = list(range(1000, 1000 + args.batch))
-    generate_archive(WORK / "batch", batch, scale=1.0)
-    measure(WORK / "batch", batch, "batch")
-    if args.big_gb > 0:
-        big = WORK / "big"
-        generate_archive(big, {1843: "acis"}, sizes={"evt1": int(args.big_gb * 1e9)})
-        measure(big, [1843], f"{args.big_gb:g} GB")
+@contextmanager
+def hashing(on: bool):
+    """Children started inside compute the sha256 (``on``) or leave it out."""
+    before = os.environ.pop(NO_SHA256, None)
+    if not on:
+        os.environ[NO_SHA256] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop(NO_SHA256, None)
+        if before is not None:
+            os.environ[NO_SHA256] = before
+
+
+def on_and_off(
+    label: str, cmd: list[str], out: Path, expected: dict[str, int], repeat: int
+) -> dict:
+    """``cmd`` ``repeat`` times with the sha256 and as often without, in turns; the best of
+    each (least disturbed by the machine's other load) and their ratio."""
+    runs: dict[bool, list[Run]] = {True: [], False: []}
+    for _ in range(repeat):
+        for on in (True, False):
+            with hashing(on):
+                runs[on].append(timed(f"{label}, sha256 {'on' if on else 'off'}", cmd, out,
+                                      expected))  # fmt: skip
+    best = {on: (min(r.wall for r in rs), min(r.cpu for r in rs)) for on, rs in runs.items()}
+    (wall_on, cpu_on), (wall_off, cpu_off) = best[True], best[False]
+    size = sum(expected.values())
+    print(f"\n{label}: {len(expected)} files, {size / bs.MB:.1f} MB, best of {repeat}")
+    print(f"  {'':<12}{'wall s':>9}{'MB/s':>9}{'CPU s':>9}")
+    for on, (wall, cpu) in best.items():
+        print(f"  {'sha256 on' if on else 'sha256 off':<12}{wall:9.2f}{size / bs.MB / wall:9.1f}"
+              f"{cpu:9.2f}")  # fmt: skip
+    ok = all(r.ok for rs in runs.values() for r in rs)
+    for what, ratio in (("wall", wall_on / wall_off), ("CPU", cpu_on / cpu_off)):
+        met = "MET " if ratio <= GOAL else "MISS"
+        print(f"  [{met}] sha256 cost ({what}): on/off = {ratio:.3f} ({100 * (ratio - 1):+.1f}%;"
+              f" goal within {100 * (GOAL - 1):.0f}%)")  # fmt: skip
+    return {"files": len(expected), "bytes": size, "complete": ok,
+            "wall_ratio": wall_on / wall_off, "cpu_ratio": cpu_on / cpu_off,
+            "runs": {("on" if on else "off"): [asdict(r) for r in rs]
+                     for on, rs in runs.items()}}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="bench_speed's smaller data")
+    p.add_argument("--big", action="store_true", help="also the large file over loopback")
+    p.add_argument("--no-batch", action="store_true", help="skip the batch")
+    p.add_argument("--repeat", type=int, default=3, help="runs of each, on and off (best kept)")
+    p.add_argument("--latency", type=float, default=0.04, help="seconds per request (batch)")
+    p.add_argument("--conn-bandwidth", type=float, default=8e6, help="bytes/s per connection")
+    p.add_argument("--total-bandwidth", type=float, default=120e6, help="bytes/s in total")
+    p.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = p.parse_args(argv)
+    profile = bs.PROFILES["quick" if args.quick else "full"]
+    root = bs.WORK / ("archive-quick" if args.quick else "archive")
+    obsids = bs.prepare(root, profile)
+    print(f"Machine: {bs.machine()}", flush=True)
+    out = bs.WORK / "out-sha256"
+    res: dict = {"machine": bs.machine(), "args": {k: str(v) for k, v in vars(args).items()}}
+    if not args.no_batch:
+        expected = expected_files(root, obsids)
+        print(f"\n[batch] {len(obsids)} ObsIds; link {args.latency * 1000:.0f} ms/request, "
+              f"{args.conn_bandwidth / bs.MB:g} MB/s per connection, "
+              f"{args.total_bandwidth / bs.MB:g} MB/s in total", flush=True)  # fmt: skip
+        with Simulator(root, bs.link_options(args)) as sim:
+            res["batch"] = on_and_off("batch", ours(sim.url, obsids, out), out, expected,
+                                      args.repeat)  # fmt: skip
+    if args.big:
+        expected = expected_files(root, [bs.BIG_OBSID], "evt1")
+        size = sum(expected.values())
+        print(f"\n[big] one {size / bs.MB:.0f} MB file over unthrottled loopback", flush=True)
+        with Simulator(root, []) as sim:
+            res["big"] = on_and_off(f"{size / 1e9:g} GB file",
+                                    ours(sim.url, [bs.BIG_OBSID], out, "evt1"), out, expected,
+                                    args.repeat)  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=1))
+    return 0 if all(r["complete"] for k, r in res.items() if k in ("batch", "big")) else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -106,6 +106,8 @@ class ListingWalk:
             what = "directories nest too deep"
         elif self.pages + len(page.more) > MAX_PAGES:
             what = f"more than {MAX_PAGES} listing pages"
+            if any(r.token is not None for r in page.more):  # S3's IsTruncated, every time
+                what += " (the site keeps answering that more is to come)"
         elif len(self.files) + len(page.more) > MAX_ENTRIES:
             what = f"more than {MAX_ENTRIES} entries"
         elif self.nbytes > MAX_LISTING_BYTES:
@@ -113,7 +115,8 @@ class ListingWalk:
         else:
             return page.more
         first = page.more[0].prefix if page.more else ""
-        raise UnsafeEntry(f"ObsId {self.obsid}: refusing the listing at {first!r}: {what}")
+        where = f"at {first!r}" if first else "of its directory"
+        raise UnsafeEntry(f"ObsId {self.obsid}: refusing the listing {where}: {what}")
 
 
 def walk_listing(source: Source, obsid: int) -> list[RemoteFile]:

@@ -10,9 +10,11 @@ from urllib.parse import urlsplit
 import boto3
 import botocore
 import botocore.exceptions as bexc
+import botocore.handlers
 import urllib3.exceptions
 from botocore.awsrequest import AWSHTTPConnectionPool, AWSHTTPSConnectionPool
 from botocore.config import Config
+from botocore.parsers import ResponseParserError
 
 from ..config import SessionConfig
 from ..credentials import Credentials, mask_url, scrub, split_userinfo
@@ -177,6 +179,7 @@ class S3Source(Source):
             aws_secret_access_key=secret,
         )
         _resolve_bounded(client)
+        _parse_errors_as_such(client)
         return client
 
     def _scrub(self, text: str) -> str:
@@ -199,7 +202,7 @@ class S3Source(Source):
         vlog(5, "S3 > ListObjectsV2 bucket=%s prefix=%s", self.bucket, base)
         try:
             page = self._client.list_objects_v2(**kwargs)
-        except (bexc.ClientError, bexc.BotoCoreError) as exc:
+        except (bexc.ClientError, bexc.BotoCoreError, ResponseParserError) as exc:
             raise self._map_error(exc, f"s3://{self.bucket}/{base}") from exc
         self._answered = True
         contents = page.get("Contents") or ()
@@ -305,6 +308,12 @@ class S3Source(Source):
             return AuthError(
                 f"No AWS credentials found for profile {self.config.profile!r} reading {where}"
             )
+        if isinstance(exc, ResponseParserError):
+            # Its text holds the hostile body itself: not shown. Retried (a cut connection).
+            return TransientError(
+                f"the answer of {self.label} for {where} was truncated or malformed "
+                "(not valid S3 XML)"
+            )
         if isinstance(exc, bexc.SSLError):
             return SourceError(f"TLS error talking to S3 for {where}: {exc}")
         if isinstance(exc, (bexc.ConnectTimeoutError, bexc.ReadTimeoutError)):
@@ -356,6 +365,19 @@ def _resolve_bounded(client: Any) -> None:
     pools = bounded_pools(AWSHTTPConnectionPool, AWSHTTPSConnectionPool)
     http._pool_classes_by_scheme = pools
     http._manager.pool_classes_by_scheme = pools
+
+
+def _parse_errors_as_such(client: Any) -> None:
+    """botocore turns a 200 whose XML does not parse (a listing cut short) into a stand-in
+    "500 Internal Server Error"; without that rewrite its parser raises ResponseParserError,
+    which :meth:`S3Source._classify` names for what it is. Only body-less or XML answers are
+    concerned: GetObject's streamed bodies are never rewritten (botocore excludes them)."""
+    rewrite = getattr(botocore.handlers, "_handle_200_error", None)
+    if rewrite is not None:
+        try:
+            client.meta.events.unregister("before-parse.s3.*", rewrite)
+        except ValueError:  # not registered in this botocore
+            pass
 
 
 def _unresolved(exc: bexc.EndpointConnectionError) -> str | None:
