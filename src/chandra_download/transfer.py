@@ -119,7 +119,7 @@ class FileJob:
         first = decide(disk, self.size)
         if not self._changed_at_archive(disk) and (
             first.action is Action.LARGER
-            or (first.action is Action.PRESENT and not disk.leftovers and not self.config.repair)
+            or (first.action is Action.PRESENT and not disk.leftovers and self._good_as_is())
         ):
             self._settle(first)
             return Next.DONE
@@ -132,6 +132,19 @@ class FileJob:
         disk = look(self.spot)  # again under the lock: a rival may have finished the file
         self._learn_size(disk)
         return self._act(decide(disk, self.size), disk)
+
+    def _good_as_is(self) -> bool:
+        """A complete file needs nothing written: always without --repair; with it, when its
+        content check passes (read before taking any lock, so a read-only tree of good
+        files is repaired without a write, issue 20.8; a failing one is checked again under
+        the lock)."""
+        if not self.config.repair:
+            return True
+        try:
+            self.fr.sha256 = self._check_present().finish()
+        except (VerificationError, OSError):
+            return False
+        return True
 
     def _still_safe(self) -> None:
         """The listing-time symlink check again, just before the first write: a symlink
