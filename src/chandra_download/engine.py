@@ -18,6 +18,7 @@ workers), so ObsIds complete, and are reported, roughly in order.
 from __future__ import annotations
 
 import functools
+import heapq
 import itertools
 import os
 import queue
@@ -37,7 +38,7 @@ from .filetypes import Selection, classify
 from .finisher import Finisher
 from .health import WAIT_NOTICE, WAIT_REPEAT, SiteHealth, State, WatchedSource, silence_limit
 from .log import vlog
-from .plan import decide, look, unsafe_target
+from .plan import OnDisk, decide, look, needs_size, unsafe_target
 from .progress import Reporter
 from .results import FileResult, ObsIdResult, Status
 from .retry import Interrupted, RetryPolicy, with_retries
@@ -47,6 +48,10 @@ from .statedir import Spot
 from .transfer import FileJob, Next, vouched_size
 
 Listing = dict[str, RemoteFile]
+#: What a batch saw on disk for a file, and the size that vouches for (None: none does).
+Seen = tuple[OnDisk, int | None]
+#: Files of one ``--list`` step, per pipelined request a site takes at once.
+_DESCRIBED = 4
 
 #: A step's place in the queue: (the ObsId's rank in the order given, then a weight within
 #: it: listing pages first, then files largest first). The session's end sorts after all.
@@ -76,6 +81,37 @@ class _Walk:
     missing: bool = False  # the top page said "not found"
 
 
+@dataclass(order=True)
+class _Pending:
+    """A listing page waiting for a pipeline at its source (see :meth:`Engine._pages_step`);
+    ``tries``: pipelines that went without its answer."""
+
+    priority: Priority
+    seq: int
+    run: _ObsIdRun = field(compare=False)
+    walk: _Walk = field(compare=False)
+    ref: PageRef = field(compare=False)
+    tries: int = field(compare=False, default=0)
+
+
+#: Pipelines a listing page may go unanswered in before it is asked for on its own.
+_PAGE_TRIES = 2
+
+
+class _Attempts:
+    """A listing page's attempts for its retry policy: the first one's outcome known
+    already (its pipelined answer's error), the others asked of the source."""
+
+    def __init__(self, first: Exception | None, ask: Callable[[], ListingPage]) -> None:
+        self._first, self._ask = first, ask
+
+    def __call__(self) -> ListingPage:
+        first, self._first = self._first, None
+        if first is not None:
+            raise first
+        return self._ask()
+
+
 @dataclass
 class _ObsIdRun:
     """One ObsId's result, its rank in the order given, and how many of its files are still
@@ -87,6 +123,7 @@ class _ObsIdRun:
     failures: list[str] = field(default_factory=list)
     answered: bool = False
     walk: _Walk | None = None
+    fresh: bool = False  # nothing of it on disk when it was listed (no size to learn)
 
 
 class Engine:
@@ -114,6 +151,7 @@ class Engine:
         self._told: dict[int, float] = {}  # site index -> the wait it was last said at
         self.ctx = Context(config, self.stop, reporter)
         self._listings: dict[tuple[int, int], Listing | None] = {}
+        self._pending: list[list[_Pending]] = [[] for _ in sources]  # heaps, by source
         self._lock = threading.Lock()
         self._queue: queue.PriorityQueue[_Task] = queue.PriorityQueue()
         self._seq = itertools.count()
@@ -216,17 +254,76 @@ class Engine:
     def _start_walk(self, run: _ObsIdRun, index: int) -> None:
         """List the ObsId at source ``index``: its top page goes on the queue."""
         run.walk = _Walk(index, ListingWalk(run.result.obsid))
-        self._put((run.rank, _PAGE), self._page_step, run, run.walk, PageRef())
+        self._queue_page(run, run.walk, PageRef())
 
-    def _page_step(self, run: _ObsIdRun, walk: _Walk, ref: PageRef) -> None:
-        """Fetch one listing page (retried on its own) and queue the pages it names."""
+    def _queue_page(self, run: _ObsIdRun, walk: _Walk, ref: PageRef, tries: int = 0) -> None:
+        """A page step, or at a pipelining site the page among those waiting for a
+        pipeline and a step to take them (each page has its step: none is left behind)."""
+        priority = (run.rank, _PAGE)
+        if self.sources[walk.index].pipeline_depth < 2 or tries >= _PAGE_TRIES:
+            self._put(priority, self._page_step, run, walk, ref)
+            return
+        with self._lock:
+            page = _Pending(priority, next(self._seq), run, walk, ref, tries)
+            heapq.heappush(self._pending[walk.index], page)
+        self._put(priority, self._pages_step, walk.index)
+
+    def _pages_step(self, index: int) -> None:
+        """The listing pages waiting at a pipelining site, first first, as many as one
+        pipeline takes (issue 19.1): the root listings of many ObsIds at the start, the
+        sub-directories named by the listings read meanwhile. None left: others took them."""
+        depth = self.sources[index].pipeline_depth
+        with self._lock:
+            heap = self._pending[index]
+            pages = [heapq.heappop(heap) for _ in range(min(len(heap), max(1, depth)))]
+        sent = [p for p in pages if p.walk.failure is None]
+        if len(sent) < 2 or self.stop.is_set():
+            sent = []
+        for page in pages:
+            if page not in sent:
+                self._page_step(page.run, page.walk, page.ref)  # (no request, or just one)
+        if sent:
+            self._pipelined_pages(index, sent)
+
+    def _pipelined_pages(self, index: int, pages: list[_Pending]) -> None:
+        """Pages sent pipelined on one connection: each answered page taken in turn; a page
+        whose answer failed is retried on its own (its first attempt that answer); those
+        left unanswered wait for another pipeline."""
+        source = self.sources[index]
+        outcomes: list[ListingPage | Exception | None]
+        try:
+            with self._on_site(index):
+                outcomes = source.list_pages([(p.run.result.obsid, p.ref) for p in pages])
+        except ChandraDownloadError as exc:  # not even one answer (NoAnswer, given up...)
+            outcomes = [exc] * len(pages)
+        except Exception as exc:  # a bug must not lose the pages: each asked on its own
+            vlog(2, "pipelined listings failed: %r", exc)
+            outcomes = [None] * len(pages)
+        for page, outcome in zip(pages, outcomes, strict=False):
+            if isinstance(outcome, ListingPage):
+                self._page_step(page.run, page.walk, page.ref, outcome)
+            else:
+                self._put(page.priority, self._page_step, page.run, page.walk, page.ref, outcome)
+        for page in pages[len(outcomes) :]:
+            self._queue_page(page.run, page.walk, page.ref, page.tries + 1)
+
+    def _page_step(
+        self,
+        run: _ObsIdRun,
+        walk: _Walk,
+        ref: PageRef,
+        first: ListingPage | Exception | None = None,
+    ) -> None:
+        """Fetch one listing page (retried on its own) and queue the pages it names;
+        ``first``: the page as a pipeline brought it, or its first attempt's failure."""
         more: list[PageRef] = []
         failure: BaseException | None = None
         try:
             if self.stop.is_set():
                 raise Interrupted()
             if walk.failure is None:
-                more = walk.pages.add(self._fetch_page(run.result.obsid, walk.index, ref))
+                page = self._fetch_page(run.result.obsid, walk.index, ref, first)
+                more = walk.pages.add(page)
         except ObsIdNotFound:
             walk.missing = True
         except Exception as exc:  # (Interrupted, SourceError, OSError; a bug must not hang)
@@ -239,12 +336,16 @@ class Engine:
             walk.pending -= 1
             finished = walk.pending == 0
         if walk.failure is None:
-            for page in more:
-                self._put((run.rank, _PAGE), self._page_step, run, walk, page)
+            for ref in more:
+                self._queue_page(run, walk, ref)
         if finished:
             self._walk_ended(run, walk)
 
-    def _fetch_page(self, obsid: int, index: int, ref: PageRef) -> ListingPage:
+    def _fetch_page(
+        self, obsid: int, index: int, ref: PageRef, first: ListingPage | Exception | None = None
+    ) -> ListingPage:
+        if isinstance(first, ListingPage):
+            return first
         source = self.sources[index]
         cfg = self.config
         policy = RetryPolicy.for_session(
@@ -255,7 +356,7 @@ class Engine:
             on_retry=lambda n, d, e: self.ctx.notify("obsid_retry", obsid, n, d, e),
         )
         with self._on_site(index):
-            return policy.call(lambda: source.list_page(obsid, ref))
+            return policy.call(_Attempts(first, lambda: source.list_page(obsid, ref)))
 
     def _walk_ended(self, run: _ObsIdRun, walk: _Walk) -> None:
         """One source's listing is over: found, missing, or failed (then the next source)."""
@@ -300,6 +401,7 @@ class Engine:
             r.error, r.files = f"internal error: {exc!r}", []
             r.causes.append(exc)
         todo = [f for f in r.files if f.status is Status.PLANNED]
+        run.fresh = not os.path.lexists(self._outdir / str(r.obsid))
         with self._lock:
             run.left = len(todo)
             self._open += len(todo)
@@ -313,7 +415,13 @@ class Engine:
     def _queue_files(self, run: _ObsIdRun, todo: list[FileResult], index: int) -> None:
         """Largest first even for a worker that wakes at the first put, before the rest are
         in; small files of a pipelining site in batches, one step each (issue 19.1)."""
-        depth = 1 if self._list_only else self.sources[index].pipeline_depth
+        depth = self.sources[index].pipeline_depth
+        if self._list_only and depth > 1:  # HEADs pipelined, any size (no bodies)
+            todo = sorted(todo, key=lambda f: -(f.size or 0))
+            for i in range(0, len(todo), _DESCRIBED * depth):
+                chunk = todo[i : i + _DESCRIBED * depth]
+                self._put((run.rank, -(chunk[0].size or 0)), self._batch_step, run, chunk, index)
+            return
         singles, batches = split_batches(sorted(todo, key=lambda f: -(f.size or 0)), depth)
         for fr in singles:
             self._put((run.rank, -(fr.size or 0)), self._file_step, run, fr, index)
@@ -401,18 +509,24 @@ class Engine:
 
     # -- files ----------------------------------------------------------------------------
     def _file_step(
-        self, run: _ObsIdRun, fr: FileResult, index: int, held: list[FileJob] | None = None
+        self,
+        run: _ObsIdRun,
+        fr: FileResult,
+        index: int,
+        held: list[FileJob] | None = None,
+        seen: Seen | None = None,
     ) -> None:
         """Decide and fetch one file; a large one continues as part steps (one to fetch
-        whole goes into ``held`` when given: see :meth:`_batch_step`)."""
+        whole goes into ``held`` when given: see :meth:`_batch_step`); ``seen``: the disk
+        and vouched size a batch saw just before."""
         try:
             if self.stop.is_set():
                 fr.status, fr.reason = Status.INTERRUPTED, "interrupted before it started"
             elif self._list_only:
-                self._describe(run.result, fr, index)
+                self._describe(run.result, fr, index, seen)
             elif self.ctx.disk_full.is_set():
                 fr.status, fr.reason = Status.FAILED, "not started: the output disk is full"
-            elif not self._fetch(run, fr, index, held):
+            elif not self._fetch(run, fr, index, held, seen):
                 return  # it goes on as parts (or held); what ends it settles it
         except Interrupted:
             pass
@@ -423,10 +537,14 @@ class Engine:
     def _batch_step(self, run: _ObsIdRun, batch: list[FileResult], index: int) -> None:
         """Small files of one ObsId: each starts as in a file step, and those to fetch whole
         share pipelined GETs on one connection; what the pipeline leaves runs whole on any
-        worker, one request at a time."""
+        worker, one request at a time. Under ``--list``: the files described, the sizes
+        only the site can tell asked first, at once."""
         held: list[FileJob] = []
+        seen = self._learn_sizes(run, batch, index)
         for fr in batch:
-            self._file_step(run, fr, index, held)
+            self._file_step(run, fr, index, held, seen.get(fr.relpath))
+        if self._list_only:
+            return
         source = self.sources[index]
         try:
             with self._on_site(index):
@@ -442,6 +560,37 @@ class Engine:
                 self._settled(run, job.fr, index)
         for job in out.whole:
             self._put((run.rank, -(job.size or 0)), self._whole_step, run, job, index)
+
+    def _learn_sizes(self, run: _ObsIdRun, batch: list[FileResult], index: int) -> dict[str, Seen]:
+        """What is on disk for each file of a batch and the size it vouches for; the sizes
+        deciding still needs (something on disk, nothing vouching: a HEAD each) asked of
+        the site at once (pipelined HEADs, issue 19.1). Nothing for an ObsId new on disk."""
+        seen: dict[str, Seen] = {}
+        if run.fresh and not self._list_only:
+            return seen
+        listing = self._listing_of(index, run.result.obsid)
+        need: list[RemoteFile] = []
+        for fr in batch:
+            remote = listing[fr.relpath]
+            try:
+                disk = look(Spot.of(fr))
+                size = (
+                    remote.size
+                    if remote.size is not None
+                    else vouched_size(self.ctx, remote, fr, disk)
+                )
+            except (LocalError, OSError):
+                continue  # (its own step says what is wrong)
+            seen[fr.relpath] = (disk, size)
+            if size is None and (self._list_only or needs_size(disk)):
+                need.append(remote)
+        if len(need) > 1 and not self.stop.is_set():
+            try:
+                with self._on_site(index):
+                    self.sources[index].learn_sizes(need)
+            except Exception as exc:  # each file asks on its own (and says what is wrong)
+                vlog(3, "pipelined HEADs failed: %r", exc)
+        return seen
 
     def _whole_step(self, run: _ObsIdRun, job: FileJob, index: int) -> None:
         try:
@@ -459,13 +608,19 @@ class Engine:
             self._settled(run, job.fr, index)
 
     def _fetch(
-        self, run: _ObsIdRun, fr: FileResult, index: int, held: list[FileJob] | None = None
+        self,
+        run: _ObsIdRun,
+        fr: FileResult,
+        index: int,
+        held: list[FileJob] | None = None,
+        seen: Seen | None = None,
     ) -> bool:
         """Start one file at one source; False when it went on as ranged parts (or into
         ``held``, when given, to be fetched whole by the caller)."""
         remote = self._listing_of(index, run.result.obsid)[fr.relpath]
         fr.url, fr.status, fr.reason = remote.url, Status.PLANNED, None
         job = FileJob(self.ctx, self.sources[index], remote, fr)
+        job.seen = seen
         job.then = functools.partial(self._finished_off, run, fr, index)
         with self._on_site(index):
             step = job.start()
@@ -533,15 +688,20 @@ class Engine:
                 return following
         return None
 
-    def _describe(self, r: ObsIdResult, fr: FileResult, index: int) -> None:
+    def _describe(
+        self, r: ObsIdResult, fr: FileResult, index: int, seen: Seen | None = None
+    ) -> None:
         """--list: the exact size and the local state, writing nothing."""
         source = self.sources[index]
         remote = self._listing_of(index, r.obsid)[fr.relpath]
         try:
-            disk = look(Spot.of(fr))
-            size = remote.size
-            if size is None:  # a complete local copy may tell it without a HEAD (core)
-                size = vouched_size(self.ctx, remote, fr, disk)
+            if seen is not None:
+                disk, size = seen
+            else:
+                disk = look(Spot.of(fr))
+                size = remote.size
+                if size is None:  # a complete local copy may tell it without a HEAD (core)
+                    size = vouched_size(self.ctx, remote, fr, disk)
             if size is None:
                 with self._on_site(index):
                     size = with_retries(

@@ -55,7 +55,17 @@ class _Only(WrappedSource):
         return [f for f in self.inner.list_obsid(obsid) if f.relpath in keep]
 
     def list_page(self, obsid: int, ref: PageRef) -> ListingPage:  # noqa: D102
-        page = self.inner.list_page(obsid, ref)
+        return self._only(obsid, self.inner.list_page(obsid, ref))
+
+    def list_pages(self, pages: list[tuple[int, PageRef]]) -> list[ListingPage | Exception | None]:
+        """The inner source's pipelined pages, each filtered as by ``list_page``."""
+        got = self.inner.list_pages(pages)
+        return [
+            self._only(obsid, page) if isinstance(page, ListingPage) else page
+            for (obsid, _), page in zip(pages, got, strict=False)
+        ]
+
+    def _only(self, obsid: int, page: ListingPage) -> ListingPage:
         keep = self._wanted.get(obsid, set())
         return ListingPage([f for f in page.files if f.relpath in keep], page.more, page.nbytes)
 

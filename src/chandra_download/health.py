@@ -191,6 +191,24 @@ class WatchedSource(WrappedSource):
         with self.health.request(f"the listing of ObsId {obsid} {ref.prefix}".rstrip()):
             return self.inner.list_page(obsid, ref)
 
+    def list_pages(self, pages: list[tuple[int, PageRef]]) -> list[ListingPage | Exception | None]:
+        """The inner source's pipelined listing pages, as one request to the site."""
+        obsids = sorted({obsid for obsid, _ in pages})
+        shown = ", ".join(map(str, obsids[:3])) + (", ..." if len(obsids) > 3 else "")
+        try:
+            with self.health.request(f"the listings of ObsIds {shown}"):
+                got = self.inner.list_pages(pages)
+                if not got:
+                    raise _NothingAnswered()  # (not an answer: the health learns nothing)
+        except _NothingAnswered:
+            return []
+        return got
+
+    def learn_sizes(self, files: list[RemoteFile]) -> None:
+        """The inner source's pipelined HEADs, as one request to the site."""
+        with self.health.request(f"the sizes of {len(files)} files"):
+            self.inner.learn_sizes(files)
+
     def size(self, f: RemoteFile) -> int:  # noqa: D102
         with self.health.request(f"the size of {f.relpath}"):
             return self.inner.size(f)
@@ -199,6 +217,10 @@ class WatchedSource(WrappedSource):
         with self.health.request(f.relpath):
             body = self.inner.open(f, offset, end)
         return _AnsweringBody(body, self.health)
+
+
+class _NothingAnswered(Exception):
+    """A pipeline brought no answer (its connection closed first): nothing to learn."""
 
 
 class _AnsweringBody(WrappedBody):

@@ -65,6 +65,9 @@ class FileJob:
         self.spot = Spot.of(fr)
         self.part, self.state_file = self.spot.part, self.spot.state
         self.size = remote.size
+        #: What the caller saw on disk just before, and the size it vouched for then (the
+        #: engine's batch looked already, to ask the sizes only the site can tell at once).
+        self.seen: tuple[OnDisk, int | None] | None = None
         self.fd = -1
         self.parts: RangedParts | None = None  # a large file's ranged parts, when split
         self.failed_hash: str | None = None  # bytes that last failed a content check
@@ -112,9 +115,13 @@ class FileJob:
             self._fail_local(LocalError.of(exc, self.part))
 
     def _start(self) -> Next:
-        disk = look(self.spot)
-        if self.size is None:  # a complete local copy may tell its size without a HEAD
-            self.size = vouched_size(self.ctx, self.remote, self.fr, disk)
+        if self.seen is not None:
+            (disk, vouched), self.seen = self.seen, None
+            self.size = vouched if self.size is None else self.size
+        else:
+            disk = look(self.spot)
+            if self.size is None:  # a complete local copy may tell its size without a HEAD
+                self.size = vouched_size(self.ctx, self.remote, self.fr, disk)
         self._learn_size(disk)
         first = decide(disk, self.size)
         if not self._changed_at_archive(disk) and (

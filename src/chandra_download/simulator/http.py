@@ -23,7 +23,7 @@ import time
 from email.utils import formatdate
 from http.server import ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from .faults import PIPELINE_FAULTS, TRAVERSAL_ENTRIES, Fault, FaultPlan
 from .http_response import (
@@ -146,14 +146,17 @@ class _Handler(ResponseHandler):
             realm = {"WWW-Authenticate": 'Basic realm="Chandra archive simulator"'}
             return self._error(401, "Authorization required.", realm)
         if self.timed.arrival < self.answered_at:
-            sim.stats.add_pipelined()
+            sim.stats.add_pipelined(self.command, below)
         # One round trip after the request came in: pipelined requests share theirs.
         self.timed.wait_until(self.timed.arrival + sim.link.latency, sim._stopping)
         fault = self._pipeline_fault(below)
         if fault is not None and fault.kind == "pipeline_slow":
             sim._stopping.wait(fault.seconds or 2.0)
         elif fault is not None and fault.kind == "pipeline_swap":
+            # The whole answer of the request behind: a listing's title names its directory.
             below = _next_request_path(self.timed.buffered(), prefix) or below
+            decoded = prefix + below
+            url = url._replace(path=quote(decoded))
         if sim.redirect_base is not None:  # a mirror that moved: every request goes there
             return self._redirect(sim.redirect_base + url.path[len(prefix) :])
         if decoded + "/" == prefix:
@@ -164,10 +167,14 @@ class _Handler(ResponseHandler):
         if target.is_dir():
             if not url.path.endswith("/"):
                 return self._redirect(url.path + "/")
-            return self._listing(decoded, below, target, url.query)
+            self._listing(decoded, below, target, url.query)
+            return self._pipeline_close(fault)
         if url.path.endswith("/"):
             return self._error(404)
         self._file(below, target)
+        self._pipeline_close(fault)
+
+    def _pipeline_close(self, fault: Fault | None) -> None:
         if fault is not None and fault.kind == "pipeline_close":
             self.close_connection = True  # unannounced: what was sent behind is never answered
             self.sim._track(self.connection, False)

@@ -233,6 +233,8 @@ class ServerStats:
     pipelined : int
         Requests that came in while the one before on their connection was being answered
         (HTTP/1.1 pipelining).
+    pipelined_requests : collections.Counter
+        Those requests, keyed as ``requests`` (a listing's path ends in ``/``).
     """
 
     def __init__(self) -> None:
@@ -247,6 +249,7 @@ class ServerStats:
             self.requests: Counter[tuple[str, str]] = Counter()
             self.bytes_sent = 0
             self.pipelined = 0
+            self.pipelined_requests: Counter[tuple[str, str]] = Counter()
             self.connections_opened = 0
             self.peak_connections = self.current_connections
             self.peak_requests = self.current_requests
@@ -256,10 +259,11 @@ class ServerStats:
         with self._lock:
             self.requests[(method, path)] += 1
 
-    def add_pipelined(self) -> None:
+    def add_pipelined(self, method: str = "GET", path: str = "") -> None:
         """Count one pipelined request."""
         with self._lock:
             self.pipelined += 1
+            self.pipelined_requests[(method, path)] += 1
 
     def add_bytes(self, n: int) -> None:
         """Count ``n`` bytes sent."""

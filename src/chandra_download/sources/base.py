@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import SizeUnknown, SourceError, UnsafeEntry
+from ..errors import ChandraDownloadError, SizeUnknown, SourceError, UnsafeEntry
 
 #: Bounds on one ObsId's listing (a hostile site could list an endless tree): deepest
 #: sub-directory level, most listing pages (directories and continuation pages together),
@@ -192,6 +192,25 @@ class Source(ABC):
             raise SourceError(f"{self.label}: no listing page {ref.prefix!r}")
         return ListingPage(self.list_obsid(obsid))
 
+    def list_pages(self, pages: list[tuple[int, PageRef]]) -> list[ListingPage | Exception | None]:
+        """Several listing pages ``(obsid, ref)`` at once, when :attr:`pipeline_depth` is
+        above 1 (HTTP: pipelined on one connection). For each page answered, in order: its
+        page, the error its answer means (the caller retries it on its own), or None (to ask
+        again on its own); pages past the list's end were not answered (to send again).
+        This default asks each page once, in turn."""
+        out: list[ListingPage | Exception | None] = []
+        for obsid, ref in pages:
+            try:
+                out.append(self.list_page(obsid, ref))
+            except (ChandraDownloadError, OSError) as exc:
+                out.append(exc)
+        return out
+
+    def learn_sizes(self, files: list[RemoteFile]) -> None:  # noqa: B027 - optional
+        """Learn the exact sizes of files at once (HTTP: pipelined HEADs), so that ``size``
+        answers them without a request; what is not learnt ``size`` asks on its own. This
+        default learns nothing."""
+
     @abstractmethod
     def open(self, f: RemoteFile, offset: int = 0, end: int | None = None) -> Body:
         """Open a file for reading from a byte offset.
@@ -259,6 +278,18 @@ class WrappedSource(Source):
 
     def list_page(self, obsid: int, ref: PageRef) -> ListingPage:  # noqa: D102
         return self.inner.list_page(obsid, ref)
+
+    def list_pages(self, pages: list[tuple[int, PageRef]]) -> list[ListingPage | Exception | None]:
+        """The inner source's, unless this wrapper changes pages (overrides ``list_page``
+        and not this): then one at a time through its ``list_page``."""
+        if type(self).list_page is not WrappedSource.list_page:
+            return super().list_pages(pages)
+        return self.inner.list_pages(pages)
+
+    def learn_sizes(self, files: list[RemoteFile]) -> None:
+        """The inner source's, unless this wrapper changes ``size``: then nothing."""
+        if type(self).size is WrappedSource.size:
+            self.inner.learn_sizes(files)
 
     def open(self, f: RemoteFile, offset: int = 0, end: int | None = None) -> Body:  # noqa: D102
         return self.inner.open(f, offset, end)

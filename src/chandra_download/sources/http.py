@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import html
 import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import urllib3
 from urllib3.exceptions import (
@@ -20,6 +22,7 @@ from ..config import SessionConfig
 from ..credentials import Credentials, mask_url, scrub
 from ..errors import (
     AuthError,
+    ChandraDownloadError,
     ContentRangeMismatch,
     FileMissing,
     NoAnswer,
@@ -37,7 +40,7 @@ from ..stream import RateGuard
 from .base import Body, ListingPage, PageRef, RemoteFile, Source, obsid_dir, walk_listing
 from .http_body import HTTPBody, header_deadline_pools, read_capped
 from .listing import DirectoryPage, ListingEntry, ends_html, parse_page
-from .pipeline import Pipeliner
+from .pipeline import MAX_STRIKES, Pipeliner, disjoint_groups
 from .wire import (
     check_content_range,
     content_length,
@@ -217,8 +220,11 @@ class HTTPSource(Source):
         )
 
     # -- listing --------------------------------------------------------------------------
-    def _list_dir(self, url: str) -> DirectoryPage:
-        resp = self._request("GET", url)
+    def _list_dir(self, url: str, resp: Any = None) -> DirectoryPage:
+        """The directory page at ``url``: asked for now, or read from ``resp`` when given
+        (a pipelined answer), with the same checks and bounds either way."""
+        if resp is None:
+            resp = self._request("GET", url)
         self._check_status(resp, url, "listing")
         self._refuse_encoded(resp, f"listing of {scrub(url, self._secrets)}", "the page")
         ctype = resp.headers.get("Content-Type", "")
@@ -274,9 +280,46 @@ class HTTPSource(Source):
 
     def list_page(self, obsid: int, ref: PageRef) -> ListingPage:
         """One directory page of an ObsId (its sub-directories are the pages that follow)."""
+        return self._page(obsid, ref)
+
+    def _page_url(self, obsid: int, ref: PageRef) -> str:
+        return self.base + obsid_dir(obsid) + "/" + quote(ref.prefix)
+
+    def list_pages(self, pages: list[tuple[int, PageRef]]) -> list[ListingPage | Exception | None]:
+        """Listing pages of ObsIds sent pipelined on one connection (issue 19.1), in order:
+        for each page answered, its page, or the error its answer means (the caller retries
+        it on its own), or None (a redirect, or answers the site mixed up: to ask again one
+        request at a time). Pages past the list's end were not answered: to send again.
+        Raises the site's error (``NoAnswer``...) when not even the first page was answered."""
+        urls = [self._page_url(obsid, ref) for obsid, ref in pages]
+        got = self.pipeliner.exchange("GET", urls, [MAX_LISTING_BYTES] * len(urls))
+        if got.timed_out:
+            raise NoAnswer(
+                f"no answer from {urlsplit(urls[0]).netloc} within {self.config.timeout:g} s"
+            )
+        answers = got.answers
+        if answers:
+            self._answered = True
+        problem = _listing_disorder(self.base, urls, answers)
+        if problem is not None:
+            self.pipeliner.off(problem)
+            return [None] * len(answers)
+        out: list[ListingPage | Exception | None] = []
+        for (obsid, ref), answer in zip(pages, answers, strict=False):
+            vlog(5, "HTTP < %s %s (pipelined)", answer.status, mask_url(answer.url))
+            if 300 <= answer.status < 400:
+                out.append(None)  # the normal path follows it (and bounds the redirects)
+                continue
+            try:
+                out.append(self._page(obsid, ref, answer))
+            except (ChandraDownloadError, OSError) as exc:
+                out.append(exc)
+        return out
+
+    def _page(self, obsid: int, ref: PageRef, resp: Any = None) -> ListingPage:
         top = self.base + obsid_dir(obsid) + "/"
         try:
-            page = self._list_dir(top + quote(ref.prefix))
+            page = self._list_dir(top + quote(ref.prefix), resp)
         except FileMissing:
             if not ref.is_top:
                 raise
@@ -395,6 +438,54 @@ class HTTPSource(Source):
         self._learn(f.url, length, resp.headers)
         return length
 
+    def learn_sizes(self, files: list[RemoteFile]) -> None:
+        """Exact sizes (and identities) of files by HEADs pipelined on one connection or
+        more (issue 19.1), so that ``size()`` answers them without a request. The files
+        of one pipeline have listed sizes whose roundings cannot be mistaken for one
+        another, so answers out of order show (and pipelining stops); a file whose HEAD
+        is not answered well here is left to ``size()``, which asks on its own."""
+        todo = [f for f in files if f.size is None and f.url not in self._sizes]
+        for group in disjoint_groups(todo, self._window, self.pipeliner.depth):
+            self._heads(group)
+
+    def _heads(self, todo: list[RemoteFile]) -> None:
+        rounds = 0
+        while len(todo) > 1 and self.pipeliner.depth > 1 and rounds <= len(todo) + MAX_STRIKES:
+            rounds += 1
+            try:
+                got = self.pipeliner.exchange("HEAD", [f.url for f in todo], [0] * len(todo))
+            except SourceError:
+                return  # (cannot connect: each size() says why)
+            answered, todo = todo[: len(got.answers)], todo[len(got.answers) :]
+            sizes = [
+                (f, content_length(a.headers), a.headers)
+                for f, a in zip(answered, got.answers, strict=True)
+                if a.status == 200
+            ]
+            for f, length, _ in sizes:
+                low, high = self._window(f)
+                if length is not None and not low <= length <= high:
+                    name = f.relpath.rsplit("/", 1)[-1]
+                    self.pipeliner.off(
+                        f"it answered a pipelined HEAD of {name} with a size of {length} bytes, "
+                        "which the listing rules out (answers out of order?)"
+                    )
+                    return
+            for f, length, headers in sizes:
+                if length is not None:
+                    self._learn(f.url, length, headers)
+            if got.answers:
+                self._answered = True
+
+    def _window(self, f: RemoteFile) -> tuple[int, int]:
+        """The sizes a file may have by its listing (exact when stated)."""
+        if f.size is not None:
+            return f.size, f.size
+        ceiling = self._ceilings.get(f.url)
+        if f.approx_size is None or ceiling is None:
+            return 0, 1 << 62
+        return max(0, f.approx_size - (ceiling - f.approx_size)), ceiling
+
     def close(self) -> None:
         self._pool.clear()
 
@@ -488,3 +579,33 @@ def _connect_reason(exc: object) -> str:
 def _charset(ctype: str) -> str:
     m = re.search(r"charset=([\w-]+)", ctype)
     return m[1] if m else "utf-8"
+
+
+#: Apache's (and nginx's) title of a directory page: ``Index of /cdaftp/byobsid/3/1843``.
+_TITLE = re.compile(rb"<title>\s*Index of\s+([^<]*?)\s*</title>", re.IGNORECASE)
+
+
+def _listing_disorder(base: str, urls: list[str], answers: list[Any]) -> str | None:
+    """Why pipelined answers cannot be the listing pages asked for, in order: a page titled
+    with another directory than its own (the title may name a longer path, behind a proxy
+    that maps the base elsewhere), or one page given for two (pages without such a title);
+    None when they can be."""
+    base_path = unquote(urlsplit(base).path)
+    seen: dict[bytes, str] = {}
+    for url, answer in zip(urls, answers, strict=False):
+        if answer.status != 200:
+            continue
+        below = unquote(urlsplit(url).path)[len(base_path) :].rstrip("/")
+        title = _TITLE.search(answer.body[:8192])
+        if title is None:
+            digest = hashlib.sha256(answer.body).digest()
+            if seen.setdefault(digest, url) != url:
+                return "it answered two pipelined requests for listings with one page"
+            continue
+        shown = html.unescape(title[1].decode("utf-8", "replace")).rstrip("/")
+        if shown != below and not shown.endswith("/" + below):
+            return (
+                f"it answered a pipelined request for the listing of {below} with another "
+                "directory's listing (answers out of order?)"
+            )
+    return None

@@ -18,18 +18,20 @@ connection are fetched again one at a time.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import h11
 from urllib3 import HTTPHeaderDict
+from urllib3.exceptions import HTTPError
 
 from ..errors import Interrupted, SourceError, TransientError
 from ..log import vlog
@@ -84,6 +86,24 @@ def split_batches(
     return singles, batches
 
 
+def disjoint_groups(
+    files: Iterable[RemoteFile], window: Callable[[RemoteFile], tuple[int, int]], depth: int
+) -> list[list[RemoteFile]]:
+    """Files in groups of up to ``depth`` whose size windows (``window(f)``: the sizes the
+    listing allows) do not overlap: within a group no file's answer can pass for another's."""
+    groups: list[tuple[list[RemoteFile], list[tuple[int, int]]]] = []
+    for f in files:
+        low, high = window(f)
+        for members, spans in groups:
+            if len(members) < depth and all(high < a or b < low for a, b in spans):
+                members.append(f)
+                spans.append((low, high))
+                break
+        else:
+            groups.append(([f], [(low, high)]))
+    return [members for members, _ in groups]
+
+
 @dataclass
 class Answer:
     """One pipelined answer, whole, in the shape the HTTP source reads a urllib3 response."""
@@ -124,14 +144,19 @@ class Answer:
 
 
 class _Cut(Exception):
-    """The connection ended (or broke) before an answer was whole."""
+    """The connection ended (or broke) before an answer was whole; ``silent``: because
+    nothing came in time (a timeout, the header deadline)."""
+
+    def __init__(self, why: str, silent: bool = False) -> None:
+        super().__init__(why)
+        self.silent = silent
 
 
 class _Line:
     """One connection borrowed from the site's urllib3 pool, carrying one pipeline."""
 
     def __init__(self, source: HTTPSource, url: str) -> None:
-        self.source = source
+        self.source, self.url = source, url
         self.pool = source._pool.connection_from_url(url)
         # The pool's own slot: blocks while all `jobs` connections are in use.
         self.conn: Any = self.pool._get_conn(timeout=None)
@@ -145,18 +170,24 @@ class _Line:
         """Requests the server still takes on this connection (as far as we know)."""
         return 1 << 30 if self.fresh else _LEFT.get(self.conn, 1 << 30)
 
-    def send(self, requests: list[tuple[str, dict[str, str]]]) -> None:
-        """Connect if need be (TLS as the pool's settings say) and send every GET at once."""
-        cfg = self.source.config
+    def connect(self) -> None:
+        """Connect if need be (TLS as the pool's settings say): the site's own error when
+        that fails (a failed connect says nothing about pipelining)."""
         if self.conn.sock is None:
-            self.conn.connect()
+            try:
+                self.conn.connect()
+            except (HTTPError, OSError) as exc:
+                raise self.source._connection_error(self.url, exc) from None
             self.fresh = True
-        self.conn.sock.settimeout(cfg.timeout)
+        self.conn.sock.settimeout(self.source.config.timeout)
+
+    def send(self, method: str, requests: list[tuple[str, dict[str, str]]]) -> None:
+        """Send every request at once (connected already)."""
         data = bytearray()
         for target, headers in requests:
             cycle = h11.Connection(h11.CLIENT)
             data += cycle.send(
-                h11.Request(method="GET", target=target, headers=list(headers.items()))
+                h11.Request(method=method, target=target, headers=list(headers.items()))
             )
             data += cycle.send(h11.EndOfMessage())
             self._cycles.append(cycle)
@@ -194,11 +225,15 @@ class _Line:
             head = self._event(cycle)
             while isinstance(head, h11.InformationalResponse):
                 head = self._event(cycle)
+        except _Cut:
+            if armed is not None and armed.fired:  # (it shut the socket down)
+                raise _Cut("headers too slow", silent=True) from None
+            raise
         finally:
             if armed is not None:
                 armed.disarm()
         if armed is not None and armed.fired:
-            raise _Cut("headers too slow")
+            raise _Cut("headers too slow", silent=True)
         if not isinstance(head, h11.Response):
             raise _Cut("closed before the answer")
         return head
@@ -224,6 +259,8 @@ class _Line:
         try:
             while (event := cycle.next_event()) is h11.NEED_DATA:
                 cycle.receive_data(self.conn.sock.recv(256 * 1024))
+        except TimeoutError as exc:
+            raise _Cut(str(exc), silent=True) from None
         except (h11.RemoteProtocolError, OSError) as exc:
             raise _Cut(str(exc)) from None
         if isinstance(event, h11.ConnectionClosed):
@@ -251,6 +288,16 @@ class _Answered(WrappedSource):
         if answer is None or offset != 0 or end is not None:
             return self.inner.open(f, offset, end)  # the job's own source, as it was
         return self._source.answer_body(answer, f, 0, None)
+
+
+@dataclass
+class Exchange:
+    """What one pipeline on one connection brought: ``answers`` in order, for the first
+    of the requests ``sent`` (the rest unanswered); ``timed_out``: not even the first."""
+
+    answers: list[Answer] = field(default_factory=list)
+    sent: int = 0
+    timed_out: bool = False
 
 
 @dataclass
@@ -293,22 +340,45 @@ class Pipeliner:
         out.whole += todo
         return out
 
-    def _one_connection(self, todo: deque[FileJob], out: Batch) -> None:
-        line = _Line(self.source, todo[0].remote.url)
-        answered: list[tuple[FileJob, Answer]] = []
-        sent = [todo.popleft() for _ in range(min(len(todo), self.depth, line.allowance))]
+    def exchange(self, method: str, urls: list[str], caps: list[int]) -> Exchange:
+        """Send requests back to back on one connection of the pool (as many as the depth
+        and the connection's last ``Keep-Alive: max=`` allow) and read their answers in
+        order (bodies at most ``caps`` bytes). Raises the site's error when it cannot be
+        connected to; answers a connection closed before are left out (sent again)."""
+        out = Exchange()
+        if self.depth < 2 or not urls:
+            return out
+        line = _Line(self.source, urls[0])
         try:
-            line.send([self.source.pipelined_request(job.remote.url) for job in sent])
-            cut = self._read(line, sent, answered)
-        except (OSError, SourceError) as exc:  # (connect or send failed)
+            line.connect()
+            sent = urls[: min(len(urls), self.depth, line.allowance)]
+            out.sent = len(sent)
+            line.send(method, [self.source.pipelined_request(url) for url in sent])
+            cut = self._read(line, sent, caps, out)
+        except OSError as exc:  # (the send failed)
             vlog(5, "HTTP pipeline to %s failed: %s", self.source.label, exc)
             cut = True
         finally:
             line.give_back()
-        unanswered = sent[len(answered) :]
-        todo.extendleft(reversed(unanswered))  # sent again, on another connection
-        if cut and unanswered and not (answered and answered[-1][1].closes):
-            self._strike(line, len(answered))
+        answers = out.answers
+        unannounced = not (answers and answers[-1].closes) and not out.timed_out
+        if cut and len(answers) < out.sent and unannounced:
+            self._strike(line, len(answers))
+        return out
+
+    def _one_connection(self, todo: deque[FileJob], out: Batch) -> None:
+        jobs = list(itertools.islice(todo, self.depth))
+        try:
+            caps = [_cap(self.source, job) for job in jobs]
+            got = self.exchange("GET", [job.remote.url for job in jobs], caps)
+        except SourceError as exc:  # (connecting failed: the normal path says why)
+            vlog(5, "HTTP pipeline to %s failed: %s", self.source.label, exc)
+            out.whole += todo
+            todo.clear()
+            return
+        answered = list(zip(jobs, got.answers, strict=False))
+        for _ in answered:
+            todo.popleft()  # the rest are sent again, on another connection
         problem = _disorder(self.source, answered)
         if problem is not None or self.depth < 2:
             # Wrong answers here, or found on another connection meanwhile (then these may
@@ -319,15 +389,17 @@ class Pipeliner:
             return
         self._write(answered, out)
 
-    def _read(self, line: _Line, sent: list[FileJob], got: list[tuple[FileJob, Answer]]) -> bool:
+    def _read(self, line: _Line, sent: list[str], caps: list[int], out: Exchange) -> bool:
         """Read the answers in order; True when the connection ended before the last."""
-        for job in sent:
+        got = out.answers
+        for i, (url, cap) in enumerate(zip(sent, caps, strict=False)):
             if self.depth < 2:  # off meanwhile (here or on another connection): the rest
                 return True  # go one at a time
             try:
-                answer = line.answer(job.remote.url, _cap(self.source, job))
+                answer = line.answer(url, cap)
             except _Cut as exc:
                 vlog(5, "HTTP pipeline to %s: %s", self.source.label, exc)
+                out.timed_out = not got and exc.silent
                 return True
             if not got:  # the first answer waited one round trip, at least
                 self._trip = min(self._trip, answer.waited)
@@ -336,12 +408,12 @@ class Pipeliner:
                     f"pipelined answers came slowly ({answer.waited:.1f} s after the one "
                     f"before, a first answer in {self._trip:.2f} s)"
                 )
-            got.append((job, answer))
+            got.append(answer)
             if answer.cut is not None:
                 vlog(5, "HTTP pipeline to %s: %s", self.source.label, answer.cut)
                 return True
             if answer.closes:
-                return job is not sent[-1]
+                return i < len(sent) - 1
         return False
 
     def _strike(self, line: _Line, answered: int) -> None:
