@@ -8,6 +8,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -188,3 +191,52 @@ def test_heads_answered_wrongly_fall_back_to_one_at_a_time(
     said = _fallbacks(caplog)
     assert len(said) == 1 and why in said[0].getMessage(), [r.getMessage() for r in said]
     assert said[0].levelno == LEVELS[3]
+
+
+class _Budget:
+    """A connection budget of ``n`` leases (a cluster's stand-in), counting the most held."""
+
+    def __init__(self, n: int) -> None:
+        self._sem = threading.BoundedSemaphore(n)
+        self._lock = threading.Lock()
+        self.held = self.peak = 0
+
+    @contextmanager
+    def lease(self, site: str) -> Iterator[None]:
+        self._sem.acquire()
+        with self._lock:
+            self.held += 1
+            self.peak = max(self.peak, self.held)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.held -= 1
+            self._sem.release()
+
+
+def test_listings_and_heads_are_pipelined_under_a_connection_budget(
+    archive_root, source_files, tmp_path
+):
+    """A budget leases sockets, not requests: pipelined pages and HEADs stay on under it,
+    and never more sockets are open than it allows."""
+    budget = _Budget(2)
+    with ArchiveHTTPServer(archive_root, link=LinkModel(latency=0.01)) as server:
+        results = download(
+            OBSIDS, mirror=server.base_url, outdir=tmp_path, jobs=4, budget=budget, **OPTS
+        )
+        _assert_complete(results, tmp_path, source_files)
+        listed = download(
+            OBSIDS,
+            mirror=server.base_url,
+            outdir=tmp_path / "list",
+            jobs=4,
+            budget=budget,
+            list_only=True,
+            **OPTS,
+        )
+    assert all(r.found for r in listed)
+    assert len(_pages(server, pipelined=True)) >= len(OBSIDS) - 1
+    assert _heads(server, pipelined=True)
+    assert server.stats.peak_connections <= 2
+    assert budget.peak <= 2

@@ -383,6 +383,18 @@ class BudgetedSource(WrappedSource):
         finally:
             release()
 
+    def list_pages(self, pages: list[tuple[int, PageRef]]) -> list[ListingPage | Exception | None]:
+        """Pipelined on one leased socket of the inner's; per call: one page at a time,
+        each under its lease."""
+        if self._per_call:
+            return Source.list_pages(self, pages)
+        return self.inner.list_pages(pages)
+
+    def learn_sizes(self, files: list[RemoteFile]) -> None:
+        """The inner's pipelined HEADs, on its leased sockets (per call: none)."""
+        if not self._per_call:
+            self.inner.learn_sizes(files)
+
     def size(self, f: RemoteFile) -> int:  # noqa: D102
         release = self._lease()
         try:
