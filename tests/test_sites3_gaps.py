@@ -1,11 +1,14 @@
-"""Gaps of issue 20 found by the item-by-item audit (see GAPS.md): ``--repair`` over a
-read-only tree of good files (20.8) and a redirect to a ``file://`` URL (20.9)."""
+"""Gaps of issues 16 and 20 found by the item-by-item audit (/work/coord/GAPS.md): ``--repair``
+over a read-only tree of good files (20.8, fixed); end to end, what had only unit tests or
+none: a redirect to a ``file://`` URL, a ``--ca-bundle`` that does not sign the site (20.9), a
+2 GB footprint or catalogue answer (20.4), a local name the archive still lists (16.1)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,3 +93,104 @@ def test_a_redirect_to_a_file_url_is_refused_in_one_line_and_not_retried(tmp_pat
     assert "No host specified" not in error and "\n" not in error
     assert asked == 1  # refused at once: a redirect elsewhere is not a transient failure
     assert not (tmp_path / "out" / "1843").exists()
+
+
+class _Huge:
+    """A service on 127.0.0.1 whose every answer claims 2 GB and streams until the client
+    hangs up; counts the bytes it managed to send."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        outer = self
+        self.sent = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-votable+xml")
+                self.send_header("Content-Length", str(2 * 1024**3))
+                self.end_headers()
+                block = b"<VOTABLE>" + b" " * 65527
+                try:
+                    for _ in range(2 * 1024**3 // len(block)):
+                        self.wfile.write(block)
+                        outer.sent += len(block)
+                except OSError:
+                    pass  # the client hung up
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def huge(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Huge]:
+    server = _Huge()
+    monkeypatch.setenv("CHANDRA_FOOTPRINT_URL", server.url + "footprints")
+    monkeypatch.setenv("CHANDRA_OCAT_URL", server.url + "srservices/")
+    yield server
+    server.close()
+
+
+def _error_lines(err: str) -> list[str]:
+    return [ln for ln in err.splitlines() if "ERROR" in ln or "WARNING" in ln]
+
+
+def test_find_given_a_2_gb_footprint_answer_says_so_in_one_line(huge, capsys) -> None:
+    from chandra_download import find_cli
+    from chandra_download.services import MAX_ANSWER
+
+    assert find_cli.main(["10.68", "41.27", "--timeout", "10"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "OverflowError" not in err
+    (line,) = _error_lines(err)
+    assert "footprint" in line and "larger than 64 MiB" in line
+    assert huge.sent < 4 * MAX_ANSWER["footprint"]  # streamed and cut, not read to 2 GB
+
+
+def test_a_missing_obsid_explained_by_a_2_gb_catalogue_answer_is_bounded(
+    huge, site, tmp_path, capsys
+) -> None:
+    from chandra_download import cli
+    from chandra_download.services import MAX_ANSWER
+
+    root, server = site
+    argv = ["4242", "--mirror", server.base_url, "--outdir", str(tmp_path / "o"), "--no-progress"]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert any("catalogue" in ln and "larger than 64 MiB" in ln for ln in _error_lines(err)), err
+    assert "4242" in err
+    assert huge.sent < 4 * MAX_ANSWER["ocat"]
+
+
+def test_a_ca_bundle_that_does_not_sign_the_site_says_so(archive_root, tmp_path) -> None:
+    import certifi
+
+    with ArchiveHTTPServer(archive_root, tls=True) as server:
+        given = download([1843], ["oif"], mirror=server.base_url, outdir=tmp_path / "a",
+                         ca_bundle=certifi.where(), status=False)  # fmt: skip
+        none = download([1843], ["oif"], mirror=server.base_url, outdir=tmp_path / "b",
+                        status=False)  # fmt: skip
+    error = given[0].error or ""
+    assert f"not signed by a certificate authority of {certifi.where()}" in error, error
+    assert "pass --ca-bundle" not in error
+    assert "pass --ca-bundle" in (none[0].error or "")  # none given: the hint is the option
+
+
+def test_a_local_name_the_archive_still_lists_is_never_superseded() -> None:
+    from chandra_download.revisions import find_superseded
+
+    old, new = "primary/acisf01843N005_evt2.fits.gz", "primary/acisf01843N006_evt2.fits.gz"
+    assert find_superseded(1843, [old], [old, new]) == []  # both listed: not superseded
+    assert [s.relpath for s in find_superseded(1843, [old], [new])] == [old]
