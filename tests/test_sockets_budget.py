@@ -143,3 +143,43 @@ def test_without_a_budget_no_reaper_runs(root, tmp_path, monkeypatch):
     assert results.ok
     assert budget_mod._reaper._thread is None
     assert opened <= 2
+
+
+def test_a_thread_waiting_for_a_lease_takes_a_socket_that_came_free():
+    """The budget's one lease is held elsewhere: a waiting thread is served by what its own
+    source gives back (poke), and the lease asked for meanwhile is given back once it comes,
+    nobody here wanting it any more."""
+    budget = SharedBudget(1)
+    leases = budget_mod.SiteLeases(budget, "site")
+    freed: list[str] = []
+    got: list[object] = []
+    with budget.lease("site"):
+        waiter = threading.Thread(
+            target=lambda: got.append(leases.wait(lambda: freed.pop() if freed else None))
+        )
+        waiter.start()
+        time.sleep(0.2)
+        assert got == []  # no lease, nothing free: it waits
+        freed.append("a socket of its own")
+        leases.poke()
+        waiter.join(5)
+        assert got == ["a socket of its own"]
+    assert _settled(budget)  # the lease its helper got after that went back
+
+
+@pytest.mark.parametrize("protocol", ["http", "ftp"])
+def test_one_download_under_a_small_budget_reuses_its_sockets(root, tmp_path, protocol):
+    """jobs 8 under a budget of 2: the six threads without a socket are served by the two
+    sockets as they come free, not by new connections once the idle ones are closed."""
+    budget = SharedBudget(2)
+    serve = ArchiveHTTPServer if protocol == "http" else ArchiveFTPServer
+    with serve(root, link=LinkModel(latency=0.01)) as server:
+        results = download([2749], mirror=server.base_url, outdir=tmp_path, budget=budget,
+                           jobs=8, **OPTS)  # fmt: skip
+        stats = server.stats
+        opened = stats.connections_opened if protocol == "http" else stats.total_connections
+        peak = stats.peak_connections
+    assert results.ok, results.summary()
+    assert sum(1 for p in tmp_path.rglob("*") if p.is_file()) > 20
+    assert peak <= 2
+    assert opened <= 4, opened  # (waiting for leases instead: one new socket per thread)

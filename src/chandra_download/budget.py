@@ -6,8 +6,9 @@ On one machine ``jobs`` bounds them (each worker has one connection at a time, t
 is **open sockets**: a socket takes a lease of :meth:`ConnectionBudget.lease` before it
 connects and gives it back once it is closed, at our end and at the site's (see
 :class:`_SocketLease`). Keep-alive reuse stays as on one machine (a socket idle in a pool
-keeps its lease), but only briefly: a socket idle for :data:`IDLE_SECONDS` is closed, so a
-process waiting for a lease is never starved by idle sockets elsewhere. A thread holds at
+keeps its lease, and a thread of the source needing a socket takes it rather than wait for a
+lease), but only briefly: a socket idle for :data:`IDLE_SECONDS` is closed, so a process
+waiting for a lease is never starved by idle sockets elsewhere. A thread holds at
 most one socket at a time (a request, a body being read, one pipelined batch), and leases
 held by idle or closing sockets come back by this process's :class:`_Reaper` thread, never
 by a waiting thread: a thread never waits for a second lease while holding one, so leases
@@ -34,7 +35,9 @@ import time
 import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+from urllib3.util.connection import is_connection_dropped
 
 from .sources.base import (
     Body,
@@ -46,8 +49,10 @@ from .sources.base import (
     WrappedSource,
 )
 
+T = TypeVar("T")
+
 #: A socket idle in a pool this long is closed, so its lease goes to whoever waits for one.
-IDLE_SECONDS = 0.5
+IDLE_SECONDS = 0.25
 #: How often the reaper looks (a lease comes back at most this much after its socket closes).
 TICK = 0.05
 #: Most seconds a closed socket waits for the site's end of the close before its lease goes
@@ -244,7 +249,8 @@ def _close_idle_conns(pool: Any) -> None:
     now = time.monotonic()
     for conn in taken:
         idle = now - getattr(conn, "idle_since", now)
-        if conn is not None and conn.sock is not None and idle >= IDLE_SECONDS:
+        held = conn is not None and (conn.sock is not None or getattr(conn, "lease", None))
+        if held and idle >= IDLE_SECONDS:  # (a lease got for a socket never opened too)
             conn.close()
     for conn in reversed(taken):  # the most recently used on top again (a LIFO queue)
         try:
@@ -259,13 +265,16 @@ def _close_idle_conns(pool: Any) -> None:
 
 
 class _LeasedConnection:
-    """A urllib3 connection whose socket leases a connection before it connects."""
+    """A urllib3 connection whose socket holds a lease from before it connects: the one its
+    pool got for it (``lease``), else one waited for here."""
 
-    budget_site: tuple[ConnectionBudget, str]
+    leases: SiteLeases
+    lease: _Once | None = None
 
     def _new_conn(self) -> socket.socket:
-        budget, site = self.budget_site
-        release = _Once(budget.lease(site)).take()
+        release, self.lease = self.lease, None
+        if release is None:
+            release = self.leases.take()
         try:
             sock: socket.socket = super()._new_conn()  # type: ignore[misc]
         except BaseException:
@@ -278,37 +287,174 @@ class _LeasedConnection:
             raise
         return sock
 
+    def close(self) -> None:
+        """Closed (its socket's lease comes back by the reaper), with a lease got for a
+        socket it never opened given back now."""
+        release, self.lease = self.lease, None
+        try:
+            super().close()  # type: ignore[misc]
+        finally:
+            if release is not None:
+                release()
 
-class _IdleStamped:
-    """A urllib3 connection pool that notes when each connection went idle."""
+
+class _LeasedPool:
+    """A urllib3 connection pool under a budget. A request needing a new socket waits for a
+    lease or for one of the pool's sockets to come back idle, whichever comes first
+    (:meth:`SiteLeases.wait`): a socket of this pool gone idle serves the requests that wait
+    here rather than idling while they wait for leases elsewhere. Idle sockets are stamped,
+    so the reaper closes those left idle for :data:`IDLE_SECONDS`."""
+
+    leases: SiteLeases
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         _reaper.watch_pool(self)
 
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)  # type: ignore[misc]
+        if conn.sock is not None or conn.lease is not None:
+            return conn
+        got = self.leases.wait(self._connected_idle)
+        if isinstance(got, _Once):
+            conn.lease = got
+            return conn
+        self._put_back(conn)  # socketless: it waits in the queue again
+        return got
+
     def _put_conn(self, conn: Any) -> None:
         if conn is not None:
             conn.idle_since = time.monotonic()
         super()._put_conn(conn)  # type: ignore[misc]
+        self.leases.poke()
+
+    def _put_back(self, conn: Any) -> None:
+        try:
+            self.pool.put_nowait(conn)  # type: ignore[attr-defined]
+        except (queue.Full, AttributeError):  # (the pool closed meanwhile)
+            conn.close()
+
+    def _connected_idle(self) -> Any:
+        """An idle connection of this pool whose socket is open, taken out of the queue; or
+        None. (The rest go back in their order; a dropped one is closed on the way.)"""
+        q = self.pool  # type: ignore[attr-defined]
+        if q is None:
+            return None
+        taken, found = [], None
+        try:
+            while found is None:
+                conn = q.get_nowait()
+                if conn is not None and conn.sock is not None and is_connection_dropped(conn):
+                    conn.close()
+                if conn is not None and conn.sock is not None:
+                    found = conn
+                else:
+                    taken.append(conn)
+        except queue.Empty:
+            pass
+        for conn in reversed(taken):
+            try:
+                q.put_nowait(conn)
+            except queue.Full:
+                if conn is not None:
+                    conn.close()
+        return found
 
 
-def _leased_pool_class(cls: type, budget: ConnectionBudget, site: str) -> type:
+def _leased_pool_class(cls: type, leases: SiteLeases) -> type:
     conn_cls = cls.ConnectionCls  # type: ignore[attr-defined]
     leased_conn = type(
-        f"Leased{conn_cls.__name__}", (_LeasedConnection, conn_cls), {"budget_site": (budget, site)}
+        f"Leased{conn_cls.__name__}", (_LeasedConnection, conn_cls), {"leases": leases}
     )
-    return type(f"Leased{cls.__name__}", (_IdleStamped, cls), {"ConnectionCls": leased_conn})
+    return type(
+        f"Leased{cls.__name__}",
+        (_LeasedPool, cls),
+        {"ConnectionCls": leased_conn, "leases": leases},
+    )
+
+
+def _nothing() -> None:
+    return None
 
 
 class SiteLeases:
-    """One site's leases, as a source puts its connections under them (``under_budget``)."""
+    """One site's leases in one source (what its ``under_budget`` hook is given).
+
+    A thread needing a new socket waits (:meth:`wait`) for a lease, or for a socket of the source's
+    own to come free (``reuse``), whichever first, holding no lease meanwhile. The leases are
+    asked of the budget by helper threads (one per thread waiting at most), so a wait can end
+    by reuse while a lease is still on its way: a lease that comes when nobody here waits any
+    more is given back at once.
+    """
 
     def __init__(self, budget: ConnectionBudget, site: str) -> None:
         self.budget, self.site = budget, site
+        self._cond = threading.Condition()
+        self._waiting = 0  # threads in wait()
+        self._asking = 0  # leases asked of the budget, not come yet
+        self._granted: list[_Once] = []  # come, not taken yet
+        self._failed: BaseException | None = None
 
     def take(self) -> _Once:
         """A lease, held until the returned callable is called (once)."""
-        return _Once(self.budget.lease(self.site)).take()
+        got = self.wait(_nothing)
+        assert isinstance(got, _Once)
+        return got
+
+    def wait(self, reuse: Callable[[], T | None]) -> _Once | T:
+        """A lease, or what ``reuse()`` returns when not None (it is called now and each
+        time :meth:`poke` says something came free; it must not block)."""
+        with self._cond:
+            self._waiting += 1
+            try:
+                got = self._wait(reuse)
+            finally:
+                self._waiting -= 1
+                surplus = self._granted[self._waiting :]
+                del self._granted[self._waiting :]
+        for release in surplus:
+            release()
+        return got
+
+    def _wait(self, reuse: Callable[[], T | None]) -> _Once | T:
+        while True:
+            if self._granted:
+                return self._granted.pop()
+            if self._failed is not None:
+                exc, self._failed = self._failed, None
+                raise exc
+            other = reuse()
+            if other is not None:
+                return other
+            if self._asking < self._waiting:
+                self._asking += 1
+                threading.Thread(target=self._ask, name="lease-ask", daemon=True).start()
+            self._cond.wait(1.0)  # (a poke missed: look again anyway)
+
+    def _ask(self) -> None:
+        try:
+            release: _Once | None = _Once(self.budget.lease(self.site)).take()
+        except BaseException as exc:  # (the scheduler gone...): a waiter raises it
+            release = None
+            failed: BaseException | None = exc
+        else:
+            failed = None
+        with self._cond:
+            self._asking -= 1
+            if release is not None and len(self._granted) < self._waiting:
+                self._granted.append(release)
+                release = None
+            elif failed is not None and self._waiting:
+                self._failed = failed
+            self._cond.notify_all()
+        if release is not None:
+            release()  # nobody waits for it any more
+
+    def poke(self) -> None:
+        """Something came free that a waiting ``reuse()`` may find."""
+        with self._cond:
+            if self._waiting:
+                self._cond.notify_all()
 
     def opened(self, sock: socket.socket, release: _Once) -> None:
         """``sock`` was connected under ``release``: its lease goes back once it is closed
@@ -318,11 +464,12 @@ class SiteLeases:
     def wrap_pools(self, manager: Any) -> Any:
         """Every socket of a urllib3 PoolManager (or ProxyManager) leased; returns it. Call
         it before its first request (pools are made on first use)."""
-        manager.pool_classes_by_scheme = {
-            scheme: _leased_pool_class(cls, self.budget, self.site)
-            for scheme, cls in manager.pool_classes_by_scheme.items()
-        }
+        manager.pool_classes_by_scheme = self.pool_classes(manager.pool_classes_by_scheme)
         return manager
+
+    def pool_classes(self, classes: dict[str, type]) -> dict[str, type]:
+        """urllib3 pool classes (``pool_classes_by_scheme``) made to lease their sockets."""
+        return {scheme: _leased_pool_class(cls, self) for scheme, cls in classes.items()}
 
     def watch_idle(self, close_idle: Callable[[float], None]) -> None:
         """``close_idle(seconds)`` closes the source's own pooled connections idle that

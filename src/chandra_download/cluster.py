@@ -45,6 +45,8 @@ from .sources import DEFAULT_SITE, expand_mirror
 #: after this (plus the scheduler's ``locks.lease-validation-interval``). 5 s proved too short
 #: on a loaded machine: refreshes (every fifth of it) came late and live leases were dropped.
 LEASE_TIMEOUT = 10.0
+#: Most seconds a task waits, at its end, for its sockets' leases to come back.
+SETTLE = 3.0
 #: Keywords of chandra_download.download that are not SessionConfig fields.
 _API_KEYWORDS = set(inspect.signature(local_download).parameters) - {"obsids", "options"}
 #: Keywords about the whole run, which tasks of one ObsId each cannot honour.
@@ -86,15 +88,29 @@ class _WorkerBudget:
 
     def __init__(self, budget: DaskBudget, scheduler: Any, loop: Any) -> None:
         self._budget, self._scheduler, self._loop = budget, scheduler, loop
+        self._held = 0
+        self._cond = threading.Condition()
 
     @contextmanager
     def lease(self, site: str) -> Iterator[None]:
         sem = self._semaphore(self._budget.name(site))
         sem.acquire()
+        with self._cond:
+            self._held += 1
         try:
             yield
         finally:
             sem.release()
+            with self._cond:
+                self._held -= 1
+                self._cond.notify_all()
+
+    def settle(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until every lease taken here is back: a task's
+        sockets are closed when it ends, and their leases come back a moment later (once
+        closed at the site too), which is the task's to see done, not the others'."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._held == 0, timeout)
 
     def _semaphore(self, name: str) -> Any:
         """This process's handle on one named semaphore, registered with a short lease
@@ -146,9 +162,12 @@ def _run_obsid(
     timing = _Timing()
     try:
         leases = budget.on_worker()
-        results = local_download(
-            [obsid], filetypes, reporter=timing, progress=False, budget=leases, **options
-        )
+        try:
+            results = local_download(
+                [obsid], filetypes, reporter=timing, progress=False, budget=leases, **options
+            )
+        finally:
+            leases.settle(SETTLE)
         r = results[0]
     except Exception as exc:
         r = ObsIdResult(obsid, error=f"failed on worker: {exc}")

@@ -40,7 +40,7 @@ from .ftp_conn import (
 from .ftp_walk import ListingMixin, ListingTooLarge
 
 if TYPE_CHECKING:
-    from ..budget import SiteLeases
+    from ..budget import SiteLeases, _Once
 
 __all__ = ["FTPSource", "tls_context"]
 
@@ -98,10 +98,10 @@ class FTPSource(ListingMixin, Source):
     def _scrub(self, text: str) -> str:
         return scrub(text, [self._password] if self._user != "anonymous" else [])
 
-    def _connect(self) -> Conn:
+    def _connect(self, release: _Once | None = None) -> Conn:
+        """A new control connection (under a budget: with the lease ``release``)."""
         t = self._config.timeout
         ftp = FTPTLS(context=self._ctx, timeout=t) if self._ctx else PlainFTP(timeout=t)
-        release = self._leases.take() if self._leases is not None else None
         try:
             self._greet(ftp)
             if release is not None and self._leases is not None and ftp.sock is not None:
@@ -145,23 +145,37 @@ class FTPSource(ListingMixin, Source):
         self._answered = True
 
     def _acquire(self) -> Conn:
+        conn = self._pop_idle()
+        if conn is not None:
+            return conn
+        if self._leases is None:
+            return self._connect()
+        # Under a budget: a lease, or a connection another thread gives back meanwhile.
+        got = self._leases.wait(self._pop_idle)
+        return got if isinstance(got, Conn) else self._connect(got)
+
+    def _pop_idle(self) -> Conn | None:
         with self._lock:
             if self._closed:
                 raise SourceError(f"FTP source {self.label} is closed")
-            if self._idle:
-                conn = self._idle.pop()
-                conn.reused = True
-                return conn
-        return self._connect()
+            if not self._idle:
+                return None
+            conn = self._idle.pop()
+        conn.reused = True
+        return conn
 
     def _release(self, conn: Conn, healthy: bool) -> None:
+        kept = False
         if healthy:
             with self._lock:
                 if not self._closed and len(self._idle) < self._config.jobs:
                     conn.idle_since = time.monotonic()
                     self._idle.append(conn)
-                    return
-        discard(conn, polite=healthy)
+                    kept = True
+        if not kept:
+            discard(conn, polite=healthy)
+        elif self._leases is not None:
+            self._leases.poke()  # (outside our lock: a waiter looks here holding its own)
 
     def idle_count(self) -> int:
         """Idle pooled connections (at most ``config.jobs``)."""
