@@ -194,3 +194,23 @@ def test_a_local_name_the_archive_still_lists_is_never_superseded() -> None:
     old, new = "primary/acisf01843N005_evt2.fits.gz", "primary/acisf01843N006_evt2.fits.gz"
     assert find_superseded(1843, [old], [old, new]) == []  # both listed: not superseded
     assert [s.relpath for s in find_superseded(1843, [old], [new])] == [old]
+
+
+def test_a_manifest_says_which_file_was_kept_as_served(site, tmp_path) -> None:
+    """16.3: per file, what was checked: verified, kept as served, no content check."""
+    import json
+
+    from chandra_download.simulator import Fault
+
+    root, server = site
+    out, m = tmp_path / "out", tmp_path / "m.json"
+    server.faults.add(Fault("corrupt", "*_evt2.fits.gz", times=None, after_bytes=3000))
+    res = download(1843, ["evt2", "oif", "full_img"], mirror=server.base_url, outdir=out,
+                   status=False, manifest=m)  # fmt: skip
+    assert res.ok
+    checked = {
+        f["relpath"].rsplit("/", 1)[-1]: f["checked"] for f in json.loads(m.read_text())["files"]
+    }
+    assert checked["acisf01843N005_evt2.fits.gz"] == "kept as served"
+    assert checked["oif.fits"] == "verified"
+    assert checked["acisf01843N005_full_img2.jpg"] == "no content check"
