@@ -276,8 +276,8 @@ def bench_batch(args, root: Path, obsids: list[int], tools: dict[str, bool]) -> 
 
 def bench_small(args, root: Path, tools: dict[str, bool]) -> dict:
     """Many ObsIds of small files over a shared round trip, Apache's 100 requests per
-    connection (the simulator's default): ours against aria2c on the same connections, and
-    a nothing-to-do re-run of each."""
+    connection (the simulator's default): ours against aria2c on the same connections, a
+    nothing-to-do re-run of each, and ``--list`` over the complete tree and over none."""
     obsids = list(SMALL_OBSIDS["quick" if args.quick else "full"])
     expected = expected_files(root, obsids)
     total, jobs = sum(expected.values()), SessionConfig().jobs
@@ -291,7 +291,11 @@ def bench_small(args, root: Path, tools: dict[str, bool]) -> dict:
                           ours(sim.url, obsids, out), out, expected, keep=True))  # fmt: skip
         runs.append(timed("chandra-download, nothing-to-do re-run",
                           ours(sim.url, obsids, out), out, expected, keep=True))  # fmt: skip
+        runs.append(timed("chandra-download --list (all on disk)",
+                          ours(sim.url, obsids, out, "--list"), out, expected, keep=True))  # fmt: skip
         shutil.rmtree(out, ignore_errors=True)
+        runs.append(timed("chandra-download --list (nothing on disk: HEADs)",
+                          ours(sim.url, obsids, out, "--list"), out, {}))  # fmt: skip
         runs.append(timed("chandra-download --pipeline-depth 1",
                           ours(sim.url, obsids, out, "--pipeline-depth", "1"), out, expected))  # fmt: skip
         if tools["aria2c"]:
@@ -394,6 +398,10 @@ def targets(res: dict) -> None:
              f"{mine / aria:.2f}x" if aria else "not run")  # fmt: skip
         show("nothing-to-do re-run at most 0.25x of the download", again <= mine / 4,
              f"{again / mine:.2f}x")  # fmt: skip
+        for r in runs:
+            if "--list" in r["name"]:
+                show(f"{r['name'][17:]} at most 0.25x of the download", r["wall"] <= mine / 4,
+                     f"{r['wall'] / mine:.2f}x")  # fmt: skip
     if "single" in res:
         s = res["single"]["runs"]
         mine = [r for r in s if r["name"].startswith("chandra")]

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from .config import SessionConfig
 from .context import Context
+from .dirscan import unsafe_targets
 from .errors import ChandraDownloadError, LocalError, ObsIdNotFound, SourceError
 from .filetypes import Selection, classify
 from .finisher import Finisher
@@ -479,14 +480,27 @@ class Engine:
                 continue
             if not selection.accepts(ftype):
                 continue
-            try:
-                problem = unsafe_target(top, fr.path)
-            except OSError as exc:
-                problem = self.ctx.local_problem(LocalError.of(exc, fr.path))
+            out.append(fr)
+        self._refuse_unsafe(top, [fr for fr in out if fr.status is Status.PLANNED])
+        return out
+
+    def _refuse_unsafe(self, top: Path, files: list[FileResult]) -> None:
+        """Fail the files whose download would write through a symlink or onto something
+        not a file: all of an ObsId's looked at in one pass (each directory once), or each
+        on its own when that pass meets an error (said for the file it concerns)."""
+        try:
+            problems = unsafe_targets(top, [fr.relpath for fr in files])
+        except OSError:
+            problems = {}
+            for fr in files:
+                try:
+                    problems[fr.relpath] = unsafe_target(top, fr.path)
+                except OSError as exc:
+                    problems[fr.relpath] = self.ctx.local_problem(LocalError.of(exc, fr.path))
+        for fr in files:
+            problem = problems[fr.relpath]
             if problem:
                 fr.status, fr.reason = Status.FAILED, problem
-            out.append(fr)
-        return out
 
     def _check_space(self, todo: list[FileResult], outdir: Path) -> None:
         """Warn once when the selected bytes still to fetch exceed the output disk's free

@@ -1,0 +1,149 @@
+"""The listing-time symlink check of every file of one ObsId at once (issue 19.3).
+
+:func:`~chandra_download.plan.unsafe_target` looks at each name a file's download would write
+with one ``lstat`` each: its directories, the file, its ``.part``, state file and the state's
+temporary, about ten calls per file, most of them the same directories again. A re-run with
+nothing to do spends a good part of its time there. :func:`unsafe_targets` gives the same
+answers for all the files of an ObsId with each directory looked at once: the directories on
+the way by one ``lstat`` each, the directories holding files read once (``os.scandir``: the
+entries' types come with the names, no call per file). Anything unusual (a directory in the
+way that is a file, a name too long, a type the scan does not tell) is left to
+``unsafe_target`` itself, so the answers are its answers.
+
+This check is advisory (the tree may change after it): ``FileJob._still_safe`` repeats it
+just before the first write.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterable
+from pathlib import Path
+
+from .plan import unsafe_target
+from .statedir import PART_SUFFIX, STATE_SUFFIX, TMP_SUFFIX, Spot, key
+
+#: The longest file name the scan answers for (longer: ``unsafe_target`` says what is wrong).
+_NAME_MAX = 255
+
+
+class _Absent(Exception):
+    """A directory on the way does not exist: what is below it is ours to create."""
+
+
+class _Unusual(Exception):
+    """Something the scan does not judge: ``unsafe_target`` does."""
+
+
+class _Scan:
+    """What one pass learnt of the directories of an ObsId's files."""
+
+    def __init__(self) -> None:
+        self._kinds: dict[str, str] = {}  # directory path -> "dir", "link" or "missing"
+        self._entries: dict[str, dict[str, os.DirEntry[str]]] = {}
+
+    def kind(self, path: str) -> str:
+        if path not in self._kinds:
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                self._kinds[path] = "missing"
+            else:
+                if stat.S_ISLNK(st.st_mode):
+                    self._kinds[path] = "link"
+                elif stat.S_ISDIR(st.st_mode):
+                    self._kinds[path] = "dir"
+                else:
+                    raise _Unusual()
+        return self._kinds[path]
+
+    def chain(self, outdir: str, names: list[str]) -> str:
+        """The directory ``outdir/names...``, each step looked at without following links;
+        raises _Absent when one is missing, returns a symlink's message when one is."""
+        path = outdir
+        for depth, name in enumerate(names, 1):
+            path = os.path.join(path, name)
+            kind = self.kind(path)
+            if kind == "missing":
+                raise _Absent()
+            if kind == "link":
+                raise _Link(depth)
+        return path
+
+    def entries(self, directory: str) -> dict[str, os.DirEntry[str]]:
+        if directory not in self._entries:
+            try:
+                with os.scandir(directory) as it:
+                    self._entries[directory] = {e.name: e for e in it}
+            except OSError as exc:
+                raise _Unusual() from exc
+        return self._entries[directory]
+
+
+class _Link(Exception):
+    """A directory on the way is a symlink: the ``depth``-th."""
+
+    def __init__(self, depth: int) -> None:
+        super().__init__(depth)
+        self.depth = depth
+
+
+def unsafe_targets(top: Path, relpaths: Iterable[str]) -> dict[str, str | None]:
+    """:func:`~chandra_download.plan.unsafe_target` of each file ``top/relpath`` (``top``
+    the ObsId's directory), by relpath; OSErrors other than a missing name raise as there."""
+    scan = _Scan()
+    out: dict[str, str | None] = {}
+    for relpath in relpaths:
+        path = top / relpath
+        try:
+            out[relpath] = _problem(scan, Spot(top.parent, top.name, relpath), path)
+        except _Unusual:
+            out[relpath] = unsafe_target(top, path)
+    return out
+
+
+def _problem(scan: _Scan, spot: Spot, path: Path) -> str | None:
+    outdir = str(spot.outdir)
+    folders: list[str | None] = []
+    for dirs in (spot.target_dirs, spot.partial_dirs):
+        try:
+            folders.append(scan.chain(outdir, dirs))
+        except _Absent:
+            folders.append(None)  # nothing below exists: nothing there to refuse
+        except _Link as link:
+            directory = spot.outdir.joinpath(*dirs[: link.depth])
+            return f"refusing to write {path}: {directory} is a symlink"
+    target_dir, partial_dir = folders
+    named: list[tuple[str | None, str, str]] = [(target_dir, spot.name, "")]
+    if partial_dir is not None:
+        stem = key(spot.relpath)
+        named += [
+            (partial_dir, stem + PART_SUFFIX, "part"),
+            (partial_dir, stem + STATE_SUFFIX, "state"),
+            (partial_dir, stem + STATE_SUFFIX + TMP_SUFFIX, "state_tmp"),
+        ]
+    for folder, name, which in named:
+        if folder is None:
+            continue
+        if len(os.fsencode(name)) > _NAME_MAX:
+            raise _Unusual()
+        entry = scan.entries(folder).get(name)
+        if entry is None:
+            continue
+        try:
+            if entry.is_symlink():
+                return f"refusing to write {_shown(spot, path, which)}: it is a symlink"
+            if not entry.is_file(follow_symlinks=False):
+                return f"refusing to write {_shown(spot, path, which)}: it is not a regular file"
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                continue  # gone since the scan
+            raise _Unusual() from exc
+    return None
+
+
+def _shown(spot: Spot, path: Path, which: str) -> Path:
+    """The name refused, as ``unsafe_target`` says it."""
+    return getattr(spot, which) if which else path
