@@ -5,6 +5,7 @@ sees more connections open at once than the budget, idle keep-alive ones include
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -183,3 +184,26 @@ def test_one_download_under_a_small_budget_reuses_its_sockets(root, tmp_path, pr
     assert sum(1 for p in tmp_path.rglob("*") if p.is_file()) > 20
     assert peak <= 2
     assert opened <= 4, opened  # (waiting for leases instead: one new socket per thread)
+
+
+def test_s3_sockets_never_outnumber_the_budget(root, tmp_path, monkeypatch):
+    """botocore's pools too: the connections at the endpoint (counted by the simulator's
+    proxy in front of moto) never outnumber the budget."""
+    pytest.importorskip("moto")
+    from chandra_download.simulator.faults import FaultPlan
+    from chandra_download.simulator.s3 import ArchiveS3Server
+
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    budget = SharedBudget(2)
+    out = tmp_path / "out"
+    with ArchiveS3Server(root, bucket="budget-archive", prefix="", faults=FaultPlan()) as srv:
+        results = _three_at_once(srv.base_url, out, budget, jobs=4, endpoint_url=srv.endpoint_url)
+        peak = srv.stats.peak_connections
+    assert all(r.ok for r in results), [r.summary() for r in results]
+    assert all(_complete(root, out, o) for o in OBSIDS)
+    assert 1 <= peak <= 2, peak
+    assert _settled(budget)

@@ -16,12 +16,12 @@ cannot deadlock.
 
 What one lease is, per kind of site:
 
-- HTTP(S) (urllib3, the pipeline's borrowed connections): one TCP connection (through a
-  proxy: the one to the proxy).
+- HTTP(S) (urllib3, the pipeline's borrowed connections) and S3 (botocore's pools, on
+  urllib3): one TCP connection (through a proxy: the one to the proxy).
 - FTP: one control connection, with the one data connection it opens at a time for a
   listing or a transfer (a data connection lives only within its control connection's
   command, so at most the budget's control connections, as a server counts its sessions).
-- Any other source (S3, local): one lease per call (a listing page, a size, an open body).
+- Any other source (local): one lease per call (a listing page, a size, an open body).
 """
 
 from __future__ import annotations
@@ -495,7 +495,7 @@ class _LeasedBody(WrappedBody):
 class BudgetedSource(WrappedSource):
     """``inner`` with its connections under ``budget``.
 
-    A source with an ``under_budget(leases: SiteLeases)`` hook (HTTP, FTP) leases each
+    A source with an ``under_budget(leases: SiteLeases)`` hook (HTTP, FTP, S3) leases each
     socket it opens; any other source holds one lease per call (a listing, a size, an open
     body until it is closed). Under a :class:`LocalBudget` nothing is wrapped.
     """

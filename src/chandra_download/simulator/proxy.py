@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 from xml.sax.saxutils import escape
 
 from .faults import Fault, FaultPlan, corrupt_bytes, cut_length
+from .link import ServerStats
 
 KINDS = (
     "status",
@@ -79,6 +80,8 @@ class FaultProxy:
         self.plan = plan
         self.bucket = bucket
         self.prefix = prefix
+        #: Connections (``peak_connections``...) as in the HTTP simulator's stats.
+        self.stats = ServerStats()
         self._server = ThreadingHTTPServer((host, port), _handler_class(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -200,6 +203,16 @@ def _handler_class(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             pass
+
+        def setup(self) -> None:
+            super().setup()
+            proxy.stats.connection_opened()
+
+        def finish(self) -> None:
+            try:
+                super().finish()
+            finally:
+                proxy.stats.connection_closed()
 
         def _any(self) -> None:
             try:

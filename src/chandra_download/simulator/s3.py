@@ -138,6 +138,12 @@ class ArchiveS3Server:
 
     # ------------------------------------------------------------------ addresses
     @property
+    def stats(self) -> Any:
+        """The proxy's connection counts (a :class:`~.link.ServerStats`: ``peak_connections``,
+        ``connections_opened``) when faults are given (an empty plan will do), else None."""
+        return self._proxy.stats if self._proxy is not None else None
+
+    @property
     def endpoint_url(self) -> str:
         """``http://127.0.0.1:PORT``: the proxy's when faults are injected, else moto's."""
         if self._proxy is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import boto3
@@ -42,6 +42,9 @@ from .base import (
     walk_listing,
 )
 from .wire import check_content_range, parse_content_range, parse_retry_after, range_header
+
+if TYPE_CHECKING:
+    from ..budget import SiteLeases
 
 DEFAULT_REGION = "us-east-1"
 #: Most objects one ObsId may list (a hostile endpoint could page forever).
@@ -282,6 +285,14 @@ class S3Source(Source):
         if f.url.startswith(prefix):
             return f.url[len(prefix) :]
         raise SourceError(f"{f.url} is not in bucket {self.bucket}")
+
+    def under_budget(self, leases: SiteLeases) -> None:
+        """Put every socket of botocore's pools under a cluster's connection budget: each
+        takes a lease to connect and gives it back once closed (chandra_download.budget)."""
+        http = self._client._endpoint.http_session
+        pools = leases.pool_classes(http._pool_classes_by_scheme)
+        http._pool_classes_by_scheme = pools  # (for proxy managers made later)
+        http._manager.pool_classes_by_scheme = pools
 
     def close(self) -> None:
         """Close the client's connection pool."""
