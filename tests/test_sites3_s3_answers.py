@@ -1,6 +1,7 @@
 """Hostile S3-like endpoints (issue 20, items 4 and 9): a listing that always says "more to
 come" with a new token and no keys ends at the page cap; a listing answer cut short is said
-to be truncated or malformed, never shown as botocore's stand-in "500"."""
+to be truncated or malformed, never shown as botocore's stand-in "500"; a listing trickled a
+byte at a time ends within the timeout."""
 
 from __future__ import annotations
 
@@ -36,11 +37,19 @@ def _cut() -> bytes:
     return (f"{_HEAD}<KeyCount>1</KeyCount><Contents><Key>chandra/byobsid/3/1843/oif.fi").encode()
 
 
+def _empty() -> bytes:
+    """A whole, valid listing page with no key (what a trickle would end with)."""
+    return (
+        f"{_HEAD}<KeyCount>0</KeyCount><IsTruncated>false</IsTruncated></ListBucketResult>"
+    ).encode()
+
+
 class _S3Like:
     """An S3-like endpoint on 127.0.0.1 answering every request with ``mode``'s page."""
 
     def __init__(self, mode: str) -> None:
-        self.requests = 0
+        self.requests = self.sent = 0
+        self.stop = threading.Event()
         counter, outer = itertools.count(), self
 
         class Handler(BaseHTTPRequestHandler):
@@ -52,10 +61,14 @@ class _S3Like:
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 outer.requests += 1
                 body = _endless(next(counter)) if mode == "endless" else _cut()
+                if mode == "trickle":
+                    body = _empty()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/xml")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if mode == "trickle":
+                    return outer.trickle(self, body)
                 self.wfile.write(body)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -64,7 +77,20 @@ class _S3Like:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def trickle(self, h: BaseHTTPRequestHandler, body: bytes) -> None:
+        """One byte every 0.2 s (never a socket timeout), until the client hangs up."""
+        for i in range(len(body)):
+            if self.stop.wait(0.2):
+                return
+            try:
+                h.wfile.write(body[i : i + 1])
+                h.wfile.flush()
+            except OSError:
+                return
+            self.sent += 1
+
     def close(self) -> None:
+        self.stop.set()
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)
@@ -77,11 +103,13 @@ def s3_like(request: pytest.FixtureRequest) -> Iterator[_S3Like]:
     server.close()
 
 
-def _run(server: _S3Like, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+def _run(
+    server: _S3Like, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, timeout: str = "5"
+) -> int:
     clean_aws_env(monkeypatch, tmp_path)
     out = tmp_path / "out"
     args = ["1843", "--mirror", "s3://bucket/chandra/", "--endpoint-url", server.url]
-    opts = ["--outdir", str(out), "--timeout", "5", "--retries", "1", "--no-progress"]
+    opts = ["--outdir", str(out), "--timeout", timeout, "--retries", "1", "--no-progress"]
     return cli.main([*args, *opts])
 
 
@@ -118,3 +146,18 @@ def test_a_truncated_s3_listing_is_said_so_not_500(
     assert "truncated or malformed" in line
     assert "oif.fi" not in err  # the hostile body itself is not echoed
     assert 1 <= s3_like.requests <= 4  # retried within --retries, then given up
+
+
+@pytest.mark.parametrize("s3_like", ["trickle"], indirect=True)
+def test_a_trickled_s3_listing_ends_within_the_timeout(
+    s3_like: _S3Like, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """One byte every 0.2 s never trips a 1 s socket timeout: the call's own deadline does
+    (issue 20.4: every listing has a total deadline that --timeout and --retries bound)."""
+    assert _run(s3_like, tmp_path, monkeypatch, timeout="1") == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line, *_) = _problem_lines(err)
+    assert "not complete within 1 s" in line
+    # About 5 bytes an attempt (timeout / 0.2 s), a few attempts: never the page's whole length.
+    assert s3_like.sent < len(_empty()) // 2, s3_like.sent

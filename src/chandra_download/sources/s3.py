@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -41,6 +45,7 @@ from .base import (
     obsid_dir,
     walk_listing,
 )
+from .http_body import arm_header_deadline
 from .wire import check_content_range, parse_content_range, parse_retry_after, range_header
 
 if TYPE_CHECKING:
@@ -81,7 +86,7 @@ _TRANSIENT_CODES = {
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 
 #: Errors raised while reading a response body: the connection broke, retry with resume.
-_STREAM_ERRORS: tuple[type[BaseException], ...] = (
+_STREAM_ERRORS: tuple[type[Exception], ...] = (
     bexc.ReadTimeoutError,
     bexc.ResponseStreamingError,
     bexc.IncompleteReadError,
@@ -92,6 +97,14 @@ _STREAM_ERRORS: tuple[type[BaseException], ...] = (
     urllib3.exceptions.SSLError,
     ConnectionError,
     TimeoutError,
+)
+
+#: What an S3 call raises that is the site's doing (mapped to ours by ``_map_error``).
+_CALL_ERRORS: tuple[type[Exception], ...] = (
+    bexc.ClientError,
+    bexc.BotoCoreError,
+    ResponseParserError,
+    *_STREAM_ERRORS,
 )
 
 
@@ -203,11 +216,9 @@ class S3Source(Source):
         if ref.token is not None:
             kwargs["ContinuationToken"] = ref.token
         vlog(5, "S3 > ListObjectsV2 bucket=%s prefix=%s", self.bucket, base)
-        try:
-            page = self._client.list_objects_v2(**kwargs)
-        except (bexc.ClientError, bexc.BotoCoreError, ResponseParserError) as exc:
-            raise self._map_error(exc, f"s3://{self.bucket}/{base}") from exc
-        self._answered = True
+        page = self._call(
+            f"s3://{self.bucket}/{base}", lambda: self._client.list_objects_v2(**kwargs)
+        )
         contents = page.get("Contents") or ()
         vlog(5, "S3 < ListObjectsV2 %d key(s)", len(contents))
         if len(contents) > MAX_KEYS:
@@ -248,12 +259,7 @@ class S3Source(Source):
         if wanted is not None:
             kwargs["Range"] = wanted
         vlog(5, "S3 > GetObject bucket=%s key=%s range=%s", self.bucket, key, wanted or "-")
-        try:
-            resp = self._client.get_object(**kwargs)
-        except (bexc.ClientError, bexc.BotoCoreError) as exc:
-            vlog(5, "S3 < GetObject %s: %s", key, self._scrub(str(exc)))
-            raise self._map_error(exc, f.url, size=f.size) from exc
-        self._answered = True
+        resp = self._call(f.url, lambda: self._client.get_object(**kwargs), size=f.size)
         vlog(
             5, "S3 < GetObject %s ContentLength=%s ContentRange=%s", key,
             resp.get("ContentLength"), resp.get("ContentRange") or "-",
@@ -273,12 +279,27 @@ class S3Source(Source):
         if f.size is not None:
             return f.size
         vlog(5, "S3 > HeadObject bucket=%s key=%s", self.bucket, self._key(f))
-        try:
-            head = self._client.head_object(Bucket=self.bucket, Key=self._key(f))
-        except (bexc.ClientError, bexc.BotoCoreError) as exc:
-            raise self._map_error(exc, f.url) from exc
-        self._answered = True
+        key = self._key(f)
+        head = self._call(f.url, lambda: self._client.head_object(Bucket=self.bucket, Key=key))
         return int(head["ContentLength"])
+
+    def _call(self, where: str, call: Callable[[], Any], size: int | None = None) -> Any:
+        """One S3 API call, its errors made ours. Its answer must come within the timeout
+        (the headers, and a listing's whole XML, which botocore reads before returning): a
+        site trickling it a byte at a time never trips the socket's own timeout."""
+        with _Deadline(self.config.timeout) as deadline:
+            try:
+                answer = call()
+            except _CALL_ERRORS as exc:
+                vlog(5, "S3 < %s: %s", where, self._scrub(str(exc)))
+                if deadline.fired:
+                    raise NoAnswer(
+                        f"No answer from {self.label} for {where}: not complete within "
+                        f"{self.config.timeout:g} s"
+                    ) from exc
+                raise self._map_error(exc, where, size=size) from exc
+        self._answered = True
+        return answer
 
     def _key(self, f: RemoteFile) -> str:
         prefix = f"s3://{self.bucket}/"
@@ -368,12 +389,55 @@ class S3Source(Source):
         return SourceError(f"S3 error for {where} ({code or status}: {message})")
 
 
+#: Per thread: the S3 call under way (:class:`_Deadline`), whose sockets its deadline covers.
+_CALLS = threading.local()
+
+
+class _Deadline:
+    """The end of one S3 call: each answer read for it (botocore's own retries included) is
+    shut down when the call's time is up (http_body's watchdog, one thread for all)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+        self._armed: list[Any] = []
+
+    def arm(self, sock: socket.socket) -> None:
+        self._armed.append(arm_header_deadline(sock, max(0.0, self.end - time.monotonic())))
+
+    @property
+    def fired(self) -> bool:
+        return any(a.fired for a in self._armed)
+
+    def __enter__(self) -> _Deadline:
+        _CALLS.current = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _CALLS.current = None
+        for armed in self._armed:
+            armed.disarm()
+
+
+class _CallDeadline:
+    """Mixin for botocore's connections: a response read for a call under a
+    :class:`_Deadline` has its socket under that deadline (headers and body)."""
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102 - http.client's
+        deadline = getattr(_CALLS, "current", None)
+        if deadline is not None:
+            deadline.arm(self.sock)  # type: ignore[attr-defined]
+        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+
+
 def _resolve_bounded(client: Any) -> None:
     """Have botocore's connections resolve their host within the connect timeout
-    (:mod:`~chandra_download.resolve`): its URLLib3Session keeps its pool classes in
+    (:mod:`~chandra_download.resolve`) and answer within their call's deadline
+    (:class:`_CallDeadline`): its URLLib3Session keeps its pool classes in
     ``_pool_classes_by_scheme`` (for proxy managers made later) and on its pool manager."""
     http = client._endpoint.http_session
-    pools = bounded_pools(AWSHTTPConnectionPool, AWSHTTPSConnectionPool)
+    pools = bounded_pools(
+        _with_deadline(AWSHTTPConnectionPool), _with_deadline(AWSHTTPSConnectionPool)
+    )
     http._pool_classes_by_scheme = pools
     http._manager.pool_classes_by_scheme = pools
 
@@ -389,6 +453,12 @@ def _parse_errors_as_such(client: Any) -> None:
             client.meta.events.unregister("before-parse.s3.*", rewrite)
         except ValueError:  # not registered in this botocore
             pass
+
+
+def _with_deadline(pool: type[Any]) -> type[Any]:
+    """``pool`` whose connections are :class:`_CallDeadline` ones."""
+    conn = type(f"Deadline{pool.ConnectionCls.__name__}", (_CallDeadline, pool.ConnectionCls), {})
+    return type(f"Deadline{pool.__name__}", (pool,), {"ConnectionCls": conn})
 
 
 def _unresolved(exc: bexc.EndpointConnectionError) -> str | None:
