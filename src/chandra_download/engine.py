@@ -39,7 +39,7 @@ from .filetypes import Selection, classify
 from .finisher import Finisher
 from .health import WAIT_NOTICE, WAIT_REPEAT, SiteHealth, State, WatchedSource, silence_limit
 from .log import vlog
-from .plan import OnDisk, decide, look, needs_size, unsafe_target
+from .plan import Action, OnDisk, decide, look, needs_size, unsafe_target
 from .progress import Reporter
 from .results import FileResult, ObsIdResult, Status
 from .retry import Interrupted, RetryPolicy, with_retries
@@ -633,6 +633,8 @@ class Engine:
         ``held``, when given, to be fetched whole by the caller)."""
         remote = self._listing_of(index, run.result.obsid)[fr.relpath]
         fr.url, fr.status, fr.reason = remote.url, Status.PLANNED, None
+        if seen is not None and self._present(fr, remote, index, seen):
+            return True
         job = FileJob(self.ctx, self.sources[index], remote, fr)
         job.seen = seen
         job.then = functools.partial(self._finished_off, run, fr, index)
@@ -651,6 +653,29 @@ class Engine:
             self._part_step(run, job, first, index)
             return False
         return not job.handed  # (the finisher settles those it took)
+
+    def _present(self, fr: FileResult, remote: RemoteFile, index: int, seen: Seen) -> bool:
+        """Settle a file PRESENT at once, as its job would, when what its batch saw shows it
+        complete, a size vouched for without the site (its record, or its content check),
+        and the site's identity of it agrees with the record (issue 19.3: a re-run's files
+        cost no job). False: anything else, which the job decides (and says)."""
+        disk, size = seen
+        if size is None or disk.leftovers or self.config.repair:
+            return False
+        decision = decide(disk, size)
+        if decision.action is not Action.PRESENT:
+            return False
+        source = self.sources[index]
+        try:
+            fr.last_modified, fr.etag = source.identity(remote)
+            fr.changed = self.ctx.records.changed(fr, size)
+        except (ChandraDownloadError, OSError):
+            return False
+        if fr.changed is not None:
+            return False
+        fr.site, fr.size, fr.status = source.label, size, Status.PRESENT
+        fr.local, fr.local_size = decision.local, decision.offset
+        return True
 
     def _part_step(self, run: _ObsIdRun, job: FileJob, i: int, index: int) -> None:
         with self._on_site(index):

@@ -14,11 +14,12 @@ import re
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
-
-import numpy as np
+from typing import TYPE_CHECKING, BinaryIO
 
 from .errors import VerificationError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _READ = 1024 * 1024
 _BLOCK = 2880  # FITS logical record
@@ -43,6 +44,8 @@ def is_fits_name(name: str) -> bool:
 def ones_sum(data: bytes | bytearray | memoryview | np.ndarray, acc: int = 0) -> int:
     """FITS 32-bit ones' complement sum of big-endian words (length a multiple of 4),
     added to ``acc`` and folded to 32 bits (FITS standard 4.0, appendix J)."""
+    import numpy as np  # (here: a run with nothing to check never pays numpy's import)
+
     words = np.frombuffer(data, dtype=">u4")
     acc += int(words.sum(dtype=np.uint64))  # 2**32 words of 2**32 each would overflow
     while acc >> 32:
