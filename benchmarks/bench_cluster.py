@@ -11,7 +11,8 @@ process of its own) it times, each into a fresh empty directory:
 
 The first two should take about as long (the same 8 connections at once); the third about
 half as long. Each output is checked byte-complete. Then it measures how long a killed
-worker's leases keep the others waiting (``--lease`` alone runs only that).
+worker's leases keep the others waiting (``--lease`` alone runs only that, with and without
+the scheduler plugin that gives them back).
 """
 
 from __future__ import annotations
@@ -102,12 +103,13 @@ def on_cluster(url: str, out: Path, workers: int, connections: int) -> float:
     return took
 
 
-def lease_stall() -> float:
+def lease_stall(plugin: bool = True) -> float:
     """Seconds from SIGKILL of a worker holding every lease until another worker gets one."""
     import dask
     import distributed
 
     from chandra_download.cluster import DaskBudget
+    from chandra_download.cluster_leases import register
 
     def hold(budget: DaskBudget) -> None:
         leases = budget.on_worker()
@@ -124,6 +126,10 @@ def lease_stall() -> float:
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
         )
     with lc, distributed.Client(lc) as client:
+        if not plugin:
+            print("  (without the scheduler plugin: the lease timeout alone)")
+        elif not register(client):
+            raise RuntimeError("the scheduler took no plugin")
         a, b = list(client.scheduler_info()["workers"])
         budget = DaskBudget(1)
         client.submit(hold, budget, workers=[a], pure=False)
@@ -143,8 +149,11 @@ def main() -> None:
     args = p.parse_args()
     if not args.lease:
         throughput()
-    print(f"killed worker: the others waited {lease_stall():.1f} s for its lease "
-          f"(lease timeout 10 s, validation interval {VALIDATION})")  # fmt: skip
+    print(f"killed worker: the others waited {lease_stall():.2f} s for its lease "
+          "(given back by the scheduler plugin as the worker is removed)")  # fmt: skip
+    if args.lease:
+        print(f"  without the plugin: {lease_stall(plugin=False):.1f} s "
+              f"(lease timeout 10 s, validation interval {VALIDATION})")  # fmt: skip
 
 
 def throughput() -> None:

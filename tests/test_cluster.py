@@ -197,6 +197,40 @@ def test_a_task_whose_worker_may_not_die_fails_alone(client, root, tmp_path):
     assert not results.ok
 
 
+def test_a_killed_workers_lease_comes_back_at_once(client):
+    """Worker A holds the budget's one lease; B waits for it; A is SIGKILLed. The
+    scheduler's plugin gives A's lease back as it removes A: B gets it long before the
+    lease would time out unrefreshed (10 s; the lease-validation interval here is 0.5 s)."""
+    budget, site = cluster.DaskBudget(1), f"killed-holder-{os.getpid()}-{time.time_ns()}"
+
+    def hold(budget, site):
+        held = distributed.Event(site)
+        if held.is_set():
+            return  # run again once its worker died: the test is over by then
+        with budget.on_worker().lease(site):
+            held.set()
+            time.sleep(30)
+
+    def take(budget, site):
+        with budget.on_worker().lease(site):
+            return True
+
+    cluster._give_back_dead_leases(client)
+    a, b = sorted(client.scheduler_info()["workers"])
+    holder = client.submit(hold, budget, site, workers=[a], allow_other_workers=False, pure=False)
+    assert distributed.Event(site, client=client).wait(60)
+    waiter = client.submit(take, budget, site, workers=[b], allow_other_workers=False, pure=False)
+    time.sleep(1)
+    assert not waiter.done()  # the one lease is held
+    pid = client.run(os.getpid, workers=[a])[a]
+    killed = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    assert waiter.result(timeout=60)
+    waited = time.monotonic() - killed
+    client.cancel(holder)
+    assert waited < cluster.LEASE_TIMEOUT / 2, waited
+
+
 def test_the_command_line_runs_on_the_scheduler(client, root, tmp_path, capsys):
     with ArchiveHTTPServer(root) as server:
         args = [",".join(map(str, OBSIDS)), "--mirror", server.base_url, "--outdir", str(tmp_path)]

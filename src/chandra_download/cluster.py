@@ -80,14 +80,15 @@ class DaskBudget:
         from distributed import get_worker
 
         worker = get_worker()
-        return _WorkerBudget(self, worker.scheduler, worker.loop)
+        return _WorkerBudget(self, worker.scheduler, worker.loop, worker.address)
 
 
 class _WorkerBudget:
     """A :class:`DaskBudget` in one worker process: one semaphore handle per site."""
 
-    def __init__(self, budget: DaskBudget, scheduler: Any, loop: Any) -> None:
+    def __init__(self, budget: DaskBudget, scheduler: Any, loop: Any, address: str) -> None:
         self._budget, self._scheduler, self._loop = budget, scheduler, loop
+        self._address = address
         self._held = 0
         self._cond = threading.Condition()
 
@@ -114,16 +115,21 @@ class _WorkerBudget:
 
     def _semaphore(self, name: str) -> Any:
         """This process's handle on one named semaphore, registered with a short lease
-        timeout (its holder refreshes it every fifth of that)."""
+        timeout (its holder refreshes it every fifth of that), its lease ids naming this
+        worker (so the scheduler gives them back once it is gone: cluster_leases)."""
         import dask
-        from distributed import Semaphore
+
+        from .cluster_leases import NamedSemaphore
 
         with _sem_lock:
             sem = _semaphores.get(name)
             if sem is None:
                 timeout = {"distributed.scheduler.locks.lease-timeout": f"{LEASE_TIMEOUT}s"}
                 with dask.config.set(timeout):
-                    sem = Semaphore(self._budget.connections, name, self._scheduler, self._loop)
+                    sem = NamedSemaphore(
+                        self._budget.connections, name, self._scheduler, self._loop,
+                        holder=self._address,
+                    )  # fmt: skip
                     sem.register()
                 _semaphores[name] = sem
             return sem
@@ -277,6 +283,7 @@ def download(
     options = _checked(filetypes, options)
     outdir = Path(options["outdir"])
     check_shared(client, outdir)
+    _give_back_dead_leases(client)
     keys = [_key(o, filetypes, options) for o in ids]
     futures = {
         k: client.submit(_run_obsid, o, filetypes, options, budget, key=k, pure=False)
@@ -289,6 +296,16 @@ def download(
         items,
         rerun=lambda: download(ids, filetypes, client=client, connections=connections, **options),
     )
+
+
+def _give_back_dead_leases(client: Any) -> None:
+    """A dead worker's leases given back as soon as the scheduler removes it (a plugin on
+    the scheduler); else they come back by their timeout."""
+    from .cluster_leases import register
+
+    if not register(client):
+        vlog(2, "the Dask scheduler took no plugin: a dead worker's leases come back after "
+             "%g s unrefreshed", LEASE_TIMEOUT)  # fmt: skip
 
 
 def _checked(filetypes: Types, options: dict[str, Any]) -> dict[str, Any]:
