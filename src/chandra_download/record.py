@@ -28,7 +28,7 @@ import json
 import os
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import MISSING, asdict, dataclass, fields, replace
+from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 
 from .log import vlog
@@ -126,8 +126,20 @@ def _parse(text: str) -> dict[str, FileRecord]:
     return out
 
 
-_NAMES = frozenset(f.name for f in fields(FileRecord))
+_FIELDS = tuple(f.name for f in fields(FileRecord))
+_NAMES = frozenset(_FIELDS)
 _REQUIRED = frozenset(f.name for f in fields(FileRecord) if f.default is MISSING)
+
+
+def _as_dict(rec: FileRecord) -> dict[str, object]:
+    """An entry as JSON's dict: its fields are plain values (``dataclasses.asdict``'s deep
+    copy cost more than the rest of a small file's journal line)."""
+    return {name: getattr(rec, name) for name in _FIELDS}
+
+
+def _dumps(doc: object) -> str:
+    """Compact JSON by the C encoder (``indent`` would take the pure-Python one)."""
+    return json.dumps(doc, separators=(",", ":"))
 
 
 def _entry(item: object) -> FileRecord:
@@ -197,14 +209,16 @@ def update(
             current.pop(rel, None)
         else:
             current[rel] = rec
-    doc = {"schema": SCHEMA, "obsid": obsid, "files": [asdict(current[r]) for r in sorted(current)]}
+    # One file per line, for people (json.dump's indent would take the slow encoder).
+    files = ",\n".join(_dumps(_as_dict(current[r])) for r in sorted(current))
+    text = f'{{"schema": {SCHEMA}, "obsid": {obsid}, "files": [\n{files}\n]}}\n'
     import tempfile  # (here: the command's start-up stays short)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{obsid}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=1)
+            fh.write(text)
             fh.flush()
             if fsync:
                 os.fsync(fh.fileno())
@@ -290,6 +304,8 @@ def record_session(outdir: Path, results: Iterable, verify: bool, fsync: bool = 
         old = {**_load_record(outdir, r.obsid), **journaled}
         changes: dict[str, FileRecord | None] = dict(journaled)  # folded into the record
         for fr in r.files:
+            if _journaled_now(fr, journaled.get(fr.relpath)):
+                continue  # its journal line is its entry (in ``changes`` already)
             rec = entry_for(fr, verify, old.get(fr.relpath))
             if rec is not None and rec != old.get(fr.relpath):
                 changes[fr.relpath] = rec
@@ -301,6 +317,13 @@ def record_session(outdir: Path, results: Iterable, verify: bool, fsync: bool = 
             # A full disk is told by the files it stopped; the record is rebuilt next time.
             level = 2 if exc.errno in (errno.ENOSPC, errno.EDQUOT) else 0
             vlog(level, "cannot write the record of ObsId %s: %s", r.obsid, exc.strerror or exc)
+
+
+def _journaled_now(fr: FileResult, line: FileRecord | None) -> bool:
+    """Whether ``fr``'s file, fetched this session, has a journal line still describing it:
+    the line is what :func:`entry_for` would write again (but for its time)."""
+    fetched = fr.status in (Status.DOWNLOADED, Status.RESUMED)
+    return fetched and line is not None and line.sha256 == fr.sha256 and line.describes(fr.path)
 
 
 def changed_at_archive(
@@ -340,7 +363,7 @@ class RecordBook:
         self._cache: dict[Path, dict[str, FileRecord]] = {}
         self._lock = threading.Lock()
         self.journaling = journal
-        self._made: set[Path] = set()  # record directories known to exist
+        self._journals: dict[tuple[str, int], str] = {}  # made once per (outdir, ObsId)
 
     def journal(self, fr: FileResult, st: os.stat_result, verify: bool) -> None:
         """Record ``fr``'s file now: it is done, durable under its final name, and ``st`` is
@@ -348,22 +371,36 @@ class RecordBook:
         lines from rival processes interleave, never mix); never fails a download."""
         if not self.journaling:
             return
-        depth = len(fr.relpath.split("/"))
-        path = journal_path(fr.path.parents[depth], fr.obsid)
-        line = json.dumps(asdict(_record_of(fr, verify, st, fr.sha256)), separators=(",", ":"))
+        path = self._journal_of(fr)
+        line = _dumps(_as_dict(_record_of(fr, verify, st, fr.sha256)))
         try:
             self._append(path, (line + "\n").encode("utf-8"))
         except OSError as exc:
             vlog(2, "%s: cannot journal it (%s); it is recorded at the end", fr.relpath, exc)
 
-    def _append(self, path: Path, data: bytes) -> None:
+    def _journal_of(self, fr: FileResult) -> str:
+        """The journal of ``fr``'s ObsId, its directory made once per session (a string
+        from the file's path: pathlib's ``parents`` per file cost more than the write)."""
+        outdir = str(fr.path)
+        for _ in range(fr.relpath.count("/") + 2):  # <outdir>/<ObsId>/<relpath>
+            outdir = os.path.dirname(outdir)
+        key = (outdir, fr.obsid)
+        path = self._journals.get(key)
+        if path is None:
+            journal = journal_path(Path(outdir), fr.obsid)
+            journal.parent.mkdir(parents=True, exist_ok=True)
+            path = self._journals[key] = str(journal)
+        return path
+
+    def _append(self, path: str, data: bytes) -> None:
         # Opened per line, not kept: a fold by a rival removes the journal, and lines
         # written to the removed file would be lost.
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        if path.parent not in self._made:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._made.add(path.parent)
-        fd = os.open(path, flags, 0o644)
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileNotFoundError:  # its directory was removed since: made again
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, flags, 0o644)
         try:
             os.write(fd, data)  # one write: a line is whole or (killed mid-way) torn, skipped
         finally:
