@@ -47,6 +47,11 @@ __all__ = ["FTPSource", "tls_context"]
 T = TypeVar("T")
 
 
+def _discard_all(conns: list[Conn]) -> None:
+    for conn in conns:
+        discard(conn, polite=True)
+
+
 class FTPSource(ListingMixin, Source):
     """An FTP or explicit-FTPS mirror holding ``byobsid/<digit>/<obsid>/`` trees.
 
@@ -195,8 +200,8 @@ class FTPSource(ListingMixin, Source):
         with self._lock:
             old = [c for c in self._idle if now - c.idle_since >= seconds]
             self._idle = [c for c in self._idle if c not in old]
-        for conn in old:
-            discard(conn, polite=True)
+        if old:  # (QUIT waits for the reply: not on the caller's thread, the budget's reaper)
+            threading.Thread(target=_discard_all, args=(old,), name="ftp-idle", daemon=True).start()
 
     def close(self) -> None:
         with self._lock:
