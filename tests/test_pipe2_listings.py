@@ -16,9 +16,12 @@ from pathlib import Path
 import pytest
 
 from chandra_download import Status, download
+from chandra_download.config import SessionConfig
 from chandra_download.log import LEVELS
 from chandra_download.simulator import ArchiveHTTPServer, Fault
 from chandra_download.simulator.link import LinkModel
+from chandra_download.sources.base import ListingPage, PageRef, RemoteFile
+from chandra_download.sources.http import HTTPSource
 
 OBSIDS = [1843, 2749, 6298]
 OPTS = {"timeout": 10.0, "retries": 2, "backoff": 0.01, "backoff_max": 0.05}
@@ -240,3 +243,69 @@ def test_listings_and_heads_are_pipelined_under_a_connection_budget(
     assert _heads(server, pipelined=True)
     assert server.stats.peak_connections <= 2
     assert budget.peak <= 2
+
+
+def _groups_sent(source: HTTPSource, monkeypatch) -> list[list[RemoteFile]]:
+    sent: list[list[RemoteFile]] = []
+    real = source._heads
+
+    def heads(todo: list[RemoteFile]) -> None:
+        sent.append(list(todo))
+        real(todo)
+
+    monkeypatch.setattr(source, "_heads", heads)
+    return sent
+
+
+def test_heads_go_together_only_when_their_answers_cannot_be_mistaken(
+    archive_root, source_files, monkeypatch
+):
+    """Until the site has answered pipelined listing pages in order (told apart by their
+    titles), a HEAD pipeline holds files whose listed sizes cannot pass for each other's;
+    once it has, any files go together, and every size learnt is still the file's own."""
+    with ArchiveHTTPServer(archive_root) as server:
+        source = HTTPSource(server.base_url, SessionConfig(timeout=10.0))
+        files = source.list_obsid(OBSIDS[0])  # one page at a time: nothing proven
+        sent = _groups_sent(source, monkeypatch)
+        source.learn_sizes(files)
+        assert not source.pipeliner.proven
+        for group in sent:
+            spans = [source._window(f) for f in group]
+            for i, (a, b) in enumerate(spans):
+                assert all(b < c or d < a for c, d in spans[i + 1 :]), spans
+        other = source.list_obsid(OBSIDS[1])
+        refs = [PageRef(), PageRef("primary/")]
+        got = source.list_pages([(OBSIDS[1], ref) for ref in refs])
+        assert all(isinstance(page, ListingPage) for page in got)
+        assert source.pipeliner.proven
+        sent.clear()
+        source.learn_sizes(other)
+        assert max(len(g) for g in sent) == source.pipeline_depth  # (any sizes together)
+        learnt = 0
+        for obsid, listed in ((OBSIDS[0], files), (OBSIDS[1], other)):
+            for f in listed:
+                if f.url in source._sizes:  # (a file alone in its group is left to size())
+                    learnt += 1
+                    assert source._sizes[f.url] == source_files(obsid)[f.relpath].stat().st_size
+        assert learnt >= len(other) - 1
+        assert all(f.url in source._sizes for g in sent for f in g if len(g) > 1)
+        source.close()
+
+
+def test_a_site_swapping_every_answer_is_listed_one_at_a_time(
+    archive_root, source_files, tmp_path, caplog
+):
+    """A server that answers every pipelined request with the next one's answer: told by
+    the first listing pipeline, and ``--list`` still gives every file's own size."""
+    with ArchiveHTTPServer(archive_root) as server:
+        server.faults.add(Fault("pipeline_swap", "*", times=None))
+        with caplog.at_level(logging.DEBUG, logger="chandra_download"):
+            results = download(
+                OBSIDS, mirror=server.base_url, outdir=tmp_path, jobs=2, list_only=True, **OPTS
+            )
+    for r in results:
+        want = {rel: p.stat().st_size for rel, p in source_files(r.obsid).items()}
+        assert {f.relpath: f.size for f in r.files} == want
+    said = _fallbacks(caplog)
+    assert len(said) == 1 and "listing" in said[0].getMessage()
+    assert not _heads(server, pipelined=True)

@@ -304,6 +304,8 @@ class HTTPSource(Source):
         if problem is not None:
             self.pipeliner.off(problem)
             return [None] * len(answers)
+        if sum(1 for a in answers if a.status == 200 and _TITLE.search(a.body[:8192])) > 1:
+            self.pipeliner.proven = True  # answers told apart by their titles, in order
         out: list[ListingPage | Exception | None] = []
         for (obsid, ref), answer in zip(pages, answers, strict=False):
             vlog(5, "HTTP < %s %s (pipelined)", answer.status, mask_url(answer.url))
@@ -440,12 +442,20 @@ class HTTPSource(Source):
 
     def learn_sizes(self, files: list[RemoteFile]) -> None:
         """Exact sizes (and identities) of files by HEADs pipelined on one connection or
-        more (issue 19.1), so that ``size()`` answers them without a request. The files
-        of one pipeline have listed sizes whose roundings cannot be mistaken for one
-        another, so answers out of order show (and pipelining stops); a file whose HEAD
-        is not answered well here is left to ``size()``, which asks on its own."""
+        more (issue 19.1), so that ``size()`` answers them without a request. A HEAD's
+        answer does not say which file it is: until the site has answered pipelined listing
+        pages in order (their titles tell them apart), the files of one pipeline have
+        listed sizes whose roundings cannot be mistaken for one another; from then on any
+        files go together (as pipelined GETs do) and each answer must still be a size the
+        file's listing allows. Answers out of order stop pipelining; a file whose HEAD is
+        not answered well here is left to ``size()``, which asks on its own."""
         todo = [f for f in files if f.size is None and f.url not in self._sizes]
-        for group in disjoint_groups(todo, self._window, self.pipeliner.depth):
+        depth = self.pipeliner.depth
+        if self.pipeliner.proven:
+            groups = [todo[i : i + depth] for i in range(0, len(todo), max(1, depth))]
+        else:
+            groups = disjoint_groups(todo, self._window, depth)
+        for group in groups:
             self._heads(group)
 
     def _heads(self, todo: list[RemoteFile]) -> None:

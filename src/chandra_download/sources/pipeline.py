@@ -316,6 +316,9 @@ class Pipeliner:
         self.source, self.depth = source, depth
         self._strikes = 0
         self._trip = float("inf")  # the quickest first answer of a pipeline: a round trip
+        #: The site answered a pipeline whose answers tell themselves apart (listing pages
+        #: by their titles) in order: HEADs may then be told apart from their neighbours'.
+        self.proven = False
         self._lock = threading.Lock()
 
     def off(self, why: str) -> None:
