@@ -161,7 +161,9 @@ class Engine:
         self._list_only = False
         self._selection = Selection()
         self._outdir = Path(".")
-        self._space_needed = 0
+        self._space_needed = 0  # bytes to fetch yet, of the ObsIds looked at on disk
+        self._space_unlooked: list[list[FileResult]] = []  # the others' files (_check_space)
+        self._space_upper = 0  # _space_needed + every byte of the unlooked files
         self._space_warned = False
         self._over = False  # the session has returned: late finishers report nothing
 
@@ -508,10 +510,20 @@ class Engine:
         if self._list_only or not todo:
             return
         with self._lock:
-            self._space_needed += sum(max(0, (f.size or 0) - _on_disk(f)) for f in todo)
-            needed, warned = self._space_needed, self._space_warned
+            self._space_unlooked.append(todo)
+            self._space_upper += sum(f.size or 0 for f in todo)
+            upper = self._space_upper
         free = _free_space(outdir)
-        if free is not None and needed > free and not warned:
+        if free is None or upper <= free or self._space_warned:
+            return  # it fits even if nothing is on disk yet: no lstat per file
+        with self._lock:
+            looking, self._space_unlooked = self._space_unlooked, []
+        have = sum(min(f.size or 0, _on_disk(f)) for files in looking for f in files)
+        with self._lock:
+            self._space_needed += sum(f.size or 0 for files in looking for f in files) - have
+            self._space_upper -= have
+            needed = self._space_needed
+        if needed > free and not self._space_warned:
             self._space_warned = True
             vlog(
                 0,

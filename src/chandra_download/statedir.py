@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,6 +60,8 @@ class Spot:
         The ObsId's directory name below it.
     relpath : str
         The file's path within the ObsId, ``/``-separated.
+
+    Its names and paths are worked out once each (a file asks for them a dozen times).
     """
 
     outdir: Path
@@ -68,20 +71,23 @@ class Spot:
     @classmethod
     def of(cls, fr: FileResult) -> Spot:
         """The spot of a file result (its path is ``<outdir>/<ObsId>/<relpath>``)."""
-        depth = len(fr.relpath.split("/"))
-        top = fr.path.parents[depth - 1]
+        path, tail = str(fr.path), os.sep + fr.relpath.replace("/", os.sep)
+        if path.endswith(tail):  # as the engine builds it: cut as text (pathlib's parents cost)
+            outdir, obsid = os.path.split(path[: -len(tail)])
+            return cls(Path(outdir), obsid, fr.relpath)
+        top = fr.path.parents[len(fr.relpath.split("/")) - 1]
         return cls(top.parent, top.name, fr.relpath)
 
-    @property
+    @cached_property
     def top(self) -> Path:
         """The ObsId's directory."""
         return self.outdir / self.obsid
 
-    @property
+    @cached_property
     def target(self) -> Path:
         return self.top / self.relpath
 
-    @property
+    @cached_property
     def name(self) -> str:
         """The final name within its directory."""
         return self.relpath.rsplit("/", 1)[-1]
@@ -96,30 +102,30 @@ class Spot:
         """Directory names from the output directory down to the temporaries' directory."""
         return [STATE_DIR, PARTIAL, self.obsid]
 
-    @property
+    @cached_property
     def partial_dir(self) -> Path:
         return self.outdir.joinpath(*self.partial_dirs)
 
-    @property
+    @cached_property
     def part_name(self) -> str:
         return key(self.relpath) + PART_SUFFIX
 
-    @property
+    @cached_property
     def state_name(self) -> str:
         return key(self.relpath) + STATE_SUFFIX
 
-    @property
+    @cached_property
     def state_tmp_name(self) -> str:
         return self.state_name + TMP_SUFFIX
 
-    @property
+    @cached_property
     def part(self) -> Path:
         return self.partial_dir / self.part_name
 
-    @property
+    @cached_property
     def state(self) -> Path:
         return self.partial_dir / self.state_name
 
-    @property
+    @cached_property
     def state_tmp(self) -> Path:
         return self.partial_dir / self.state_tmp_name

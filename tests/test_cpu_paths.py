@@ -1,0 +1,69 @@
+"""Less CPU per file in its paths (issue 19.4): a file's spot works each name out once, and
+the free-space check looks at no file on disk while every selected byte fits. Counted, not
+timed: a saving lost fails here."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from chandra_download import download, engine, set_verbosity, statedir
+from chandra_download.results import FileResult
+from chandra_download.simulator import generate_archive
+from chandra_download.simulator.http import ArchiveHTTPServer
+from chandra_download.statedir import Spot
+
+OBSID = 1843
+FAST = {"retries": 0, "progress": False, "status": False}
+
+
+@pytest.mark.parametrize(
+    ("path", "rel"),
+    [("/w/out/1843/primary/a.fits", "primary/a.fits"), ("/1843/b", "b"), ("1843/x/y", "x/y"),
+     ("out/1843/x", "x"), ("/w/out/1843/./odd", "odd"), ("/w/1843/a//b", "a/b")],
+)  # fmt: skip
+def test_a_spot_of_a_file_is_its_path_cut_at_the_obsid(path: str, rel: str) -> None:
+    fr = FileResult(OBSID, rel, "u", Path(path), None)
+    top = fr.path.parents[len(rel.split("/")) - 1]
+    spot = Spot.of(fr)
+    assert spot == Spot(top.parent, top.name, rel)
+    assert spot.target == fr.path and spot.top == top
+
+
+def test_a_spot_hashes_its_path_once_per_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = statedir.key
+    monkeypatch.setattr(statedir, "key", lambda rel: calls.append(rel) or real(rel))
+    spot = Spot(Path("/out"), "1843", "primary/a.fits")
+    for _ in range(5):
+        names = (spot.part, spot.state, spot.state_tmp, spot.part_name, spot.state_name)
+    assert len(calls) == 2  # the .part's name and the state's
+    assert names[0] == Path("/out/.chandra-download/partial/1843") / (real(spot.relpath) + ".part")
+    assert names[2].name == names[4] + ".tmp"
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_archive(tmp_path_factory.mktemp("paths"), {OBSID: "acis"}, scale=0.02)
+
+
+@pytest.mark.parametrize("free", [10**15, 1000])
+def test_files_on_disk_are_looked_at_for_space_only_when_it_may_not_fit(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, free: int
+) -> None:
+    looked: list[str] = []
+    real = engine._on_disk
+    monkeypatch.setattr(engine, "_on_disk", lambda fr: looked.append(fr.relpath) or real(fr))
+    monkeypatch.setattr(engine, "_free_space", lambda outdir: free)
+    log = io.StringIO()
+    set_verbosity(0, log)
+    with ArchiveHTTPServer(root) as http:
+        res = download(OBSID, mirror=http.base_url, outdir=tmp_path, **FAST)
+    assert res.ok
+    files = [f.relpath for r in res for f in r.files]
+    if free > 1000:
+        assert looked == [] and "bytes free" not in log.getvalue()
+    else:
+        assert sorted(looked) == sorted(files) and "1000 bytes free" in log.getvalue()
