@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from chandra_download.config import SessionConfig
 from chandra_download.errors import SourceError
 from chandra_download.sources.ftp_conn import Conn
 from chandra_download.sources.ftp_parse import parse_ls
@@ -25,6 +26,8 @@ def test_dos_style_lines_are_entries() -> None:
 
 
 class _FakeFTP:
+    sock = None  # no control connection to put under the listing's deadline
+
     def __init__(self, lines: list[str]) -> None:
         self.lines = lines
 
@@ -40,6 +43,7 @@ class _FakeFTP:
 class _Lister(ListingMixin):
     _host = "ftp.example"
     _mlsd = None
+    _config = SessionConfig()
 
 
 def test_a_listing_in_an_unknown_format_is_not_no_files() -> None:

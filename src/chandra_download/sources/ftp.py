@@ -37,7 +37,7 @@ from .ftp_conn import (
     reply_code,
     tls_context,
 )
-from .ftp_walk import ListingMixin, ListingTooLarge
+from .ftp_walk import ListingMixin, ListingTooLarge, ListingTooSlow
 
 if TYPE_CHECKING:
     from ..budget import SiteLeases, _Once
@@ -241,6 +241,8 @@ class FTPSource(ListingMixin, Source):
         text = self._scrub(str(exc) or type(exc).__name__)
         if isinstance(exc, ListingTooLarge):
             return SourceError(f"FTP server at {self._host}: {text}")
+        if isinstance(exc, ListingTooSlow):
+            return NoAnswer(f"FTP server at {self._host}: {text}")
         where = f"{what} at {self._host}"
         if isinstance(exc, ftplib.error_perm):
             code = reply_code(exc)

@@ -8,6 +8,7 @@ import ssl
 from typing import Any
 
 from ..config import SessionConfig
+from ..deadline import Deadline
 from ..errors import ChandraDownloadError
 from ..http_pool import ca_file
 from ..log import vlog
@@ -60,11 +61,24 @@ class BoundedConnect:
         return str(ftp.welcome)
 
 
-class PlainFTP(ProtocolLog, BoundedConnect, ftplib.FTP):
+class DataDeadline:
+    """While ``deadline`` is set (a listing under way), each data connection a command opens
+    is under it too: see :mod:`..deadline`."""
+
+    deadline: Deadline | None = None
+
+    def transfercmd(self, cmd: str, rest: int | str | None = None) -> socket.socket:  # noqa: D102
+        conn: socket.socket = super().transfercmd(cmd, rest)  # type: ignore[misc]
+        if self.deadline is not None:
+            self.deadline.arm(conn)
+        return conn
+
+
+class PlainFTP(ProtocolLog, BoundedConnect, DataDeadline, ftplib.FTP):
     """ftplib.FTP with verbose-5 protocol lines."""
 
 
-class FTPTLS(ProtocolLog, BoundedConnect, ftplib.FTP_TLS):
+class FTPTLS(ProtocolLog, BoundedConnect, DataDeadline, ftplib.FTP_TLS):
     """FTP_TLS whose data connections resume the control connection's TLS session."""
 
     def wrap_data(self, sock: socket.socket) -> socket.socket:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ftplib
+from typing import Any
 from urllib.parse import quote
 
+from ..config import SessionConfig
+from ..deadline import Deadline
 from ..errors import SourceError, UnsafeEntry
 from .base import PageRef, RemoteFile, check_relpath
 from .ftp_conn import Conn, reply_code
@@ -17,6 +20,11 @@ MAX_LISTING_BYTES = 64 * 1024 * 1024
 class ListingTooLarge(Exception):
     """A listing passed ``MAX_LISTING_BYTES``. Not a ChandraDownloadError on purpose: the
     control connection is mid-transfer, so the pool must drop it (see ``keeps_sync``)."""
+
+
+class ListingTooSlow(Exception):
+    """A listing not complete within the timeout (a trickle). Not a ChandraDownloadError on
+    purpose: its connections were shut down, so the pool must drop the control connection."""
 
 
 class _Lines(list):
@@ -45,6 +53,7 @@ class ListingMixin:
 
     _host: str
     _mlsd: bool | None
+    _config: SessionConfig
 
     def _page(
         self, conn: Conn, path: str, ref: PageRef, display: str
@@ -79,7 +88,7 @@ class ListingMixin:
         lines = _Lines(path)
         if self._mlsd is not False:
             try:
-                conn.ftp.retrlines(f"MLSD {path}", lines.add)
+                self._listed(conn, f"MLSD {path}", lines)
                 conn.binary = False
                 self._mlsd = True
                 return [e for e in map(parse_mlsd, lines) if e is not None]
@@ -90,7 +99,7 @@ class ListingMixin:
                 if reply_code(exc) != "501" or not self._mlsd:
                     self._mlsd = False
                 lines.clear()
-        conn.ftp.retrlines(f"LIST {path}", lines.add)
+        self._listed(conn, f"LIST {path}", lines)
         conn.binary = False
         entries = [e for e in map(parse_ls, lines) if e is not None]
         unread = [ln for ln in lines if ln.strip() and not ln.lower().startswith("total")]
@@ -101,6 +110,27 @@ class ListingMixin:
                 f"(first line {shown!r}) and the server has no MLSD"
             )
         return entries
+
+    def _listed(self, conn: Conn, cmd: str, lines: _Lines) -> None:
+        """``cmd``'s listing into ``lines``, whole within the timeout, its data and control
+        connections alike: a listing trickled a byte at a time never trips a socket's own
+        timeout (issue 20.4). Lines read before the deadline cut it are never taken."""
+        ftp: Any = conn.ftp
+        with Deadline(self._config.timeout) as deadline:
+            if ftp.sock is not None:  # (ftplib's None: not connected; retrlines then fails)
+                deadline.arm(ftp.sock)
+            ftp.deadline = deadline
+            try:
+                ftp.retrlines(cmd, lines.add)
+            except Exception:
+                if not deadline.fired:
+                    raise
+            finally:
+                ftp.deadline = None
+        if deadline.fired:
+            raise ListingTooSlow(
+                f"listing of {lines.path} not complete within {self._config.timeout:g} s"
+            )
 
     def _size_cmd(self, conn: Conn, path: str) -> int:
         if not conn.binary:

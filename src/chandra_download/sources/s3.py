@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
 import threading
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -22,6 +20,7 @@ from botocore.parsers import ResponseParserError
 
 from ..config import SessionConfig
 from ..credentials import Credentials, mask_url, scrub, split_userinfo
+from ..deadline import Deadline
 from ..errors import (
     AuthError,
     ContentRangeMismatch,
@@ -45,7 +44,6 @@ from .base import (
     obsid_dir,
     walk_listing,
 )
-from .http_body import arm_header_deadline
 from .wire import check_content_range, parse_content_range, parse_retry_after, range_header
 
 if TYPE_CHECKING:
@@ -393,20 +391,9 @@ class S3Source(Source):
 _CALLS = threading.local()
 
 
-class _Deadline:
+class _Deadline(Deadline):
     """The end of one S3 call: each answer read for it (botocore's own retries included) is
-    shut down when the call's time is up (http_body's watchdog, one thread for all)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.end = time.monotonic() + seconds
-        self._armed: list[Any] = []
-
-    def arm(self, sock: socket.socket) -> None:
-        self._armed.append(arm_header_deadline(sock, max(0.0, self.end - time.monotonic())))
-
-    @property
-    def fired(self) -> bool:
-        return any(a.fired for a in self._armed)
+    under it, through :class:`_CallDeadline` (the call's thread is the reading thread)."""
 
     def __enter__(self) -> _Deadline:
         _CALLS.current = self
@@ -414,8 +401,7 @@ class _Deadline:
 
     def __exit__(self, *exc: object) -> None:
         _CALLS.current = None
-        for armed in self._armed:
-            armed.disarm()
+        super().__exit__(*exc)
 
 
 class _CallDeadline:
