@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 import socket
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 import warnings
 
+import numpy as np
 import pytest
 from astropy.io import fits
 
@@ -132,3 +134,34 @@ def test_a_disarmed_deadline_never_fires():
     finally:
         a.close()
         b.close()
+
+
+def _header(*cards: str) -> bytes:
+    raw = b"".join(c.ljust(80).encode("ascii") for c in (*cards, "END"))
+    return raw.ljust(-(-len(raw) // 2880) * 2880, b" ")
+
+
+def test_the_end_card_is_found_only_at_a_cards_start():
+    # "END" closing a COMMENT card, then a blank card: "END" + 77 spaces, but not a card.
+    data = np.arange(720, dtype=">i4").tobytes()  # 2880 bytes: one block
+    head = ["SIMPLE  =                    T", "BITPIX  =                   32",
+            "NAXIS   =                    1", "NAXIS1  =                  720",
+            "COMMENT " + "x" * 69 + "END", ""]  # fmt: skip
+    raw = _header(*head, *["HISTORY more"] * 36) + data  # the real END in the second block
+    assert raw.find(verify._END_CARD) < 2880 and raw.find(verify._END_CARD) % 80  # off a card
+    stream = verify.FitsStream("odd.fits")
+    for i in range(0, len(raw), 1000):  # in pieces, as the bytes come
+        stream.feed(raw[i : i + 1000])
+    stream.close()
+    assert stream.hdus == 1
+    with fits.open(io.BytesIO(raw)) as hdul:
+        assert len(hdul) == 1 and hdul[0].data.size == 720
+
+
+def test_only_the_sizing_and_sum_cards_are_read():
+    head = ["SIMPLE  =                    T", "BITPIX  =                  -32",
+            "NAXIS   =                    2", "NAXIS1  =                    3",
+            "NAXIS2  =                    4", "NAXISX  = 'not an axis'", "OBJECT  = 'a star'",
+            "DATASUM = '0       '", " BITPIX =                    8"]  # fmt: skip
+    cards = verify._cards(_header(*head), ValueError)
+    assert cards == {"BITPIX": -32, "NAXIS": 2, "NAXIS1": 3, "NAXIS2": 4, "DATASUM": "0"}

@@ -169,8 +169,7 @@ class FitsStream:
             if self._header[:10] != want:
                 what = f"unexpected bytes after HDU {self.hdus - 1}" if self.hdus else "no SIMPLE"
                 raise self._error(what)
-        block = self._header[start:]
-        if any(block[i : i + _CARD] == _END_CARD for i in range(0, _BLOCK, _CARD)):
+        if _has_end(self._header, start):
             self._start_data()
         elif len(self._header) >= _MAX_HEADER:
             raise self._error(f"no END card in the header of HDU {self.hdus}")
@@ -220,16 +219,29 @@ class FitsStream:
         return VerificationError(f"{self.name}: not a readable FITS file ({what})")
 
 
+def _has_end(header: bytearray, start: int) -> bool:
+    """Whether the header block at ``start`` holds the END card (at a card's start)."""
+    at = header.find(_END_CARD, start)
+    while at >= 0 and (at - start) % _CARD:
+        at = header.find(_END_CARD, at + 1)
+    return at >= 0
+
+
+#: The keywords :func:`_cards` reads (NAXISn aside), as the bytes of a card's keyword field.
+_WANTED = frozenset(k.encode("ascii") for k in _SIZE_KEYS | _SUM_KEYS)
+
+
 def _cards(header: bytes, error) -> dict[str, object]:
-    """The values of the keywords that size the data unit and carry its sums."""
+    """The values of the keywords that size the data unit and carry its sums (the others'
+    keywords compared as bytes: a header has hundreds of cards, a few of them wanted)."""
     found: dict[str, object] = {}
     for i in range(0, len(header), _CARD):
-        card = header[i : i + _CARD]
-        key = card[:8].rstrip().decode("ascii", "replace")
-        if key == "END" and card == _END_CARD:
+        key = header[i : i + 8].rstrip()
+        if key in _WANTED or (key[:5] == b"NAXIS" and key[5:].isdigit()):
+            name = key.decode("ascii")
+            found[name] = _card_value(header[i : i + _CARD], name, error)
+        elif key == b"END" and header[i : i + _CARD] == _END_CARD:
             break
-        if key in _SIZE_KEYS or key in _SUM_KEYS or (key.startswith("NAXIS") and key[5:].isdigit()):
-            found[key] = _card_value(card, key, error)
     return found
 
 
