@@ -18,6 +18,7 @@ import pytest
 from chandra_download import Status, download
 from chandra_download.config import SessionConfig
 from chandra_download.log import LEVELS
+from chandra_download.progress import Reporter
 from chandra_download.simulator import ArchiveHTTPServer, Fault
 from chandra_download.simulator.link import LinkModel
 from chandra_download.sources.base import ListingPage, PageRef, RemoteFile
@@ -309,3 +310,41 @@ def test_a_site_swapping_every_answer_is_listed_one_at_a_time(
     said = _fallbacks(caplog)
     assert len(said) == 1 and "listing" in said[0].getMessage()
     assert not _heads(server, pipelined=True)
+
+
+class _Events(Reporter):
+    """The order ObsIds were listed and files ended in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[tuple[str, int]] = []
+        self._lock = threading.Lock()
+
+    def obsid_listed(self, r) -> None:  # type: ignore[no-untyped-def]
+        with self._lock:
+            self.events.append(("listed", r.obsid))
+
+    def file_done(self, fr) -> None:  # type: ignore[no-untyped-def]
+        with self._lock:
+            self.events.append(("file", fr.obsid))
+
+
+def test_pipelined_listings_go_ahead_of_files(archive_root, tmp_path):
+    """At a pipelining site the next ObsIds' listing pages run before the first ObsId's
+    files (they wait a round trip for little work): with one worker, every ObsId is listed
+    before any file ends."""
+    events = _Events()
+    with ArchiveHTTPServer(archive_root, link=LinkModel(latency=0.01)) as server:
+        results = download(
+            OBSIDS,
+            mirror=server.base_url,
+            outdir=tmp_path,
+            jobs=1,
+            pipeline_depth=2,  # (pipelines of a few pages: not all the listings in one)
+            reporter=events,
+            **OPTS,
+        )
+    assert all(r.ok for r in results)
+    kinds = [kind for kind, _ in events.events]
+    assert kinds.index("file") == len(OBSIDS)  # all listed first
+    assert [o for kind, o in events.events if kind == "listed"] == OBSIDS

@@ -10,9 +10,12 @@ bounds the connections to a site, listings included:
   ranged parts go back on the queue as **part steps** (:meth:`Engine._part_step`) at the
   file's priority, so idle workers take them next.
 
-Priorities put ObsIds in the order given: the first ObsId's pages, then its files largest
-first; a later ObsId's steps run only when nothing of an earlier one waits (they fill free
-workers), so ObsIds complete, and are reported, roughly in order.
+Priorities put ObsIds in the order given: the first ObsId's files largest first; a later
+ObsId's files run only when nothing of an earlier one waits (they fill free workers), so
+ObsIds complete, and are reported, roughly in order. An ObsId's listing pages go before its
+files; at a site that takes pipelined pages, ``_PAGES_AHEAD`` ObsIds ahead of files: pages
+wait a round trip for little work, so the next ObsIds' listings are in flight (in full
+pipelines) while files are fetched.
 """
 
 from __future__ import annotations
@@ -58,6 +61,11 @@ _DESCRIBED = 4
 #: it: listing pages first, then files largest first). The session's end sorts after all.
 Priority = tuple[int, float]
 _PAGE = float("-inf")
+#: Pipelined listing pages go this many ObsIds ahead of files: a page waits a round trip
+#: for little work, so the listings of the ObsIds next in line are in flight while files
+#: are fetched (and a re-run, whose files cost no request, is not a round trip per ObsId
+#: behind).
+_PAGES_AHEAD = 64
 _LAST: Priority = (sys.maxsize, 0.0)
 
 
@@ -262,10 +270,10 @@ class Engine:
     def _queue_page(self, run: _ObsIdRun, walk: _Walk, ref: PageRef, tries: int = 0) -> None:
         """A page step, or at a pipelining site the page among those waiting for a
         pipeline and a step to take them (each page has its step: none is left behind)."""
-        priority = (run.rank, _PAGE)
         if self.sources[walk.index].pipeline_depth < 2 or tries >= _PAGE_TRIES:
-            self._put(priority, self._page_step, run, walk, ref)
+            self._put((run.rank, _PAGE), self._page_step, run, walk, ref)
             return
+        priority = (run.rank - _PAGES_AHEAD, _PAGE)
         with self._lock:
             page = _Pending(priority, next(self._seq), run, walk, ref, tries)
             heapq.heappush(self._pending[walk.index], page)
