@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from crash_support import command, run
 
-from chandra_download import download
+from chandra_download import cli, download
 from chandra_download.simulator import ArchiveHTTPServer, generate_archive
 
 
@@ -214,3 +214,68 @@ def test_a_manifest_says_which_file_was_kept_as_served(site, tmp_path) -> None:
     assert checked["acisf01843N005_evt2.fits.gz"] == "kept as served"
     assert checked["oif.fits"] == "verified"
     assert checked["acisf01843N005_full_img2.jpg"] == "no content check"
+
+
+EVT2_OLD = "primary/acisf01843N005_evt2.fits.gz"
+
+
+def _reprocessed(site, tmp_path) -> Path:
+    """ObsId 1843 downloaded (evt2), then reprocessed at the archive."""
+    from chandra_download.simulator import reprocess
+
+    root, server = site
+    out = tmp_path / "out"
+    assert download([1843], ["evt2"], mirror=server.base_url, outdir=out, status=False).ok
+    reprocess(root, 1843)
+    return out
+
+
+def _prune_args(server: ArchiveHTTPServer, out: Path) -> list[str]:
+    return ["1843", "evt2", "--mirror", server.base_url, "--outdir", str(out), "--no-status",
+            "--prune-superseded"]  # fmt: skip
+
+
+def test_prune_never_moves_a_file_through_a_symlink_planted_in_superseded(
+    site, tmp_path, capsys
+) -> None:
+    """16.1 with 20.2: ``<outdir>/superseded`` (or a directory below it) swapped for a symlink
+    leading outside the tree: nothing is moved there; the file stays, with one line why."""
+    root, server = site
+    out = _reprocessed(site, tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (out / "superseded").symlink_to(outside)
+    capsys.readouterr()
+    assert cli.main([*_prune_args(server, out)]) == 0  # the download's own status is unchanged
+    err = capsys.readouterr().err
+    assert list(outside.rglob("*")) == []
+    assert (out / "1843" / EVT2_OLD).is_file()
+    assert "left in place" in err and "symlink" in err, err
+
+
+def test_prune_never_replaces_a_file_already_in_superseded(site, tmp_path, capsys) -> None:
+    root, server = site
+    out = _reprocessed(site, tmp_path)
+    there = out / "superseded" / "1843" / EVT2_OLD
+    there.parent.mkdir(parents=True)
+    there.write_bytes(b"an older copy kept by hand")
+    capsys.readouterr()
+    assert cli.main([*_prune_args(server, out)]) == 0
+    assert there.read_bytes() == b"an older copy kept by hand"
+    assert (out / "1843" / EVT2_OLD).is_file()
+    assert "exists already" in capsys.readouterr().err
+
+
+def test_prune_finishes_a_move_a_crash_left_halfway(site, tmp_path) -> None:
+    """Both names of one file (a crash between linking the new name and dropping the old):
+    the next prune drops the old name, the bytes stay under superseded/."""
+    root, server = site
+    out = _reprocessed(site, tmp_path)
+    there = out / "superseded" / "1843" / EVT2_OLD
+    there.parent.mkdir(parents=True)
+    os.link(out / "1843" / EVT2_OLD, there)
+    data = there.read_bytes()
+    res = download([1843], ["evt2"], mirror=server.base_url, outdir=out, status=False,
+                   prune_superseded=True)  # fmt: skip
+    assert res[0].superseded == []
+    assert not (out / "1843" / EVT2_OLD).exists() and there.read_bytes() == data

@@ -11,6 +11,7 @@ found"), so they are reported, and moved (never deleted) to
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from collections.abc import Iterable
@@ -167,13 +168,98 @@ def _not_ready(fr: FileResult | None) -> str | None:
 
 
 def _move(outdir: Path, s: Superseded) -> str | None:
+    """Move one superseded file aside, or say why not. Its new name is linked first and the
+    old one dropped after, so a file already there is never replaced (a link does not
+    overwrite) and a move a crash left halfway is finished by the next run; each directory
+    below ``outdir`` is opened without following a symlink (one planted there is refused)."""
     source = outdir / str(s.obsid) / s.relpath
     target = outdir / SUPERSEDED_DIR / str(s.obsid) / s.relpath
-    if os.path.lexists(target):
-        return f"{target} exists already"
+    parts = [SUPERSEDED_DIR, str(s.obsid), *s.relpath.split("/")]
+    dirs, name = parts[:-1], parts[-1]
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(source, target)  # same file system: below the same output directory
+        fd = _open_dirs(outdir, dirs)
+    except _Refused as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"cannot move it to {target}: {exc.strerror}"
+    try:
+        return _link_then_unlink(source, fd, name, target)
+    finally:
+        os.close(fd)
+
+
+class _Refused(Exception):
+    """A directory on the way to ``superseded/`` that is a symlink or not a directory."""
+
+
+#: A link refused because the file system has none (or protects them): renamed instead.
+_NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK}
+
+
+def _open_dirs(top: Path, names: list[str]) -> int:
+    """The directory ``top/names[0]/names[1]/...`` opened component by component, each made
+    when missing and none followed if it is a symlink."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        for i, name in enumerate(names):
+            try:
+                os.mkdir(name, dir_fd=fd)
+            except FileExistsError:
+                pass
+            try:
+                below = os.open(name, flags, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    shown = top.joinpath(*names[: i + 1])
+                    why = f"{shown} is a symlink or not a directory: not moved there"
+                    raise _Refused(why) from None
+                raise
+            os.close(fd)
+            fd = below
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _link_then_unlink(source: Path, fd: int, name: str, target: Path) -> str | None:
+    try:
+        os.link(source, name, dst_dir_fd=fd, follow_symlinks=False)
+    except FileExistsError:
+        if not _same_file(source, fd, name):
+            return f"{target} exists already"
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            return f"cannot move it to {target}: {exc.strerror}"
+        return _rename_unless_there(source, fd, name, target)
+    try:
+        os.unlink(source)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        return f"linked to {target} but cannot remove it here: {exc.strerror}"
+    return None
+
+
+def _same_file(source: Path, fd: int, name: str) -> bool:
+    """Whether ``name`` in ``fd`` is ``source`` itself (a move a crash left halfway)."""
+    try:
+        a, b = os.lstat(source), os.stat(name, dir_fd=fd, follow_symlinks=False)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _rename_unless_there(source: Path, fd: int, name: str, target: Path) -> str | None:
+    """Without hard links: a rename, when nothing is at the new name."""
+    try:
+        os.stat(name, dir_fd=fd, follow_symlinks=False)
+        return f"{target} exists already"
+    except FileNotFoundError:
+        pass
+    try:
+        os.rename(source, name, dst_dir_fd=fd)
     except OSError as exc:
         return f"cannot move it to {target}: {exc.strerror}"
     return None
