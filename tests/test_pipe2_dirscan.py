@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from chandra_download import download
-from chandra_download.dirscan import unsafe_targets
+from chandra_download.dirscan import scan_targets, unsafe_targets
 from chandra_download.plan import unsafe_target
 from chandra_download.simulator import ArchiveHTTPServer
 from chandra_download.statedir import Spot
@@ -120,8 +120,19 @@ def test_an_error_in_the_pass_is_said_per_file(archive_root, tmp_path, monkeypat
     def refuse(*args, **kwargs):
         raise broken
 
-    monkeypatch.setattr(dirscan, "unsafe_targets", refuse)
-    monkeypatch.setattr("chandra_download.engine.unsafe_targets", refuse)
+    monkeypatch.setattr(dirscan, "scan_targets", refuse)
+    monkeypatch.setattr("chandra_download.engine.scan_targets", refuse)
     with ArchiveHTTPServer(archive_root) as server:
         results = download(1843, mirror=server.base_url, outdir=tmp_path, jobs=2, timeout=10.0)
     assert results.ok  # (the per-file check had nothing to refuse)
+
+
+def test_the_pass_tells_the_files_with_nothing_of_ours(tmp_path):
+    top = _tree(tmp_path)
+    Spot(top.parent, top.name, "b.fits").part.write_bytes(b"half")
+    Spot(top.parent, top.name, "primary/d.fits").state.write_bytes(b"{}")
+    scan = scan_targets(top, RELPATHS)
+    assert scan.problems["b.fits"] is None and scan.problems["primary/d.fits"] is None
+    refused = {rel for rel, why in scan.problems.items() if why}
+    unusual = {"filedir/i.fits"}  # (judged by unsafe_target: not known to be bare)
+    assert scan.bare == set(RELPATHS) - refused - unusual - {"b.fits", "primary/d.fits"}

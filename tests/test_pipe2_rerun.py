@@ -10,6 +10,7 @@ import os
 from chandra_download import Status, download
 from chandra_download import engine as engine_mod
 from chandra_download.simulator import ArchiveHTTPServer
+from chandra_download.statedir import Spot
 
 OBSID = 1843
 OPTS = {"timeout": 10.0, "retries": 2, "backoff": 0.01, "backoff_max": 0.05, "jobs": 2}
@@ -70,3 +71,31 @@ def test_a_copy_nothing_vouches_for_still_goes_through_its_job(
     heads = {p for (m, p), n in _file_requests(server).items() if m == "HEAD"}
     assert [h for h in heads if h.endswith(rel)] and len(heads) == 1
     assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(bytes(data)).digest()
+
+
+def test_a_rerun_looks_at_the_final_file_alone_when_nothing_of_ours_is_there(
+    archive_root, source_files, tmp_path, monkeypatch
+):
+    """The listing's pass over the ObsId saw no .part or state file: each file's batch
+    looks at its final file only (no look() for .part and state file per file); a file with
+    a .part left beside it is still looked at whole, and its leftover dealt with."""
+    with ArchiveHTTPServer(archive_root) as server:
+        assert download(OBSID, mirror=server.base_url, outdir=tmp_path, **OPTS).ok
+        looked: list[str] = []
+        real = engine_mod.look
+
+        def look(spot):
+            looked.append(spot.relpath)
+            return real(spot)
+
+        monkeypatch.setattr(engine_mod, "look", look)
+        again = download(OBSID, mirror=server.base_url, outdir=tmp_path, **OPTS)
+        assert {f.status for f in again[0].files} == {Status.PRESENT}
+        assert looked == []
+        small = min(source_files(OBSID), key=lambda r: source_files(OBSID)[r].stat().st_size)
+        spot = Spot(tmp_path, str(OBSID), small)
+        spot.part.write_bytes(b"left by an older run")
+        third = download(OBSID, mirror=server.base_url, outdir=tmp_path, **OPTS)
+    assert looked == [small]
+    assert {f.status for f in third[0].files} == {Status.PRESENT}
+    assert not spot.part.exists()  # (its job cleaned it up)

@@ -20,6 +20,7 @@ import errno
 import os
 import stat
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .plan import unsafe_target
@@ -90,21 +91,39 @@ class _Link(Exception):
         self.depth = depth
 
 
+@dataclass
+class TargetScan:
+    """What one pass over an ObsId's files found: ``problems`` (by relpath, as
+    ``unsafe_target`` says them) and ``bare``, the files with nothing of ours on disk (no
+    ``.part``, state file or temporary) when looked at."""
+
+    problems: dict[str, str | None] = field(default_factory=dict)
+    bare: set[str] = field(default_factory=set)
+
+
 def unsafe_targets(top: Path, relpaths: Iterable[str]) -> dict[str, str | None]:
     """:func:`~chandra_download.plan.unsafe_target` of each file ``top/relpath`` (``top``
     the ObsId's directory), by relpath; OSErrors other than a missing name raise as there."""
+    return scan_targets(top, relpaths).problems
+
+
+def scan_targets(top: Path, relpaths: Iterable[str]) -> TargetScan:
+    """The problems of :func:`unsafe_targets`, and which files have nothing of ours."""
     scan = _Scan()
-    out: dict[str, str | None] = {}
+    out = TargetScan()
     for relpath in relpaths:
         path = top / relpath
         try:
-            out[relpath] = _problem(scan, Spot(top.parent, top.name, relpath), path)
+            out.problems[relpath], bare = _problem(scan, Spot(top.parent, top.name, relpath), path)
         except _Unusual:
-            out[relpath] = unsafe_target(top, path)
+            out.problems[relpath], bare = unsafe_target(top, path), False
+        if bare:
+            out.bare.add(relpath)
     return out
 
 
-def _problem(scan: _Scan, spot: Spot, path: Path) -> str | None:
+def _problem(scan: _Scan, spot: Spot, path: Path) -> tuple[str | None, bool]:
+    """(Why writing the file is refused or None, whether nothing of ours is there)."""
     outdir = str(spot.outdir)
     folders: list[str | None] = []
     for dirs in (spot.target_dirs, spot.partial_dirs):
@@ -114,7 +133,7 @@ def _problem(scan: _Scan, spot: Spot, path: Path) -> str | None:
             folders.append(None)  # nothing below exists: nothing there to refuse
         except _Link as link:
             directory = spot.outdir.joinpath(*dirs[: link.depth])
-            return f"refusing to write {path}: {directory} is a symlink"
+            return f"refusing to write {path}: {directory} is a symlink", False
     target_dir, partial_dir = folders
     named: list[tuple[str | None, str, str]] = [(target_dir, spot.name, "")]
     if partial_dir is not None:
@@ -124,6 +143,7 @@ def _problem(scan: _Scan, spot: Spot, path: Path) -> str | None:
             (partial_dir, stem + STATE_SUFFIX, "state"),
             (partial_dir, stem + STATE_SUFFIX + TMP_SUFFIX, "state_tmp"),
         ]
+    bare = True
     for folder, name, which in named:
         if folder is None:
             continue
@@ -132,16 +152,18 @@ def _problem(scan: _Scan, spot: Spot, path: Path) -> str | None:
         entry = scan.entries(folder).get(name)
         if entry is None:
             continue
+        bare = bare and not which  # (the file itself may be there; a temporary may not)
         try:
             if entry.is_symlink():
-                return f"refusing to write {_shown(spot, path, which)}: it is a symlink"
+                return f"refusing to write {_shown(spot, path, which)}: it is a symlink", False
             if not entry.is_file(follow_symlinks=False):
-                return f"refusing to write {_shown(spot, path, which)}: it is not a regular file"
+                why = "it is not a regular file"
+                return f"refusing to write {_shown(spot, path, which)}: {why}", False
         except OSError as exc:
             if exc.errno == errno.ENOENT:
                 continue  # gone since the scan
             raise _Unusual() from exc
-    return None
+    return None, bare
 
 
 def _shown(spot: Spot, path: Path, which: str) -> Path:

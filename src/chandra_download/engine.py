@@ -26,6 +26,7 @@ import itertools
 import os
 import queue
 import shutil
+import stat
 import sys
 import threading
 import time
@@ -36,7 +37,7 @@ from pathlib import Path
 
 from .config import SessionConfig
 from .context import Context
-from .dirscan import unsafe_targets
+from .dirscan import scan_targets
 from .errors import ChandraDownloadError, LocalError, ObsIdNotFound, SourceError
 from .filetypes import Selection, classify
 from .finisher import Finisher
@@ -133,6 +134,7 @@ class _ObsIdRun:
     answered: bool = False
     walk: _Walk | None = None
     fresh: bool = False  # nothing of it on disk when it was listed (no size to learn)
+    bare: set[str] = field(default_factory=set)  # files with nothing of ours on disk then
 
 
 class Engine:
@@ -400,7 +402,7 @@ class Engine:
         r = run.result
         try:
             if listing is not None:
-                r.files = self._select(r, listing, self._selection, self._outdir)
+                r.files = self._select(r, listing, self._selection, self._outdir, run)
             else:
                 r.error = None if run.answered or not run.failures else run.failures[-1]
                 r.site_failures = run.failures if run.answered else []
@@ -468,7 +470,12 @@ class Engine:
         return listing
 
     def _select(
-        self, r: ObsIdResult, listing: Listing, selection: Selection, outdir: Path
+        self,
+        r: ObsIdResult,
+        listing: Listing,
+        selection: Selection,
+        outdir: Path,
+        run: _ObsIdRun | None = None,
     ) -> list[FileResult]:
         top = outdir / str(r.obsid)
         clash = _file_and_directory(listing)
@@ -491,15 +498,20 @@ class Engine:
             if not selection.accepts(ftype):
                 continue
             out.append(fr)
-        self._refuse_unsafe(top, [fr for fr in out if fr.status is Status.PLANNED])
+        bare = self._refuse_unsafe(top, [fr for fr in out if fr.status is Status.PLANNED])
+        if run is not None:
+            run.bare = bare
         return out
 
-    def _refuse_unsafe(self, top: Path, files: list[FileResult]) -> None:
+    def _refuse_unsafe(self, top: Path, files: list[FileResult]) -> set[str]:
         """Fail the files whose download would write through a symlink or onto something
         not a file: all of an ObsId's looked at in one pass (each directory once), or each
-        on its own when that pass meets an error (said for the file it concerns)."""
+        on its own when that pass meets an error (said for the file it concerns). Returns
+        the files the pass saw nothing of ours for (no .part, state file, temporary)."""
+        bare: set[str] = set()
         try:
-            problems = unsafe_targets(top, [fr.relpath for fr in files])
+            scan = scan_targets(top, [fr.relpath for fr in files])
+            problems, bare = scan.problems, scan.bare
         except OSError:
             problems = {}
             for fr in files:
@@ -511,6 +523,7 @@ class Engine:
             problem = problems[fr.relpath]
             if problem:
                 fr.status, fr.reason = Status.FAILED, problem
+        return bare
 
     def _check_space(self, todo: list[FileResult], outdir: Path) -> None:
         """Warn once when the selected bytes still to fetch exceed the output disk's free
@@ -607,7 +620,7 @@ class Engine:
         for fr in batch:
             remote = listing[fr.relpath]
             try:
-                disk = look(Spot.of(fr))
+                disk = self._disk_of(run, fr)
                 size = (
                     remote.size
                     if remote.size is not None
@@ -625,6 +638,20 @@ class Engine:
             except Exception as exc:  # each file asks on its own (and says what is wrong)
                 vlog(3, "pipelined HEADs failed: %r", exc)
         return seen
+
+    @staticmethod
+    def _disk_of(run: _ObsIdRun, fr: FileResult) -> OnDisk:
+        """What is on disk for a file: its final file alone (one lstat) when the listing's
+        pass saw nothing of ours for it, else all of it (``look``). A temporary made since
+        by a rival is seen by the job, which looks again under the file's lock."""
+        if fr.relpath in run.bare:
+            try:
+                st = os.lstat(fr.path)
+            except FileNotFoundError:
+                return OnDisk(None, None)
+            if stat.S_ISREG(st.st_mode):
+                return OnDisk(st.st_size, None)
+        return look(Spot.of(fr))
 
     def _whole_step(self, run: _ObsIdRun, job: FileJob, index: int) -> None:
         try:
