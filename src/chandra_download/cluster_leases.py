@@ -58,7 +58,7 @@ class GiveBackLeases(SchedulerPlugin):  # type: ignore[misc]
         if semaphores is None:
             return
         mark = f"{worker}|"
-        for name, leases in list(semaphores.leases.items()):
+        for name, leases in list(getattr(semaphores, "leases", {}).items()):
             if not str(name).startswith(PREFIX):
                 continue
             for lease_id in [i for i in leases if str(i).startswith(mark)]:
