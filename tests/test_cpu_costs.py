@@ -165,3 +165,16 @@ def test_only_the_sizing_and_sum_cards_are_read():
             "DATASUM = '0       '", " BITPIX =                    8"]  # fmt: skip
     cards = verify._cards(_header(*head), ValueError)
     assert cards == {"BITPIX": -32, "NAXIS": 2, "NAXIS1": 3, "NAXIS2": 4, "DATASUM": "0"}
+
+
+def test_a_command_does_not_import_what_a_download_never_uses():
+    # Checked in a fresh interpreter: what the package's import pulls in is every run's cost.
+    code = (
+        "import sys, chandra_download\n"
+        "print(sorted(m for m in ('chandra_download.find', 'chandra_download.services',"
+        " 'xml.etree.ElementTree', 'astropy') if m in sys.modules))\n"
+        "from chandra_download import find_chandra_obsids\n"
+        "print(find_chandra_obsids.__module__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "chandra_download.find"]

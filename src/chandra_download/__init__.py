@@ -5,6 +5,8 @@
 [True]
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
 from .api import download, download_chandra_obsids
 from .config import SessionConfig
@@ -17,10 +19,12 @@ from .errors import (
     VerificationError,
 )
 from .filetypes import DESCRIPTIONS, FILETYPES, classify
-from .find import find_chandra_obsids
 from .log import set_verbosity
 from .results import FileResult, ObsIdResult, Results, Status
 from .sources import NAMED_SITES
+
+if TYPE_CHECKING:
+    from .find import find_chandra_obsids
 
 __all__ = [
     "AuthError",
@@ -44,3 +48,13 @@ __all__ = [
     "find_chandra_obsids",
     "set_verbosity",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The catalogue search is imported when first used: a download never pays its import
+    # (its services and XML parser were a twentieth of every command's start-up).
+    if name == "find_chandra_obsids":
+        from .find import find_chandra_obsids
+
+        return find_chandra_obsids
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
