@@ -107,3 +107,24 @@ def test_the_record_is_json_with_one_file_per_line(tmp_path):
     lines = text.splitlines()
     assert len(lines) == len(RELS) + 2
     assert all(json.loads(line.rstrip(","))["relpath"] in RELS for line in lines[1:-1])
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_the_record_of_an_obsid_is_loaded_once_per_session(tmp_path, monkeypatch, relative):
+    files = _files(tmp_path)
+    record_session(tmp_path, [ObsIdResult(OBSID, found=True, files=files)], True, fsync=False)
+    if relative:
+        monkeypatch.chdir(tmp_path)
+        for fr in files:
+            fr.path = Path(str(OBSID), fr.relpath)
+    loads: list[Path] = []
+    real = record.load
+    monkeypatch.setattr(
+        record, "load", lambda outdir, obsid: loads.append(outdir) or real(outdir, obsid)
+    )
+    book = RecordBook()
+    got = [book.get(fr) for fr in files for _ in range(3)]
+    assert loads == [Path(".") if relative else tmp_path]
+    assert [rec.relpath if rec else None for rec in got] == [
+        fr.relpath for fr in files for _ in range(3)
+    ]

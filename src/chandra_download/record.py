@@ -360,7 +360,7 @@ class RecordBook:
     """
 
     def __init__(self, journal: bool = True) -> None:
-        self._cache: dict[Path, dict[str, FileRecord]] = {}
+        self._cache: dict[tuple[str, int], dict[str, FileRecord]] = {}  # by (outdir, ObsId)
         self._lock = threading.Lock()
         self.journaling = journal
         self._journals: dict[tuple[str, int], str] = {}  # made once per (outdir, ObsId)
@@ -381,10 +381,7 @@ class RecordBook:
     def _journal_of(self, fr: FileResult) -> str:
         """The journal of ``fr``'s ObsId, its directory made once per session (a string
         from the file's path: pathlib's ``parents`` per file cost more than the write)."""
-        outdir = str(fr.path)
-        for _ in range(fr.relpath.count("/") + 2):  # <outdir>/<ObsId>/<relpath>
-            outdir = os.path.dirname(outdir)
-        key = (outdir, fr.obsid)
+        key = (outdir := _outdir_text(fr), fr.obsid)
         path = self._journals.get(key)
         if path is None:
             journal = journal_path(Path(outdir), fr.obsid)
@@ -409,18 +406,25 @@ class RecordBook:
     def get(self, fr: FileResult) -> FileRecord | None:
         """The record of ``fr``'s file, when there is one and it still describes the local
         file (one touched since is not ours to judge by the record)."""
-        depth = len(fr.relpath.split("/"))
-        outdir = fr.path.parents[depth]
-        key = record_path(outdir, fr.obsid)
+        key = (_outdir_text(fr), fr.obsid)
         with self._lock:
             if key not in self._cache:
-                self._cache[key] = load(outdir, fr.obsid)
+                self._cache[key] = load(Path(key[0]), fr.obsid)
             rec = self._cache[key].get(fr.relpath)
         return rec if rec is not None and rec.describes(fr.path) else None
 
     def changed(self, fr: FileResult, size: int | None) -> str | None:
         """Why the local copy of ``fr`` is an older copy than the archive's, or None."""
         return changed_at_archive(self.get(fr), size, fr.last_modified, fr.etag)
+
+
+def _outdir_text(fr: FileResult) -> str:
+    """The output directory of ``fr``'s file (``<outdir>/<ObsId>/<relpath>``), cut from its
+    path as text: pathlib's ``parents`` per file cost more than the record's own work."""
+    outdir = str(fr.path)
+    for _ in range(fr.relpath.count("/") + 2):
+        outdir = os.path.dirname(outdir)
+    return outdir
 
 
 def say_changed(results: Iterable) -> None:
