@@ -67,3 +67,19 @@ def test_files_on_disk_are_looked_at_for_space_only_when_it_may_not_fit(
         assert looked == [] and "bytes free" not in log.getvalue()
     else:
         assert sorted(looked) == sorted(files) and "1000 bytes free" in log.getvalue()
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_local_files_are_the_relpaths_below_the_obsid(tmp_path, monkeypatch, relative):
+    from chandra_download.revisions import local_files
+
+    rels = ["oif.fits", "primary/a_evt2.fits.gz", "secondary/aspect/b c.fits", "x/y/z/w", "é/ü"]
+    for rel in rels:
+        (tmp_path / "1843" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "1843" / rel).write_bytes(b"x")
+    top = tmp_path / "1843"
+    if relative:
+        monkeypatch.chdir(tmp_path)
+        top = Path("1843")
+    assert local_files(top) == sorted(rels)
+    assert local_files(tmp_path / "none") == []

@@ -64,10 +64,10 @@ def local_files(top: Path) -> list[str]:
             return out
     except OSError:  # (a name too long...): the download tells it for its files
         return out
-    for dirpath, _dirs, names in os.walk(top):
-        for name in names:
-            rel = (Path(dirpath) / name).relative_to(top).as_posix()
-            out.append(rel)
+    root = os.fspath(top)
+    for dirpath, _dirs, names in os.walk(root):  # (each dirpath is root joined with more)
+        sub = dirpath[len(root) :].strip(os.sep).replace(os.sep, "/")
+        out.extend(f"{sub}/{name}" if sub else name for name in names)  # (no Path per file)
     out.sort()
     return out
 
