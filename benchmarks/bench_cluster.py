@@ -60,6 +60,19 @@ def serve(root: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("the simulator did not start")
 
 
+def site_stats(url: str, method: str = "GET") -> dict:
+    """The simulator's counters (DELETE: zeroed, the peak restarting from what is open)."""
+    import json
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    req = urllib.request.Request(f"{parts.scheme}://{parts.netloc}/_simulator/stats", method=method)
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        body = resp.read()
+    return json.loads(body) if method == "GET" and body else {}
+
+
 def complete(root: Path, out: Path) -> str:
     from chandra_download.simulator import iter_files
 
@@ -169,8 +182,10 @@ def throughput() -> None:
         ):
             out = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
             try:
+                site_stats(url, "DELETE")
                 took = run(out)
-                rows.append((name, took, complete(root, out)))
+                peak = site_stats(url)["peak_connections"]
+                rows.append((name, took, f"{complete(root, out)}, peak {peak} open at the site"))
             finally:
                 shutil.rmtree(out, ignore_errors=True)
     finally:
