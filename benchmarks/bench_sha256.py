@@ -16,9 +16,11 @@ noisy: the CPU ratio is the steadier one.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -75,6 +77,15 @@ def on_and_off(
                      for on, rs in runs.items()}}  # fmt: skip
 
 
+def hash_rate(megabytes: int = 512) -> float:
+    """hashlib's sha256 alone on this machine, bytes/s (1 MiB updates, as the copy loop's)."""
+    block, digest = os.urandom(1 << 20), hashlib.sha256()
+    t0 = time.perf_counter()
+    for _ in range(megabytes):
+        digest.update(block)
+    return megabytes * (1 << 20) / (time.perf_counter() - t0)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="bench_speed's smaller data")
@@ -90,8 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     root = bs.WORK / ("archive-quick" if args.quick else "archive")
     obsids = bs.prepare(root, profile)
     print(f"Machine: {bs.machine()}", flush=True)
+    rate = hash_rate()
+    print(f"sha256 alone: {rate / 1e9:.2f} GB/s (so at least {1e9 / rate:.2f} s of CPU per GB, "
+          "on the thread that runs the checks)", flush=True)  # fmt: skip
     out = bs.WORK / "out-sha256"
-    res: dict = {"machine": bs.machine(), "args": {k: str(v) for k, v in vars(args).items()}}
+    res: dict = {"machine": bs.machine(), "args": {k: str(v) for k, v in vars(args).items()},
+                 "sha256_bytes_per_s": rate}  # fmt: skip
     if not args.no_batch:
         expected = expected_files(root, obsids)
         print(f"\n[batch] {len(obsids)} ObsIds; link {args.latency * 1000:.0f} ms/request, "
@@ -105,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         size = sum(expected.values())
         print(f"\n[big] one {size / bs.MB:.0f} MB file over unthrottled loopback", flush=True)
         with Simulator(root, []) as sim:
-            res["big"] = on_and_off(f"{size / 1e9:g} GB file",
+            res["big"] = on_and_off(f"{size / 1e9:.1f} GB file",
                                     ours(sim.url, [bs.BIG_OBSID], out, "evt1"), out, expected,
                                     args.repeat)  # fmt: skip
     if args.json:
