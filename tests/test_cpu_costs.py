@@ -178,3 +178,39 @@ def test_a_command_does_not_import_what_a_download_never_uses():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split("\n")[:2] == ["[]", "chandra_download.find"]
+
+
+@pytest.mark.parametrize("n", [0, 4, 2880, 28800, 300_000])
+def test_the_python_sum_of_words_is_numpys(n):
+    data = random.Random(n).randbytes(n)
+    expected = int(np.frombuffer(data, dtype=">u4").sum(dtype=np.uint64))
+    for form in (data, bytearray(data), memoryview(data)):
+        assert verify._python_sum(form) == expected
+    for acc in (0, 1, 0xFFFFFFFF, 7 << 40):  # the fold, as the FITS standard's
+        total = acc + expected
+        while total >> 32:
+            total = (total & 0xFFFFFFFF) + (total >> 32)
+        assert verify.ones_sum(data, acc) == total
+
+
+_NUMPY_AFTER = """
+import sys
+from chandra_download import download
+from chandra_download.simulator.http import ArchiveHTTPServer
+from chandra_download.verify import ones_sum
+with ArchiveHTTPServer(sys.argv[1]) as http:
+    res = download(1843, mirror=http.base_url, outdir=sys.argv[2], progress=False, status=False)
+assert res.ok and sum(f.relpath.endswith(".fits.gz") for r in res for f in r.files) > 5
+print("numpy" in sys.modules)
+ones_sum(bytes(300_000))  # a large piece: numpy's at once
+print("numpy" in sys.modules)
+"""
+
+
+def test_small_fits_files_are_checked_without_importing_numpy(tmp_path):
+    from chandra_download.simulator import generate_archive
+
+    root = generate_archive(tmp_path / "archive", {1843: "acis"}, scale=0.02)
+    cmd = [sys.executable, "-c", _NUMPY_AFTER, str(root), str(tmp_path / "out")]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["False", "True"], out.stderr[-2000:]
