@@ -279,3 +279,30 @@ def test_prune_finishes_a_move_a_crash_left_halfway(site, tmp_path) -> None:
                    prune_superseded=True)  # fmt: skip
     assert res[0].superseded == []
     assert not (out / "1843" / EVT2_OLD).exists() and there.read_bytes() == data
+
+
+def test_frozen_into_a_directory_it_cannot_write_fails_that_file_in_one_line(site, tmp_path):
+    """16.4: a manifest's file whose final directory is read-only fails, saying so (it was an
+    'internal error: PermissionError' for the whole run); the others are put in place."""
+    root, server = site
+    first, m = tmp_path / "first", tmp_path / "m.json"
+    assert download(1843, ["oif", "evt2"], mirror=server.base_url, outdir=first, status=False,
+                    manifest=m).ok  # fmt: skip
+    out = tmp_path / "again"
+    (out / "1843" / "primary").mkdir(parents=True)
+    (out / "1843" / "primary").chmod(0o555)
+    prefix = _no_dac_override()
+    try:
+        cmd = [*command(server.base_url, out, "--frozen", str(m), obsids="1843")]
+        done = run(prefix + cmd, timeout=120)
+    finally:
+        (out / "1843" / "primary").chmod(0o755)
+    text = done.stdout + done.stderr
+    assert done.returncode == 1, text
+    assert "internal error" not in text and "Traceback" not in text, text
+    assert "cannot write" in text and "Permission denied" in text, text
+    assert (out / "1843" / "oif.fits").read_bytes() == (first / "1843" / "oif.fits").read_bytes()
+    assert not (out / "1843" / EVT2_OLD).exists()
+    again = run(command(server.base_url, out, "--frozen", str(m), obsids="1843"), timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr  # the verified copy was kept
+    assert (out / "1843" / EVT2_OLD).read_bytes() == (first / "1843" / EVT2_OLD).read_bytes()

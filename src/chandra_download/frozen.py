@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import SessionConfig
+from .errors import LocalError
 from .filetypes import Selection, classify
 from .manifest import Manifest, ManifestFile
 from .plan import unsafe_target
@@ -194,18 +195,28 @@ def _put_in_place(fr: FileResult, want: ManifestFile, out: Path) -> None:
             "not put in place"
         )
         return
-    top = out / str(want.obsid)
-    problem = unsafe_target(top, final)  # no symlink in the way is written through
-    if problem is None:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        problem = unsafe_target(top, final)
     fr.path = final
-    if problem is not None:
+    problem = _move_into_place(staged, final, out / str(want.obsid))
+    if problem is not None:  # the verified copy stays staged: the next run takes it from there
         fr.status, fr.reason = Status.FAILED, problem
         return
-    os.replace(staged, final)
     if want.sha256 is None:
         fr.warning = "the manifest has no sha256 for it: not verified"
+
+
+def _move_into_place(staged: Path, final: Path, top: Path) -> str | None:
+    """Move a verified staged file to its final name; why not (one line), or None."""
+    problem = unsafe_target(top, final)  # no symlink in the way is written through
+    if problem is not None:
+        return problem
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        problem = unsafe_target(top, final)
+        if problem is None:
+            os.replace(staged, final)
+    except OSError as exc:  # a read-only directory, a file where a directory should be...
+        return str(LocalError.from_os(exc, final))
+    return problem
 
 
 # -- --check --frozen ---------------------------------------------------------------------------
