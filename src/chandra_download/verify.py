@@ -375,7 +375,7 @@ class Checker:
     """
 
     def __init__(self, name: str, *, checksums: bool = True) -> None:
-        base = Path(name).name
+        base = os.path.basename(name)  # (Path(name).name, without a Path per file)
         gz, fits = name.lower().endswith(".gz"), is_fits_name(name)
         self.checks = [c for c, on in (("gzip", gz), ("fits", fits)) if on and checksums]
         self.size = 0  # bytes fed
