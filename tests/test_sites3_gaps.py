@@ -306,3 +306,27 @@ def test_frozen_into_a_directory_it_cannot_write_fails_that_file_in_one_line(sit
     again = run(command(server.base_url, out, "--frozen", str(m), obsids="1843"), timeout=120)
     assert again.returncode == 0, again.stdout + again.stderr  # the verified copy was kept
     assert (out / "1843" / EVT2_OLD).read_bytes() == (first / "1843" / EVT2_OLD).read_bytes()
+
+
+def test_check_frozen_says_unreadable_and_not_a_file_for_what_is_there(site, tmp_path, capsys):
+    """16.4: a manifest's file that is there but cannot be read (no permission, a FIFO, a
+    directory) is said so, not 'missing'; a FIFO does not hang the audit."""
+    from chandra_download.frozen import audit
+    from chandra_download.manifest import read
+
+    root, server = site
+    out, m = tmp_path / "out", tmp_path / "m.json"
+    assert download(1843, ["oif", "full_img"], mirror=server.base_url, outdir=out, status=False,
+                    manifest=m).ok  # fmt: skip
+    jpg = out / "1843" / "primary" / "acisf01843N005_full_img2.jpg"
+    oif = out / "1843" / "oif.fits"
+    jpg.unlink()
+    os.mkfifo(jpg)
+    oif.unlink()
+    oif.mkdir()
+    report = audit(read(m), out)
+    assert not report.ok and report.missing == []
+    reasons = {f.relpath: why for f, why in report.unreadable}
+    assert reasons == {jpg.relative_to(out / "1843").as_posix(): "not a regular file",
+                       "oif.fits": "not a regular file"}  # fmt: skip
+    assert "2 unreadable" in report.lines()[-1]

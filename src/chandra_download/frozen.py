@@ -229,16 +229,19 @@ class FrozenAudit:
     #: were fetched): nothing to compare with.
     unchecked: list[ManifestFile] = field(default_factory=list)
     missing: list[ManifestFile] = field(default_factory=list)
+    #: Files there but not readable (permissions, not a regular file), with why.
+    unreadable: list[tuple[ManifestFile, str]] = field(default_factory=list)
     #: Files whose bytes differ from the manifest's, with the local sha256 and size.
     differing: list[tuple[ManifestFile, str, int]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.differing)
+        return not (self.missing or self.unreadable or self.differing)
 
     def lines(self, verbose: int = 1) -> list[str]:
         """The report: one line per problem (per good file from verbose 2), then a total."""
         out = [f"  missing  {f.obsid}/{f.relpath}" for f in self.missing]
+        out += [f"  unreadable {f.obsid}/{f.relpath}: {why}" for f, why in self.unreadable]
         for f, digest, size in self.differing:
             what = f"{f.size} -> {size} bytes" if f.size != size else f"same size, {size} bytes"
             out.append(
@@ -249,10 +252,12 @@ class FrozenAudit:
         if verbose >= 2:
             out += [f"  ok       {f.obsid}/{f.relpath}" for f in self.matching]
         n = len(self.matching) + len(self.missing) + len(self.differing) + len(self.unchecked)
+        n += len(self.unreadable)
         state = "OK" if self.ok else "DIFFERENT"
+        unreadable = f", {len(self.unreadable)} unreadable" if self.unreadable else ""
         out.append(
             f"Manifest: {state}: {len(self.matching)} of {n} file(s) match by sha256, "
-            f"{len(self.missing)} missing, {len(self.differing)} differ"
+            f"{len(self.missing)} missing{unreadable}, {len(self.differing)} differ"
         )
         return out
 
@@ -265,8 +270,11 @@ def audit(manifest: Manifest, outdir: str | os.PathLike[str] = ".") -> FrozenAud
         path = out / str(f.obsid) / f.relpath
         try:
             digest, size = sha256_file(path), path.stat().st_size
-        except OSError:  # absent, or not a regular file we may read
+        except FileNotFoundError:
             report.missing.append(f)
+            continue
+        except OSError as exc:  # there, but not a regular file we may read
+            report.unreadable.append((f, exc.strerror or type(exc).__name__))
             continue
         if f.sha256 is None:
             report.unchecked.append(f)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, dataclass, fields, replace
@@ -243,8 +244,11 @@ def sha256_file(path: Path) -> str:
     """A file's sha256, read back (when the transfer did not compute it as it came)."""
     from .context import sha256_of
 
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    # O_NONBLOCK: a FIFO planted at the name must not hang the open (no-op for files).
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
         return sha256_of(fd)
     finally:
         os.close(fd)
