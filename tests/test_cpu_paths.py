@@ -83,3 +83,34 @@ def test_local_files_are_the_relpaths_below_the_obsid(tmp_path, monkeypatch, rel
         top = Path("1843")
     assert local_files(top) == sorted(rels)
     assert local_files(tmp_path / "none") == []
+
+
+@pytest.mark.parametrize("removed", ["target", "partial"])
+def test_a_directory_removed_mid_run_is_made_again(root, tmp_path, monkeypatch, removed):
+    # Directories are made once per run: one removed after the first file is done must be
+    # made again for the files after it (one at a time, so none is in flight meanwhile).
+    import shutil
+
+    from chandra_download import record
+
+    out, moved = tmp_path / "out", tmp_path / "moved"
+    real = record.RecordBook.journal
+
+    def journal(self, fr, st, verify):
+        real(self, fr, st, verify)
+        if not moved.exists():
+            if removed == "target":
+                (out / str(OBSID)).rename(moved)  # the ObsId's whole tree, files kept
+            else:
+                shutil.rmtree(out / ".chandra-download" / "partial" / str(OBSID))
+                moved.mkdir()
+
+    monkeypatch.setattr(record.RecordBook, "journal", journal)
+    with ArchiveHTTPServer(root) as http:
+        res = download(OBSID, mirror=http.base_url, outdir=out, jobs=1, pipeline_depth=1,
+                       fsync=False, **FAST)  # fmt: skip
+    assert res.ok, [(f.relpath, f.reason) for r in res for f in r.files if not f.ok]
+    files = [f.relpath for r in res for f in r.files]
+    here = [rel for rel in files if (out / str(OBSID) / rel).is_file()]
+    there = [rel for rel in files if (moved / rel).is_file()]
+    assert sorted(here + there) == sorted(files) and len(here) > 1

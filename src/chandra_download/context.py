@@ -47,6 +47,9 @@ class Context:
     #: The session's finisher (the engine's, while it runs): verified files are flushed and
     #: renamed there, off their transfer slot. None: each file finishes on its worker.
     finisher: Finisher | None = None
+    #: Directories this session made or found (``disk.make_dirs``): each is made once per
+    #: run; one removed since is made again when a write into it fails for its absence.
+    made_dirs: set[str] = field(default_factory=set)
     _seen: dict[int | None, str] = field(default_factory=dict)  # errno -> first path
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

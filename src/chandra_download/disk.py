@@ -59,9 +59,16 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def make_dirs(path: Path) -> None:
-    """``mkdir -p`` with one clear error naming the path."""
+def make_dirs(path: Path, made: set[str] | None = None) -> None:
+    """``mkdir -p`` with one clear error naming the path; with ``made`` (a session's
+    directories known to exist), once per directory (a ``mkdir`` and a ``stat`` per file
+    saved): a caller whose write there fails with ENOENT makes it again, without ``made``."""
+    key = os.fspath(path)
+    if made is not None and key in made:
+        return
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise LocalError.from_os(exc, exc.filename or path) from None
+    if made is not None:
+        made.add(key)

@@ -13,6 +13,7 @@ are kept, with a warning; different bytes each time are damage in transit and ar
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import threading
@@ -130,15 +131,26 @@ class FileJob:
         ):
             self._settle(first)
             return Next.DONE
-        make_dirs(self.target.parent)
-        make_dirs(self.spot.partial_dir)
+        make_dirs(self.target.parent, self.ctx.made_dirs)  # (once per directory per run)
+        make_dirs(self.spot.partial_dir, self.ctx.made_dirs)
         self._still_safe()
-        self.fd = acquire(self.part)
+        self.fd = self._lock_new_part()
         if os.fstat(self.fd).st_nlink > 1:  # a hard link planted at .part: not ours to write
             raise LocalError(f"refusing to write {self.part}: it has other hard links", self.part)
         disk = look(self.spot)  # again under the lock: a rival may have finished the file
         self._learn_size(disk)
         return self._act(decide(disk, self.size), disk)
+
+    def _lock_new_part(self) -> int:
+        """Open and lock the .part; its directory, made once per run, is made again when
+        it was removed since."""
+        try:
+            return acquire(self.part)
+        except LocalError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+        make_dirs(self.spot.partial_dir)
+        return acquire(self.part)
 
     def _good_as_is(self) -> bool:
         """A complete file needs nothing written: always without --repair; with it, when its
@@ -623,7 +635,11 @@ class FileJob:
             flush(self.fd)
         unlink_quietly(self.state_file)  # before the rename: a lone full .part is contiguous
         try:
-            os.replace(self.part, self.target)
+            try:
+                os.replace(self.part, self.target)
+            except FileNotFoundError:  # its directory, made once per run, removed since
+                make_dirs(self.target.parent)
+                os.replace(self.part, self.target)
         except OSError as exc:
             raise LocalError.from_os(exc, self.target) from None
         _crashpoint.crashpoint("renamed", self.target.name)
