@@ -36,6 +36,7 @@ from typing import Any
 from chandra_download import download
 from chandra_download.results import Results
 from chandra_download.simulator import Fault, FaultPlan, generate_archive, iter_files
+from chandra_download.statedir import Spot
 from chandra_download.verify import is_fits_name
 
 HTTP_KINDS = ("drop", "stall", "503", "429", "truncate", "corrupt", "ignore_range",
@@ -132,9 +133,9 @@ def plan_faults(
             plan.add(make_fault(kind, glob, size, rng))
             if kind in RANGE_KINDS:  # a previous run was cut short: there is something to resume
                 keep = rng.randrange(1, size)
-                part = outdir / str(obsid) / (rel + ".part")
-                part.parent.mkdir(parents=True, exist_ok=True)
-                part.write_bytes(path.read_bytes()[:keep])
+                spot = Spot(outdir, str(obsid), rel)  # our own name space (issue 20.1)
+                spot.partial_dir.mkdir(parents=True, exist_ok=True)
+                spot.part.write_bytes(path.read_bytes()[:keep])
                 seeded[(obsid, rel)] = keep
     return plan, seeded
 
