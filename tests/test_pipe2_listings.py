@@ -263,7 +263,7 @@ def test_heads_go_together_only_when_their_answers_cannot_be_mistaken(
 ):
     """Until the site has answered pipelined listing pages in order (told apart by their
     titles), a HEAD pipeline holds files whose listed sizes cannot pass for each other's;
-    once it has, any files go together, and every size learnt is still the file's own."""
+    once it has, only neighbours must differ, and every size learnt is still the file's own."""
     with ArchiveHTTPServer(archive_root) as server:
         source = HTTPSource(server.base_url, SessionConfig(timeout=10.0))
         files = source.list_obsid(OBSIDS[0])  # one page at a time: nothing proven
@@ -281,7 +281,19 @@ def test_heads_go_together_only_when_their_answers_cannot_be_mistaken(
         assert source.pipeliner.proven
         sent.clear()
         source.learn_sizes(other)
-        assert max(len(g) for g in sent) == source.pipeline_depth  # (any sizes together)
+        assert max(len(g) for g in sent) == source.pipeline_depth
+        for group in sent:  # any sizes together, but no two neighbours alike
+            spans = [source._window(f) for f in group]
+            assert all(b < c or d < a for (a, b), (c, d) in zip(spans, spans[1:], strict=False)), (
+                spans
+            )
+        assert any(
+            not (b < c or d < a)
+            for g in sent
+            for (a, b) in map(source._window, g)
+            for (c, d) in map(source._window, g)
+            if (a, b) != (c, d)
+        )  # (two in one pipeline whose sizes overlap: more together than before proof)
         learnt = 0
         for obsid, listed in ((OBSIDS[0], files), (OBSIDS[1], other)):
             for f in listed:
@@ -348,3 +360,19 @@ def test_pipelined_listings_go_ahead_of_files(archive_root, tmp_path):
     kinds = [kind for kind, _ in events.events]
     assert kinds.index("file") == len(OBSIDS)  # all listed first
     assert [o for kind, o in events.events if kind == "listed"] == OBSIDS
+
+
+def test_redirected_pages_in_a_pipeline_go_the_normal_path(
+    archive_root, source_files, tmp_path, caplog
+):
+    """A mirror that moved answers every pipelined page with a redirect: each page is then
+    asked on its own, the normal path follows the redirect (and bounds it), every ObsId is
+    listed and fetched, and pipelining stays on (a redirect is no disorder)."""
+    with ArchiveHTTPServer(archive_root) as target:
+        with ArchiveHTTPServer(archive_root, redirect_base=target.base_url) as moved:
+            with caplog.at_level(logging.DEBUG, logger="chandra_download"):
+                results = download(OBSIDS, mirror=moved.base_url, outdir=tmp_path, jobs=2, **OPTS)
+    _assert_complete(results, tmp_path, source_files)
+    assert _pages(moved, pipelined=True)  # the redirects were answers in a pipeline
+    assert set(_pages(target).values()) == {1}  # each page read once, where it moved to
+    assert not _fallbacks(caplog)

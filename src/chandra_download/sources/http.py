@@ -443,19 +443,15 @@ class HTTPSource(Source):
     def learn_sizes(self, files: list[RemoteFile]) -> None:
         """Exact sizes (and identities) of files by HEADs pipelined on one connection or
         more (issue 19.1), so that ``size()`` answers them without a request. A HEAD's
-        answer does not say which file it is: until the site has answered pipelined listing
-        pages in order (their titles tell them apart), the files of one pipeline have
-        listed sizes whose roundings cannot be mistaken for one another; from then on any
-        files go together (as pipelined GETs do) and each answer must still be a size the
-        file's listing allows. Answers out of order stop pipelining; a file whose HEAD is
-        not answered well here is left to ``size()``, which asks on its own."""
+        answer does not say which file it is, so files go together only when their listed
+        sizes (with their rounding) cannot pass for each other's: any two of a pipeline, or,
+        once the site has answered pipelined listing pages in order (their titles tell them
+        apart), any two sent one after the other (an answer lost or given twice shifts the
+        rest: that shows). Answers out of order stop pipelining; a file whose HEAD is not
+        answered well here is left to ``size()``, which asks on its own."""
         todo = [f for f in files if f.size is None and f.url not in self._sizes]
-        depth = self.pipeliner.depth
-        if self.pipeliner.proven:
-            groups = [todo[i : i + depth] for i in range(0, len(todo), max(1, depth))]
-        else:
-            groups = disjoint_groups(todo, self._window, depth)
-        for group in groups:
+        pipeliner = self.pipeliner
+        for group in disjoint_groups(todo, self._window, pipeliner.depth, pipeliner.proven):
             self._heads(group)
 
     def _heads(self, todo: list[RemoteFile]) -> None:

@@ -87,15 +87,32 @@ def split_batches(
 
 
 def disjoint_groups(
-    files: Iterable[RemoteFile], window: Callable[[RemoteFile], tuple[int, int]], depth: int
+    files: Iterable[RemoteFile],
+    window: Callable[[RemoteFile], tuple[int, int]],
+    depth: int,
+    adjacent: bool = False,
 ) -> list[list[RemoteFile]]:
-    """Files in groups of up to ``depth`` whose size windows (``window(f)``: the sizes the
-    listing allows) do not overlap: within a group no file's answer can pass for another's."""
+    """Files in groups of up to ``depth``, in the order to send them, whose size windows
+    (``window(f)``: the sizes the listing allows) do not overlap, so that no answer can pass
+    for another file's: any two of a group, or with ``adjacent`` any two sent one after the
+    other (an answer given for the request behind it shows). For ``adjacent`` the files are
+    taken smallest and largest in turn, so that neighbours differ most."""
+    todo = list(files)
+    if adjacent:
+        todo.sort(key=lambda f: sum(window(f)))
+        half = (len(todo) + 1) // 2
+        todo = [
+            f
+            for pair in itertools.zip_longest(todo[:half], todo[half:])
+            for f in pair
+            if f is not None
+        ]
     groups: list[tuple[list[RemoteFile], list[tuple[int, int]]]] = []
-    for f in files:
+    for f in todo:
         low, high = window(f)
         for members, spans in groups:
-            if len(members) < depth and all(high < a or b < low for a, b in spans):
+            near = spans[-1:] if adjacent else spans
+            if len(members) < depth and all(high < a or b < low for a, b in near):
                 members.append(f)
                 spans.append((low, high))
                 break
