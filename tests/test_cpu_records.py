@@ -128,3 +128,17 @@ def test_the_record_of_an_obsid_is_loaded_once_per_session(tmp_path, monkeypatch
     assert [rec.relpath if rec else None for rec in got] == [
         fr.relpath for fr in files for _ in range(3)
     ]
+
+
+def test_a_file_journaled_without_its_sha256_is_read_back_at_the_fold(tmp_path):
+    import hashlib
+
+    files = _files(tmp_path)
+    for fr in files:
+        fr.sha256 = None  # (no hash as it came: the fold reads a small file back)
+    _journal_all(RecordBook(), files)
+    record_session(tmp_path, [ObsIdResult(OBSID, found=True, files=files)], True, fsync=False)
+    recs = load(tmp_path, OBSID)
+    assert {fr.relpath: recs[fr.relpath].sha256 for fr in files} == {
+        fr.relpath: hashlib.sha256(fr.path.read_bytes()).hexdigest() for fr in files
+    }

@@ -326,7 +326,7 @@ def record_session(outdir: Path, results: Iterable, verify: bool, fsync: bool = 
 def _journaled_now(fr: FileResult, line: FileRecord | None) -> bool:
     """Whether ``fr``'s file, fetched this session, has a journal line still describing it:
     the line is what :func:`entry_for` would write again (but for its time)."""
-    fetched = fr.status in (Status.DOWNLOADED, Status.RESUMED)
+    fetched = fr.status in (Status.DOWNLOADED, Status.RESUMED) and fr.sha256 is not None
     return fetched and line is not None and line.sha256 == fr.sha256 and line.describes(fr.path)
 
 
