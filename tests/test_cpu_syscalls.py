@@ -94,6 +94,7 @@ def test_a_nothing_to_do_rerun_makes_fewer_still(root, tmp_path, monkeypatch):
     assert per["stat"] + per["lstat"] <= RERUN_BOUNDS["stats"], per
 
 
-#: Per file, today's figures with a little room (measured: see the commit).
-BOUNDS = {"mkdir": 0.5, "stats": 17.5, "all": 36.0}
+#: Per file, with a little room over the measured (download 0.3 mkdir, 16.7 stat+lstat, 34.7 in
+#: all; re-run 0.05 and 4.4): a lost saving (2 stats or mkdirs per file) exceeds them.
+BOUNDS = {"mkdir": 0.5, "stats": 18.0, "all": 37.0}
 RERUN_BOUNDS = {"writes": 0.3, "stats": 5.0}
