@@ -80,6 +80,7 @@ class FileJob:
         #: Set once the file is whole and verified: (size, status, identity) it ends with.
         self._final: tuple[int, Status, tuple[str | None, str | None]] | None = None
         self._moved = False  # renamed into place (by the finisher, when handed over)
+        self._moved_st: os.stat_result | None = None  # the open file's, as moved into place
         #: Handed to the session's finisher (finisher.py): it settles the file and lets the
         #: lock go, then calls :attr:`then`; the worker must neither settle nor release it.
         self.handed = False
@@ -656,7 +657,8 @@ class FileJob:
         self.fr.sha256 = self._digest
         self.fr.status = status
         # Recorded now, not only at the session's end: a run killed later keeps it.
-        self.ctx.records.journal(self.fr, os.fstat(self.fd), self.config.verify_checksums)
+        st = self._moved_st or os.fstat(self.fd)  # (nothing is written after the move)
+        self.ctx.records.journal(self.fr, st, self.config.verify_checksums)
 
     def _moved_is_ours(self) -> None:
         """The file now at the final name must be the open file checked: a name swapped in
@@ -665,7 +667,7 @@ class FileJob:
             st = os.lstat(self.target)
         except FileNotFoundError:
             st = None
-        mine = os.fstat(self.fd)
+        mine = self._moved_st = os.fstat(self.fd)
         if st is None or (st.st_ino, st.st_dev) != (mine.st_ino, mine.st_dev):
             if st is not None and stat.S_ISREG(st.st_mode):
                 unlink_quietly(self.target)
@@ -713,7 +715,9 @@ class FileJob:
         if self.fd < 0:
             return
         try:
-            if self.fr.status is not Status.PRESENT and os.fstat(self.fd).st_size == 0:
+            # (a file moved into place has no .part: that name may be a rival's new one now)
+            empty = not self._moved and self.fr.status is not Status.PRESENT
+            if empty and os.fstat(self.fd).st_size == 0:
                 unlink_quietly(self.state_file)  # it can claim nothing of an empty .part
                 unlink_quietly(self.part)
         except LocalError:
