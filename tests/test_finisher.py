@@ -79,7 +79,7 @@ def events(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[str, s
     """fsyncs, renames, lock releases and reports of done files, in the order they happen."""
     seen: list[tuple[str, str]] = []
     lock = threading.Lock()
-    real_fsync, real_replace, real_release = os.fsync, os.replace, transfer_mod.release
+    real_fsync, real_rename, real_release = os.fsync, os.rename, transfer_mod.release
     real_done = Reporter.file_done
 
     def note(kind: str, what: str) -> None:
@@ -90,8 +90,11 @@ def events(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[str, s
         real_fsync(fd)
         note("fsync", _named(fd))
 
-    def replace(src, dst, **kw):  # type: ignore[no-untyped-def]
-        real_replace(src, dst, **kw)
+    def rename(src, dst, *, src_dir_fd=None, dst_dir_fd=None):  # type: ignore[no-untyped-def]
+        real_rename(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+        # (by open directories: tree.py) named as full paths
+        src = src if src_dir_fd is None else f"{_named(src_dir_fd)}/{src}"
+        dst = dst if dst_dir_fd is None else f"{_named(dst_dir_fd)}/{dst}"
         note("replace", f"{src} -> {dst}")
 
     def release(fd: int) -> None:
@@ -103,7 +106,7 @@ def events(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[str, s
         real_done(self, fr)
 
     monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "rename", rename)
     monkeypatch.setattr(transfer_mod, "release", release)
     monkeypatch.setattr(Reporter, "file_done", file_done)
     return seen
@@ -131,8 +134,8 @@ def test_fsync_rename_directory_fsync_then_done_with_the_lock_held_throughout(
 class _Job:
     """What a Finisher asks of a job (transfer.FileJob's finisher steps), counted."""
 
-    def __init__(self, directory: Path, log: list[tuple[str, int]], n: int) -> None:
-        self.target = directory / f"f{n}"
+    def __init__(self, dir_fd: int, log: list[tuple[str, int]], n: int) -> None:
+        self.dir_fd = dir_fd  # its open directory (tree.py), fsynced once per batch
         self.config = type("Cfg", (), {"fsync": True})()
         self.log, self.n = log, n
 
@@ -148,11 +151,11 @@ def test_a_batch_fsyncs_each_directory_once_after_every_rename(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     log: list[tuple[str, int]] = []
-    monkeypatch.setattr("chandra_download.finisher.fsync_dir", lambda d: log.append(("dir", 0)))
+    monkeypatch.setattr("chandra_download.finisher.fsync_at", lambda d: log.append(("dir", d)))
     gate = threading.Event()
     monkeypatch.setattr("chandra_download.finisher._crashpoint.delay", lambda point: gate.wait(10))
     finisher = Finisher(depth=16, threads=1)
-    jobs = [_Job(tmp_path, log, n) for n in range(6)]
+    jobs = [_Job(3, log, n) for n in range(6)]
     for job in jobs:
         finisher.take(job)  # type: ignore[arg-type]
     gate.set()
@@ -171,7 +174,11 @@ def test_a_file_taken_after_close_is_finished_at_once_by_its_worker(tmp_path: Pa
     log: list[tuple[str, int]] = []
     finisher = Finisher(depth=2, threads=1)
     assert finisher.close(10) == []
-    finisher.take(_Job(tmp_path, log, 7))  # type: ignore[arg-type]
+    dir_fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        finisher.take(_Job(dir_fd, log, 7))  # type: ignore[arg-type]
+    finally:
+        os.close(dir_fd)
     assert log == [("move", 7), ("done", 7)]
 
 

@@ -15,6 +15,7 @@ from .errors import LocalError
 from .log import vlog
 from .progress import Reporter
 from .record import RecordBook
+from .tree import Tree
 
 if TYPE_CHECKING:
     from .finisher import Finisher
@@ -47,9 +48,8 @@ class Context:
     #: The session's finisher (the engine's, while it runs): verified files are flushed and
     #: renamed there, off their transfer slot. None: each file finishes on its worker.
     finisher: Finisher | None = None
-    #: Directories this session made or found (``disk.make_dirs``): each is made once per
-    #: run; one removed since is made again when a write into it fails for its absence.
-    made_dirs: set[str] = field(default_factory=set)
+    #: The output tree's directories, opened race-free and kept open per ObsId (tree.py).
+    tree: Tree = field(default_factory=Tree)
     _seen: dict[int | None, str] = field(default_factory=dict)  # errno -> first path
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

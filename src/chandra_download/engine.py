@@ -207,6 +207,7 @@ class Engine:
             end = time.monotonic() + _STOP_GRACE if self.stop.is_set() else None
             _join(workers, end)
             self._close_finisher(end)
+            self.ctx.tree.close()  # (one still held closes when let go)
         return [run.result for run in runs]
 
     def _close_finisher(self, end: float | None) -> None:
@@ -639,8 +640,7 @@ class Engine:
                 vlog(3, "pipelined HEADs failed: %r", exc)
         return seen
 
-    @staticmethod
-    def _disk_of(run: _ObsIdRun, fr: FileResult) -> OnDisk:
+    def _disk_of(self, run: _ObsIdRun, fr: FileResult) -> OnDisk:
         """What is on disk for a file: its final file alone (one lstat) when the listing's
         pass saw nothing of ours for it, else all of it (``look``). A temporary made since
         by a rival is seen by the job, which looks again under the file's lock."""
@@ -651,7 +651,12 @@ class Engine:
                 return OnDisk(None, None)
             if stat.S_ISREG(st.st_mode):
                 return OnDisk(st.st_size, None)
-        return look(Spot.of(fr))
+        return self._look(Spot.of(fr))
+
+    def _look(self, spot: Spot) -> OnDisk:
+        """``look`` through the file's open directories (tree.py)."""
+        with self.ctx.tree.held(spot) as dirs:
+            return look(spot, dirs)
 
     def _whole_step(self, run: _ObsIdRun, job: FileJob, index: int) -> None:
         try:
@@ -759,6 +764,8 @@ class Engine:
             run.left -= 1
             last = run.left == 0
         if last:
+            # Its files are all settled: its directories' descriptors go (tree.py).
+            self.ctx.tree.forget(self._outdir, str(run.result.obsid))
             self.reporter.obsid_done(run.result)
         self._closed_one()
 
@@ -784,7 +791,7 @@ class Engine:
             if seen is not None:
                 disk, size = seen
             else:
-                disk = look(Spot.of(fr))
+                disk = self._look(Spot.of(fr))
                 size = remote.size
                 if size is None:  # a complete local copy may tell it without a HEAD (core)
                     size = vouched_size(self.ctx, remote, fr, disk)

@@ -25,7 +25,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from . import _crashpoint
-from .disk import fsync_dir
+from .tree import fsync_at
 
 if TYPE_CHECKING:
     from .transfer import FileJob
@@ -111,7 +111,7 @@ def finish_batch(jobs: list[FileJob]) -> None:
     _crashpoint.delay("finishing")
     moved = [job for job in jobs if job.move_into_place()]
     if any(job.config.fsync for job in moved):
-        for directory in dict.fromkeys(job.target.parent for job in moved):
-            fsync_dir(directory)
+        for dir_fd in dict.fromkeys(job.dir_fd for job in moved):  # (each held by its job)
+            fsync_at(dir_fd)
     for job in jobs:
         job.finished_off()

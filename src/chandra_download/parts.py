@@ -58,6 +58,7 @@ class PartsFile:
     fd: int  # the locked .part
     part: Path  # its name, for messages
     state_file: Path
+    dir_fd: int  # the open directory of the .part and its state (tree.py): names go by it
     durable: bool  # flush the data before the state claims it (``SessionConfig.fsync``)
     source: Source
     remote: RemoteFile
@@ -222,4 +223,5 @@ class RangedParts:
                 snapshot,
                 relpath=self.name,
                 durable=self.file.durable,
+                dir_fd=self.file.dir_fd,
             )

@@ -19,6 +19,7 @@ from .errors import LocalError
 from .results import LocalState
 from .split import PartsState, load_state
 from .statedir import Spot
+from .tree import Dirs, lstat_at
 
 
 class Action(Enum):
@@ -74,11 +75,11 @@ class Decision:
         return LOCAL_STATE[self.action]
 
 
-def _size(path: Path) -> int | None:
-    """Size of a regular file; None when absent. A symlink or anything else is refused."""
-    try:
-        st = os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
+def _size(dir_fd: int, name: str, path: Path) -> int | None:
+    """Size of a regular file in an open directory; None when absent. A symlink or anything
+    else is refused."""
+    st = lstat_at(dir_fd, name, path)
+    if st is None:
         return None
     if not stat.S_ISREG(st.st_mode):
         kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a regular file"
@@ -86,14 +87,14 @@ def _size(path: Path) -> int | None:
     return st.st_size
 
 
-def look(spot: Spot) -> OnDisk:
+def look(spot: Spot, dirs: Dirs) -> OnDisk:
     """What is on disk for a file: its final file, and its ``.part`` and split state in our
-    hidden directory (:mod:`chandra_download.statedir`)."""
-
-    state, problem = load_state(spot.state, spot.relpath)
+    hidden directory (:mod:`chandra_download.statedir`), each looked at through the open
+    directories ``dirs`` (:mod:`chandra_download.tree`), never through a symlink."""
+    state, problem = load_state(spot.state, spot.relpath, dir_fd=dirs.partial_fd)
     return OnDisk(
-        _size(spot.target),
-        _size(spot.part),
+        _size(dirs.target_fd, spot.name, spot.target),
+        _size(dirs.partial_fd, spot.part_name, spot.part),
         state,
         problem,
         state is not None or problem is not None,

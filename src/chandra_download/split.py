@@ -91,12 +91,17 @@ class PartsState:
         return json.dumps({"relpath": relpath, "size": self.size, "parts": parts})
 
 
-def load_state(path: Path, relpath: str) -> tuple[PartsState | None, str | None]:
+def load_state(
+    path: Path, relpath: str, *, dir_fd: int | None = None
+) -> tuple[PartsState | None, str | None]:
     """Read the state file of ``relpath``: (state, None), or (None, why it cannot be used),
-    or (None, None) when there is none. Any content is survivable: nothing here raises."""
+    or (None, None) when there is none. Any content is survivable: nothing here raises.
+    With ``dir_fd``, ``path.name`` in that open directory (-1: the directory is absent)."""
+    if dir_fd is not None and dir_fd < 0:
+        return None, None
     try:
         # O_NONBLOCK: a FIFO planted at the name must not hang us; it is refused below.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = _open(path, os.O_RDONLY | os.O_NONBLOCK, dir_fd)
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ENAMETOOLONG):  # none (or none can exist)
             return None, None
@@ -134,12 +139,21 @@ def _inconsistent(state: PartsState) -> str | None:
     return None
 
 
-def save_state(path: Path, state: PartsState, *, relpath: str, durable: bool) -> None:
+def _open(path: Path, flags: int, dir_fd: int | None, mode: int = 0o644) -> int:
+    """Open by path, or ``path.name`` in an open directory; never through a symlink."""
+    at = path.name if dir_fd is not None else path
+    return os.open(at, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), mode, dir_fd=dir_fd)
+
+
+def save_state(
+    path: Path, state: PartsState, *, relpath: str, durable: bool, dir_fd: int | None = None
+) -> None:
     """Write the state through a temporary name and rename it into place. Never follows a
-    symlink (O_NOFOLLOW): one planted at either name cannot redirect the write."""
+    symlink (O_NOFOLLOW): one planted at either name cannot redirect the write. With
+    ``dir_fd``, both names are in that open directory (:mod:`chandra_download.tree`)."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        fd = _open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, dir_fd)
     except OSError as exc:
         raise LocalError.from_os(exc, tmp) from None
     try:
@@ -147,11 +161,16 @@ def save_state(path: Path, state: PartsState, *, relpath: str, durable: bool) ->
         if durable:
             flush(fd)
     except OSError as exc:
-        os.unlink(tmp)  # (a full disk): no half-written temporary left behind
+        # (a full disk): no half-written temporary left behind
+        os.unlink(tmp.name if dir_fd is not None else tmp, dir_fd=dir_fd)
         raise LocalError.from_os(exc, tmp) from None
     finally:
         os.close(fd)
     try:
-        os.replace(tmp, path)  # rename replaces a symlink at `path` itself, never its target
+        # rename replaces a symlink at `path` itself, never its target
+        if dir_fd is not None:
+            os.replace(tmp.name, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        else:
+            os.replace(tmp, path)
     except OSError as exc:
         raise LocalError.from_os(exc, path) from None

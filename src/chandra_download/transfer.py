@@ -21,10 +21,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
+from pathlib import Path
 
 from . import _crashpoint
 from .context import Context, sha256_of
-from .disk import acquire, flush, fsync_dir, make_dirs, release, unlink_quietly
+from .disk import acquire, flush, release
 from .errors import (
     ContentRangeMismatch,
     LocalError,
@@ -36,14 +37,15 @@ from .errors import (
 )
 from .log import vlog
 from .parts import Outcome, PartsFile, RangedParts
-from .plan import Action, Decision, OnDisk, decide, look, needs_size, unsafe_target
+from .plan import Action, Decision, OnDisk, decide, look, needs_size
 from .record import PARTIAL_NOTE_LIMIT, note_partial, partial_changed
-from .results import FileResult, Status
+from .results import FileResult, LocalState, Status
 from .retry import Interrupted, RetriesExhausted, RetryPolicy
 from .sources.base import Body, RemoteFile, Source
 from .split import PartsState
 from .statedir import Spot
 from .stream import Copy, RateGuard, ResumeMismatch, body_has_more, resume_from
+from .tree import Dirs, fsync_at, lstat_at, open_at, rename_at, unlink_at
 from .verify import Checker, check_fd, read_into
 
 
@@ -70,6 +72,9 @@ class FileJob:
         #: engine's batch looked already, to ask the sizes only the site can tell at once).
         self.seen: tuple[OnDisk, int | None] | None = None
         self.fd = -1
+        #: The open directories of the file and of its temporaries, once it is to be written:
+        #: every name below the output directory goes through them (tree.py), never a path.
+        self.dirs: Dirs | None = None
         self.parts: RangedParts | None = None  # a large file's ranged parts, when split
         self.failed_hash: str | None = None  # bytes that last failed a content check
         self.resumed = False
@@ -117,11 +122,12 @@ class FileJob:
             self._fail_local(LocalError.of(exc, self.part))
 
     def _start(self) -> Next:
+        self.dirs = self.ctx.tree.hold(self.spot, create=False)  # (let go in _release)
         if self.seen is not None:
             (disk, vouched), self.seen = self.seen, None
             self.size = vouched if self.size is None else self.size
         else:
-            disk = look(self.spot)
+            disk = look(self.spot, self.dirs)
             if self.size is None:  # a complete local copy may tell its size without a HEAD
                 self.size = vouched_size(self.ctx, self.remote, self.fr, disk)
         self._learn_size(disk)
@@ -131,27 +137,22 @@ class FileJob:
             or (first.action is Action.PRESENT and not disk.leftovers and self._good_as_is())
         ):
             self._settle(first)
+            self._release()  # (its directories)
             return Next.DONE
-        make_dirs(self.target.parent, self.ctx.made_dirs)  # (once per directory per run)
-        make_dirs(self.spot.partial_dir, self.ctx.made_dirs)
-        self._still_safe()
-        self.fd = self._lock_new_part()
-        if os.fstat(self.fd).st_nlink > 1:  # a hard link planted at .part: not ours to write
-            raise LocalError(f"refusing to write {self.part}: it has other hard links", self.part)
-        disk = look(self.spot)  # again under the lock: a rival may have finished the file
+        # Every directory opened below its parent without following links, every name
+        # through those descriptors: a symlink planted since the listing is never followed.
+        self._hold_to_write()
+        self._lock_part()
+        disk = look(self.spot, self.dirs)  # again under the lock: a rival may have finished
         self._learn_size(disk)
         return self._act(decide(disk, self.size), disk)
 
-    def _lock_new_part(self) -> int:
-        """Open and lock the .part; its directory, made once per run, is made again when
-        it was removed since."""
-        try:
-            return acquire(self.part)
-        except LocalError as exc:
-            if exc.errno != errno.ENOENT:
-                raise
-        make_dirs(self.spot.partial_dir)
-        return acquire(self.part)
+    def _hold_to_write(self) -> None:
+        """The file's directories, made where missing and opened anew where moved or
+        removed since (tree.py), held until the file ends (on the finisher, if handed)."""
+        old, self.dirs = self.dirs, self.ctx.tree.hold(self.spot)
+        if old is not None:
+            self.ctx.tree.let_go(old)
 
     def _good_as_is(self) -> bool:
         """A complete file needs nothing written: always without --repair; with it, when its
@@ -166,13 +167,34 @@ class FileJob:
             return False
         return True
 
-    def _still_safe(self) -> None:
-        """The listing-time symlink check again, just before the first write: a symlink
-        planted in the tree since then must not be written through."""
-        depth = len(self.fr.relpath.split("/"))
-        problem = unsafe_target(self.target.parents[depth - 1], self.target)
-        if problem:
-            raise LocalError(problem, self.target)
+    def _dirs(self) -> Dirs:
+        assert self.dirs is not None  # set in _start before anything is written
+        return self.dirs
+
+    @property
+    def dir_fd(self) -> int:
+        """The open directory of the file's final name (the finisher fsyncs it)."""
+        return self._dirs().target_fd
+
+    def _lock_part(self) -> None:
+        """Take the .part's lock. A .part with other hard links (a ``cp -al`` snapshot of
+        the tree) is never written through: its name is dropped, the other links keep their
+        bytes, and the file is fetched into a fresh .part of ours."""
+        dirs = self._dirs()
+        for _ in range(_LINK_TRIES):
+            self.fd = acquire(self.part, dirs.partial_fd)
+            if os.fstat(self.fd).st_nlink == 1:
+                return
+            vlog(2, "%s: its partial file has other hard links; starting afresh", self.fr.relpath)
+            self._unlink(self.spot.part_name)
+            self._unlink(self.spot.state_name)
+            release(self.fd)
+            self.fd = -1
+        raise LocalError(f"refusing to write {self.part}: it has other hard links", self.part)
+
+    def _unlink(self, name: str) -> None:
+        """Remove one of our temporaries (by name, in our open directory) if it is there."""
+        unlink_at(self._dirs().partial_fd, name, self.spot.partial_dir / name)
 
     def _learn_size(self, disk: OnDisk) -> None:
         """The archive's exact size, asked of the source when deciding or splitting needs it,
@@ -197,7 +219,7 @@ class FileJob:
             vlog(2, "%s: %s; starting over", self.fr.relpath, d.note)
         # A state file's temporary is only ever written by the lock holder, which we are now:
         # one left by a process killed while saving is stale.
-        unlink_quietly(self.state_file.with_name(self.state_file.name + ".tmp"))
+        self._unlink(self.spot.state_tmp_name)
         if self.fr.changed and disk.final is not None:
             return self._fetch_anew()
         if d.action in (Action.RESUME, Action.PARTS, Action.FINISH):
@@ -208,10 +230,7 @@ class FileJob:
             return self._present(d)
         self.fr.local_size = d.offset
         if d.action is Action.ADOPT:
-            # CIAO's tool leaves partial files at the final name; resume them via .part.
-            os.replace(self.target, self.part)
-            release(self.fd)
-            self.fd = acquire(self.part)
+            return self._adopt()
         if d.action is Action.PARTS:
             assert isinstance(disk.state, PartsState)  # PARTS: a usable state is there
             self.parts, self.resumed = self._ranged(disk.state), True
@@ -219,7 +238,7 @@ class FileJob:
             return self._go_parts()
         if d.action is Action.FETCH:
             os.ftruncate(self.fd, 0)  # a .part we cannot use may have holes
-            unlink_quietly(self.state_file)
+            self._unlink(self.spot.state_name)
         self.resumed = d.offset > 0
         return self._begin(d.offset)
 
@@ -243,9 +262,51 @@ class FileJob:
         file; the old copy stays in place until the new one is complete and verified."""
         vlog(2, "%s: %s; fetching it again", self.fr.relpath, self.fr.changed)
         os.ftruncate(self.fd, 0)
-        unlink_quietly(self.state_file)
+        self._unlink(self.spot.state_name)
         self.resumed = False
         return self._begin(0)
+
+    def _adopt(self) -> Next:
+        """CIAO's tool leaves partial files at the final name: resume one through our .part.
+        It is moved there when it is ours alone; copied when it has other hard links (never
+        written through: the other links keep their bytes); left alone, with one line, when
+        another user owns it or it is read-only."""
+        dirs = self._dirs()
+        src = self._open_target()
+        try:
+            st = os.fstat(src)
+            why = _not_ours(st, self.target)
+            if why is not None:
+                return self._leave_alone(why)
+            self._unlink(self.spot.state_name)  # its .part is replaced: no state is of it
+            if st.st_nlink > 1:
+                vlog(2, "%s: its partial file has other hard links; copied", self.fr.relpath)
+                os.ftruncate(self.fd, 0)
+                have = _copy_into(src, self.fd)
+                self.resumed = have > 0
+                return self._begin(have)
+        finally:
+            os.close(src)
+        rename_at(dirs.target_fd, self.spot.name, dirs.partial_fd, self.spot.part_name, self.part)
+        release(self.fd)  # its lock was on the .part the move replaced
+        self.fd = -1
+        self._lock_part()
+        disk = look(self.spot, dirs)  # what we moved, unless a rival came between
+        return self._act(decide(disk, self.size), disk)
+
+    def _leave_alone(self, why: str) -> Next:
+        """A local file not ours to touch: the file is skipped, with why, and kept."""
+        self.fr.status, self.fr.reason = Status.SKIPPED, why
+        self.fr.local = LocalState.PARTIAL
+        self.release()
+        return Next.DONE
+
+    def _open_target(self) -> int:
+        """The file at the final name, opened to read through its open directory."""
+        try:
+            return open_at(self._dirs().target_fd, self.spot.name, os.O_RDONLY)
+        except OSError as exc:
+            raise LocalError.from_os(exc, self.target) from None
 
     def _begin(self, have: int) -> Next:
         """Whole on one connection, or as ranged parts when the file is large."""
@@ -281,8 +342,8 @@ class FileJob:
             except VerificationError as problem:
                 return self._repair(problem, checker.digest)
         # Leftovers of ours beside a done file (a crash after the rename) go; we hold the lock.
-        unlink_quietly(self.state_file)
-        unlink_quietly(self.part)
+        self._unlink(self.spot.state_name)
+        self._unlink(self.spot.part_name)
         self._settle(d)
         self.release()
         return Next.DONE
@@ -292,12 +353,12 @@ class FileJob:
         vlog(2, "%s fails its check (%s); fetching it again", self.fr.relpath, problem)
         self.failed_hash = digest  # the same bytes again are the archive's own
         os.ftruncate(self.fd, 0)
-        unlink_quietly(self.state_file)
+        self._unlink(self.spot.state_name)
         return self._begin(0)
 
     def _check_present(self) -> Checker:
         """The content checks and sha256 of the file at its final name, in one read."""
-        fd = os.open(self.target, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = self._open_target()
         try:
             return check_fd(fd, self.fr.relpath, checksums=self.config.verify_checksums)
         finally:
@@ -503,6 +564,7 @@ class FileJob:
             fd=self.fd,
             part=self.part,
             state_file=self.state_file,
+            dir_fd=self._dirs().partial_fd,
             durable=self.config.fsync,
             source=self.source,
             remote=self.remote,
@@ -572,7 +634,7 @@ class FileJob:
 
     def _restart_whole(self) -> None:
         os.ftruncate(self.fd, 0)
-        unlink_quietly(self.state_file)
+        self._unlink(self.spot.state_name)
         self.parts = None
         self.resumed = False
         self.run_whole()
@@ -603,7 +665,7 @@ class FileJob:
             return
         self._move()
         if self.config.fsync:
-            fsync_dir(self.target.parent)
+            fsync_at(self.dir_fd)
         self._done()
 
     def move_into_place(self) -> bool:
@@ -634,15 +696,14 @@ class FileJob:
         """Flush the .part (durable before any name vouches for it) and rename it."""
         if self.config.fsync:
             flush(self.fd)
-        unlink_quietly(self.state_file)  # before the rename: a lone full .part is contiguous
+        self._unlink(self.spot.state_name)  # before the rename: a lone full .part is contiguous
         try:
-            try:
-                os.replace(self.part, self.target)
-            except FileNotFoundError:  # its directory, made once per run, removed since
-                make_dirs(self.target.parent)
-                os.replace(self.part, self.target)
-        except OSError as exc:
-            raise LocalError.from_os(exc, self.target) from None
+            self._rename_into_place()
+        except LocalError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+            self._hold_to_write()  # its directory, removed since it was opened: made again
+            self._rename_into_place()
         _crashpoint.crashpoint("renamed", self.target.name)
         self._moved_is_ours()
         self._moved = True
@@ -660,17 +721,19 @@ class FileJob:
         st = self._moved_st or os.fstat(self.fd)  # (nothing is written after the move)
         self.ctx.records.journal(self.fr, st, self.config.verify_checksums)
 
+    def _rename_into_place(self) -> None:
+        dirs, spot = self._dirs(), self.spot
+        rename_at(dirs.partial_fd, spot.part_name, dirs.target_fd, spot.name, self.target)
+
     def _moved_is_ours(self) -> None:
         """The file now at the final name must be the open file checked: a name swapped in
         meanwhile would have moved other bytes into place. Those are taken out."""
-        try:
-            st = os.lstat(self.target)
-        except FileNotFoundError:
-            st = None
+        target_fd = self._dirs().target_fd
+        st = lstat_at(target_fd, self.spot.name, self.target)
         mine = self._moved_st = os.fstat(self.fd)
         if st is None or (st.st_ino, st.st_dev) != (mine.st_ino, mine.st_dev):
             if st is not None and stat.S_ISREG(st.st_mode):
-                unlink_quietly(self.target)
+                unlink_at(target_fd, self.spot.name, self.target)
             raise LocalError(
                 f"cannot write {self.target}: another file was moved in its place", self.target
             )
@@ -686,7 +749,7 @@ class FileJob:
             return True
         self.failed_hash = digest
         os.ftruncate(self.fd, 0)  # bad bytes are never resumed from
-        unlink_quietly(self.state_file)
+        self._unlink(self.spot.state_name)
         vlog(2, "%s failed a check (%s); fetching it again", self.fr.relpath, exc)
         return False
 
@@ -712,19 +775,27 @@ class FileJob:
             self._release()
 
     def _release(self) -> None:
-        if self.fd < 0:
-            return
+        try:
+            if self.fd >= 0:
+                self._drop_if_empty()
+        finally:
+            if self.fd >= 0:
+                release(self.fd)
+                self.fd = -1
+            if self.dirs is not None:
+                self.ctx.tree.let_go(self.dirs)
+                self.dirs = None
+
+    def _drop_if_empty(self) -> None:
+        """An empty .part of a file that did not finish goes, with any state of it."""
         try:
             # (a file moved into place has no .part: that name may be a rival's new one now)
             empty = not self._moved and self.fr.status is not Status.PRESENT
             if empty and os.fstat(self.fd).st_size == 0:
-                unlink_quietly(self.state_file)  # it can claim nothing of an empty .part
-                unlink_quietly(self.part)
+                self._unlink(self.spot.state_name)  # it can claim nothing of an empty .part
+                self._unlink(self.spot.part_name)
         except LocalError:
             pass  # (a directory planted at a name): the next run refuses it, clearly
-        finally:
-            release(self.fd)
-            self.fd = -1
 
 
 def _listed_anew(then: str | None, now: str | None) -> bool:
@@ -752,14 +823,8 @@ def vouched_size(ctx: Context, remote: RemoteFile, fr: FileResult, disk: OnDisk)
     checker = Checker(fr.relpath, checksums=ctx.config.verify_checksums)
     if not checker.checks:
         return None
-    try:
-        fd = os.open(fr.path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
+    if not _read_final(ctx, Spot.of(fr), checker):
         return None  # (the decision says what is wrong with it)
-    try:
-        read_into(checker, fd)
-    finally:
-        os.close(fd)
     try:
         fr.sha256 = checker.finish()
     except VerificationError:
@@ -768,9 +833,53 @@ def vouched_size(ctx: Context, remote: RemoteFile, fr: FileResult, disk: OnDisk)
     return final
 
 
+def _read_final(ctx: Context, spot: Spot, checker: Checker) -> bool:
+    """Feed the file at ``spot``'s final name to ``checker``; False when it cannot be read."""
+    try:
+        with ctx.tree.held(spot) as dirs:
+            fd = open_at(dirs.target_fd, spot.name, os.O_RDONLY)
+    except (OSError, LocalError):
+        return False
+    try:
+        read_into(checker, fd)
+    finally:
+        os.close(fd)
+    return True
+
+
 def _within_rounding(size: int, shown: int) -> bool:
     """Whether ``size`` bytes may be shown as ``shown`` by a listing that rounds sizes to
     two or three digits of K/M/G (Apache: ``2.1M``, ``12K``, exact below 1 KiB): within a
     tenth of the shown value, and 1 KiB."""
     slack = max(1024, shown // 10 + 1)
     return shown - slack <= size <= shown + slack
+
+
+#: Fresh .part names taken for a file whose .part keeps getting other hard links.
+_LINK_TRIES = 3
+
+
+def _not_ours(st: os.stat_result, path: Path) -> str | None:
+    """Why a partial file at a final name is not ours to take over, or None: another user
+    owns it, or it is read-only (someone meant it to stay as it is)."""
+    if not stat.S_ISREG(st.st_mode):
+        return f"refusing to write {path}: it is not a regular file"
+    if st.st_uid != os.geteuid():
+        return (
+            f"{path} is a partial file that belongs to another user (uid {st.st_uid}): left alone"
+        )
+    if not st.st_mode & stat.S_IWUSR:
+        return f"{path} is a partial file that is read-only: left alone"
+    return None
+
+
+def _copy_into(src: int, dst: int) -> int:
+    """Copy a file's bytes into another open file from byte 0; the bytes copied."""
+    pos = 0
+    while chunk := os.pread(src, _COPY_CHUNK, pos):
+        os.pwrite(dst, chunk, pos)
+        pos += len(chunk)
+    return pos
+
+
+_COPY_CHUNK = 1024 * 1024
