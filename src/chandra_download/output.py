@@ -136,7 +136,8 @@ def file_row(fr: FileResult) -> list[str]:
         lines.append(f"{head}{'already downloaded':>20s}")
     elif fr.status in (Status.DOWNLOADED, Status.RESUMED):
         lines.append(_done_row(head, fr))
-    elif fr.status is Status.SKIPPED and fr.local_size and fr.size is not None:
+    elif fr.status is Status.SKIPPED and fr.size is not None and fr.local_size > fr.size:
+        # (CIAO's line for a larger local file; another skip says its own reason below)
         lines.append(f"{head}{'skipped':>20s}")
         lines.append(
             f"Archive size is less than disk size for {fr.obsid}/{fr.relpath} - "
