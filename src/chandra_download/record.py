@@ -456,7 +456,9 @@ def say_changed(results: Iterable) -> None:
 
 # -- partial files: whose bytes they hold -------------------------------------------------------
 #: Partial files at least this large note the site's identity when their bytes begin, so a
-#: resume onto bytes of another copy is refused; smaller ones are cheap to fetch again.
+#: resume onto bytes of another copy is refused. Smaller ones are noted only when a run stops
+#: leaving them (rare: a note per small file would cost every download a write); one without
+#: a note and without a content check is fetched again from byte 0 (transfer.py).
 PARTIAL_NOTE_LIMIT = 1 << 20
 
 
@@ -496,12 +498,22 @@ def note_partial(fr: FileResult, identity: tuple[str | None, str | None]) -> Non
         vlog(2, "%s: cannot note whose bytes its partial file holds: %s", fr.relpath, exc)
 
 
+def _partial_note(fr: FileResult) -> dict[str, str | None] | None:
+    path = _partials_path(_outdir(fr.path, fr.relpath), fr.obsid)
+    note = _load_partials(path).get(fr.relpath) if path.exists() else None
+    return note if isinstance(note, dict) else None
+
+
+def partial_noted(fr: FileResult) -> bool:
+    """Whether a note says whose copy a partial file's bytes are (see :func:`note_partial`)."""
+    return _partial_note(fr) is not None
+
+
 def partial_changed(fr: FileResult) -> str | None:
     """Why a partial file's bytes are of another copy than the site's now (its note and
     ``fr.last_modified``/``fr.etag`` differ), or None (same, or not known)."""
-    path = _partials_path(_outdir(fr.path, fr.relpath), fr.obsid)
-    note = _load_partials(path).get(fr.relpath) if path.exists() else None
-    if not isinstance(note, dict):
+    note = _partial_note(fr)
+    if note is None:
         return None
     etag, modified = note.get("etag"), note.get("last_modified")
     if (etag and fr.etag and etag != fr.etag) or (

@@ -38,15 +38,15 @@ from .errors import (
 from .log import vlog
 from .parts import Outcome, PartsFile, RangedParts
 from .plan import Action, Decision, OnDisk, decide, look, needs_size
-from .record import PARTIAL_NOTE_LIMIT, note_partial, partial_changed
+from .record import PARTIAL_NOTE_LIMIT, note_partial, partial_changed, partial_noted
 from .results import FileResult, LocalState, Status
 from .retry import Interrupted, RetriesExhausted, RetryPolicy
 from .sources.base import Body, RemoteFile, Source
 from .split import PartsState
 from .statedir import Spot
-from .stream import Copy, RateGuard, ResumeMismatch, body_has_more, resume_from
+from .stream import OVERLAP, Copy, RateGuard, ResumeMismatch, body_has_more, resume_from
 from .tree import Dirs, fsync_at, lstat_at, open_at, rename_at, unlink_at
-from .verify import Checker, check_fd, read_into
+from .verify import Checker, check_fd, content_checks, read_into
 
 
 class Next(Enum):
@@ -78,6 +78,7 @@ class FileJob:
         self.parts: RangedParts | None = None  # a large file's ranged parts, when split
         self.failed_hash: str | None = None  # bytes that last failed a content check
         self.resumed = False
+        self._began = False  # this job wrote the .part's bytes from byte 0
         self._lock = threading.Lock()  # parts report bytes from several workers
         self._no_size = False  # the site states no size: the file comes whole
         self._streamed: Checker | None = None  # this attempt's bytes, checked as they came
@@ -236,9 +237,10 @@ class FileJob:
             self.parts, self.resumed = self._ranged(disk.state), True
             vlog(2, "%s: resuming %d part(s)", self.fr.relpath, len(self.parts.pending))
             return self._go_parts()
-        if d.action is Action.FETCH:
+        if d.action is Action.FETCH or self._of_unknown_copy(d):
             os.ftruncate(self.fd, 0)  # a .part we cannot use may have holes
             self._unlink(self.spot.state_name)
+            d = Decision(Action.FETCH)
         self.resumed = d.offset > 0
         return self._begin(d.offset)
 
@@ -254,8 +256,29 @@ class FileJob:
     def _note_partial(self) -> None:
         """A large file's bytes begin: note whose copy they are (its ETag/Last-Modified), so
         a later resume onto them is refused when the archive's copy changed (issue 20.9)."""
+        self._began = True
         if (self.size or self.remote.best_size) >= PARTIAL_NOTE_LIMIT:
             note_partial(self.fr, self.source.identity(self.remote))
+
+    def _of_unknown_copy(self, d: Decision) -> bool:
+        """A small partial file with no note of whose copy it holds (a killed run's, CIAO's
+        leftover) and no content check to catch bytes of an older copy before the resume
+        point (issue 20.9): it is fetched again from byte 0, at most PARTIAL_NOTE_LIMIT, when
+        the site states an identity (ETag/Last-Modified) that no note can be matched with."""
+        if d.action not in (Action.RESUME, Action.ADOPT) or d.offset <= OVERLAP:
+            return False  # (a resume at most OVERLAP in starts at byte 0 anyway)
+        if (self.size or self.remote.best_size) >= PARTIAL_NOTE_LIMIT:
+            return False
+        if content_checks(self.fr.relpath, self.config.verify_checksums):
+            return False  # bytes of another copy fail its check at the end
+        if not (self.fr.last_modified or self.fr.etag) or partial_noted(self.fr):
+            return False  # (a site stating none: nothing could match, as for a large file)
+        vlog(
+            2,
+            "%s: nothing says whose copy its partial file holds; fetching it from the start",
+            self.fr.relpath,
+        )
+        return True
 
     def _fetch_anew(self) -> Next:
         """The archive changed the file: fetch its new copy from byte 0 into the partial
@@ -790,10 +813,14 @@ class FileJob:
         """An empty .part of a file that did not finish goes, with any state of it."""
         try:
             # (a file moved into place has no .part: that name may be a rival's new one now)
-            empty = not self._moved and self.fr.status is not Status.PRESENT
-            if empty and os.fstat(self.fd).st_size == 0:
+            kept = not self._moved and self.fr.status is not Status.PRESENT
+            if kept and os.fstat(self.fd).st_size == 0:
                 self._unlink(self.spot.state_name)  # it can claim nothing of an empty .part
                 self._unlink(self.spot.part_name)
+            elif kept and self._began and (self.size or 0) < PARTIAL_NOTE_LIMIT:
+                # A small file's bytes are noted only now they stay (a full disk, a stop, a
+                # failure): a later run may then resume them (see _of_unknown_copy).
+                note_partial(self.fr, self.source.identity(self.remote))
         except LocalError:
             pass  # (a directory planted at a name): the next run refuses it, clearly
 

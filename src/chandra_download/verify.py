@@ -363,6 +363,12 @@ class _NoHash:
         return ""
 
 
+def content_checks(name: str, checksums: bool = True) -> list[str]:
+    """The content checks (``"gzip"``, ``"fits"``) that apply to a file of this name."""
+    gz, fits = name.lower().endswith(".gz"), is_fits_name(name)
+    return [c for c, on in (("gzip", gz), ("fits", fits)) if on and checksums]
+
+
 class Checker:
     """Every content check that applies to a file, and its sha256, fed its bytes in order.
 
@@ -376,8 +382,7 @@ class Checker:
 
     def __init__(self, name: str, *, checksums: bool = True) -> None:
         base = os.path.basename(name)  # (Path(name).name, without a Path per file)
-        gz, fits = name.lower().endswith(".gz"), is_fits_name(name)
-        self.checks = [c for c, on in (("gzip", gz), ("fits", fits)) if on and checksums]
+        self.checks = content_checks(name, checksums)
         self.size = 0  # bytes fed
         self._sha = hashlib.sha256() if _HASHING else _NoHash()
         self._gunzip = Gunzip(base) if "gzip" in self.checks else None
