@@ -271,7 +271,7 @@ def test_heads_go_together_only_when_their_answers_cannot_be_mistaken(
         source.learn_sizes(files)
         assert not source.pipeliner.proven
         for group in sent:
-            spans = [source._window(f) for f in group]
+            spans = [source.size_window(f) for f in group]
             for i, (a, b) in enumerate(spans):
                 assert all(b < c or d < a for c, d in spans[i + 1 :]), spans
         other = source.list_obsid(OBSIDS[1])
@@ -283,15 +283,15 @@ def test_heads_go_together_only_when_their_answers_cannot_be_mistaken(
         source.learn_sizes(other)
         assert max(len(g) for g in sent) == source.pipeline_depth
         for group in sent:  # any sizes together, but no two neighbours alike
-            spans = [source._window(f) for f in group]
+            spans = [source.size_window(f) for f in group]
             assert all(b < c or d < a for (a, b), (c, d) in zip(spans, spans[1:], strict=False)), (
                 spans
             )
         assert any(
             not (b < c or d < a)
             for g in sent
-            for (a, b) in map(source._window, g)
-            for (c, d) in map(source._window, g)
+            for (a, b) in map(source.size_window, g)
+            for (c, d) in map(source.size_window, g)
             if (a, b) != (c, d)
         )  # (two in one pipeline whose sizes overlap: more together than before proof)
         learnt = 0

@@ -436,11 +436,23 @@ class Engine:
                 chunk = todo[i : i + _DESCRIBED * depth]
                 self._put((run.rank, -(chunk[0].size or 0)), self._batch_step, run, chunk, index)
             return
-        singles, batches = split_batches(sorted(todo, key=lambda f: -(f.size or 0)), depth)
+        window = self._window_of(index, run.result.obsid)
+        singles, batches = split_batches(sorted(todo, key=lambda f: -(f.size or 0)), depth, window)
         for fr in singles:
             self._put((run.rank, -(fr.size or 0)), self._file_step, run, fr, index)
         for batch in batches:
             self._put((run.rank, -(batch[0].size or 0)), self._batch_step, run, batch, index)
+
+    def _window_of(
+        self, index: int, obsid: int
+    ) -> Callable[[FileResult], tuple[int, int] | None] | None:
+        """How a pipelining source tells each listed file's answer from the others of its
+        batch (its size window, see pipeline.split_batches)."""
+        batch_window = getattr(self.sources[index], "batch_window", None)
+        listing = self._listings.get((index, obsid))
+        if batch_window is None or not listing:
+            return None
+        return lambda fr: batch_window(listing[fr.relpath])
 
     def _site_index(self, r: ObsIdResult) -> int:
         return next(i for i, s in enumerate(self.sources) if s.label == r.site) if r.site else 0

@@ -50,9 +50,14 @@ FAULT_KINDS: tuple[str, ...] = (
     "pipeline_close",  # close after this answer, unannounced, leaving the next unanswered
     "pipeline_swap",  # answer with the file the request waiting behind asks for (disorder)
     "pipeline_slow",  # answer a request that came in early only after `seconds`
+    # swap two answers: this request gets the file behind it, and that one this file (no
+    # answer given twice: only sizes can tell)
+    "pipeline_exchange",
 )
 #: The fault kinds that need a pipelined request.
-PIPELINE_FAULTS = frozenset({"pipeline_close", "pipeline_swap", "pipeline_slow"})
+PIPELINE_FAULTS = frozenset(
+    {"pipeline_close", "pipeline_swap", "pipeline_slow", "pipeline_exchange"}
+)
 
 #: Bytes an ``endless`` body sends when the fault's ``after_bytes`` is 0, so tests end.
 ENDLESS_CAP = 64 * 1024 * 1024

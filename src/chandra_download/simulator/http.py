@@ -77,6 +77,7 @@ class _Handler(ResponseHandler):
         self.rfile = self.timed = TimedReader(self.connection)  # type: ignore[assignment]
         self.served = 0  # requests answered on this connection (Apache's keep-alive count)
         self.answered_at = 0.0  # when the last answer was complete
+        self.owed: str | None = None  # a pipeline_exchange's file, for the request behind
 
     def end_headers(self) -> None:
         # Apache's keep-alive: the count of requests left, and a close on the last one.
@@ -149,12 +150,20 @@ class _Handler(ResponseHandler):
             sim.stats.add_pipelined(self.command, below)
         # One round trip after the request came in: pipelined requests share theirs.
         self.timed.wait_until(self.timed.arrival + sim.link.latency, sim._stopping)
-        fault = self._pipeline_fault(below)
-        if fault is not None and fault.kind == "pipeline_slow":
+        owed, self.owed = self.owed, None
+        fault = self._pipeline_fault(below) if owed is None else None
+        if owed is not None:  # the other half of a pipeline_exchange
+            below = owed
+            decoded = prefix + below
+            url = url._replace(path=quote(decoded))
+        elif fault is not None and fault.kind == "pipeline_slow":
             sim._stopping.wait(fault.seconds or 2.0)
-        elif fault is not None and fault.kind == "pipeline_swap":
+        elif fault is not None and fault.kind in ("pipeline_swap", "pipeline_exchange"):
             # The whole answer of the request behind: a listing's title names its directory.
-            below = _next_request_path(self.timed.buffered(), prefix) or below
+            behind = _next_request_path(self.timed.buffered(), prefix)
+            if fault.kind == "pipeline_exchange" and behind is not None:
+                self.owed = below  # the request behind is answered with this one's file
+            below = behind or below
             decoded = prefix + below
             url = url._replace(path=quote(decoded))
         if sim.redirect_base is not None:  # a mirror that moved: every request goes there

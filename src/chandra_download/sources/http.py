@@ -451,7 +451,7 @@ class HTTPSource(Source):
         answered well here is left to ``size()``, which asks on its own."""
         todo = [f for f in files if f.size is None and f.url not in self._sizes]
         pipeliner = self.pipeliner
-        for group in disjoint_groups(todo, self._window, pipeliner.depth, pipeliner.proven):
+        for group in disjoint_groups(todo, self.size_window, pipeliner.depth, pipeliner.proven):
             self._heads(group)
 
     def _heads(self, todo: list[RemoteFile]) -> None:
@@ -469,7 +469,7 @@ class HTTPSource(Source):
                 if a.status == 200
             ]
             for f, length, _ in sizes:
-                low, high = self._window(f)
+                low, high = self.size_window(f)
                 if length is not None and not low <= length <= high:
                     name = f.relpath.rsplit("/", 1)[-1]
                     self.pipeliner.off(
@@ -483,8 +483,17 @@ class HTTPSource(Source):
             if got.answers:
                 self._answered = True
 
-    def _window(self, f: RemoteFile) -> tuple[int, int]:
-        """The sizes a file may have by its listing (exact when stated)."""
+    def batch_window(self, f: RemoteFile) -> tuple[int, int] | None:
+        """The size window by which a pipelined answer must be told from the others of its
+        pipeline (pipeline.split_batches); None for a gzip file while the site's gzip
+        answers name their files (those tell themselves apart)."""
+        if f.relpath.endswith(".gz") and self.pipeliner.named:
+            return None
+        return self.size_window(f)
+
+    def size_window(self, f: RemoteFile) -> tuple[int, int]:
+        """The sizes a file may have by its listing (exact when stated, else the rounding of
+        its listed size; anything when the listing gave none)."""
         if f.size is not None:
             return f.size, f.size
         ceiling = self._ceilings.get(f.url)

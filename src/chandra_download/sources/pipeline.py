@@ -9,10 +9,13 @@ being the pipelined one. Whatever the pipeline did not answer well is left to th
 one-request path: a connection closed with requests unanswered (Apache's ``Keep-Alive:
 max=100``, ``Connection: close``), any answer but a 200, a body cut short.
 
-A site that answers pipelined requests wrongly (sizes that disagree with the listing, one
-file's answer twice: out of order), slowly, or by closing connections unannounced is pipelined
-no more in this session (said at ``--verbose 3``), and files already written from a suspect
-connection are fetched again one at a time.
+An HTTP answer does not say which request it answers, so a batch only holds files whose
+listed sizes (with their rounding) cannot pass for each other's: an answer given for another
+request of the pipeline shows by its size. A batch's answers are all checked before any of its
+files is written. A site that answers pipelined requests wrongly (a size the listing rules
+out, one file's answer twice: out of order), slowly, or by closing connections unannounced is
+pipelined no more in this session (said at ``--verbose 3``); the batch goes to the normal
+one-request path.
 """
 
 from __future__ import annotations
@@ -60,29 +63,75 @@ _LEFT: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 
 def split_batches(
-    files: Iterable[FileResult], depth: int
+    files: Iterable[FileResult],
+    depth: int,
+    window: Callable[[FileResult], tuple[int, int] | None] | None = None,
 ) -> tuple[list[FileResult], list[list[FileResult]]]:
     """(files for one request each, batches to pipeline) in the given order: small files of
-    known listed size go in batches of up to ``depth`` files and ``MAX_BATCH_BYTES``."""
+    known listed size go in batches of up to ``depth`` files and ``MAX_BATCH_BYTES``.
+
+    With ``window`` (the sizes a file may have by its listing; None for a file whose answer
+    names itself, a gzip file's), no two files of a batch have overlapping windows: a body's
+    size (or name) then tells which file it is, so an answer given for another request of
+    its pipeline (exchanged, shifted, given twice) shows before a byte is written."""
     singles: list[FileResult] = []
-    batches: list[list[FileResult]] = []
-    batch: list[FileResult] = []
-    held = 0
+    done: list[_Filling] = []
+    open_: list[_Filling] = []
     for fr in files:
         size = fr.size
         if depth < 2 or size is None or size > MAX_FILE_BYTES:
             singles.append(fr)
             continue
-        if batch and (len(batch) == depth or held + size > MAX_BATCH_BYTES):
-            batches.append(batch)
-            batch, held = [], 0
-        batch.append(fr)
-        held += size
-    if len(batch) == 1:
-        singles += batch
-    elif batch:
-        batches.append(batch)
-    return singles, batches
+        span = window(fr) if window is not None else None
+        into = next((b for b in open_ if b.takes(size, span)), None)
+        if into is None:
+            into = _Filling()
+            open_.append(into)
+        into.add(fr, size, span)
+        if len(into.files) == depth:
+            open_.remove(into)
+            done.append(into)
+    for b in open_:
+        if not _into_another(b, done + open_):
+            done.append(b)
+    singles += [b.files[0] for b in done if len(b.files) == 1]
+    return singles, [b.files for b in done if len(b.files) > 1]
+
+
+def _into_another(lone: _Filling, batches: list[_Filling]) -> bool:
+    """Move a batch's lone file into another batch that takes it (a lone file is no
+    pipeline at all; one more than the depth goes in a second pipeline)."""
+    if len(lone.files) != 1:
+        return False
+    fr, span = lone.files[0], (lone.spans[0] if lone.spans else None)
+    size = fr.size or 0
+    into = next((b for b in batches if b is not lone and b.files and b.takes(size, span)), None)
+    if into is None:
+        return False
+    into.add(fr, size, span)
+    lone.files.clear()
+    return True
+
+
+@dataclass
+class _Filling:
+    """A batch being filled: its files, their listed bytes and size windows."""
+
+    files: list[FileResult] = field(default_factory=list)
+    held: int = 0
+    spans: list[tuple[int, int]] = field(default_factory=list)
+
+    def takes(self, size: int, span: tuple[int, int] | None) -> bool:
+        """Whether a file of this listed size (and window) may join."""
+        if self.held + size > MAX_BATCH_BYTES:
+            return False
+        return span is None or all(span[1] < a or b < span[0] for a, b in self.spans)
+
+    def add(self, fr: FileResult, size: int, span: tuple[int, int] | None) -> None:
+        self.files.append(fr)
+        self.held += size
+        if span is not None:
+            self.spans.append(span)
 
 
 def disjoint_groups(
@@ -335,6 +384,9 @@ class Pipeliner:
         #: The site answered a pipeline whose answers tell themselves apart (listing pages
         #: by their titles) in order: HEADs may then be told apart from their neighbours'.
         self.proven = False
+        #: The site's gzip answers have named their files so far (RFC 1952's FNAME): such
+        #: answers tell themselves apart, whatever their sizes (see split_batches).
+        self.named = True
         self._lock = threading.Lock()
 
     def off(self, why: str) -> None:
@@ -399,6 +451,10 @@ class Pipeliner:
         for _ in answered:
             todo.popleft()  # the rest are sent again, on another connection
         problem = _disorder(self.source, answered)
+        if problem is None and _untold(self.source, answered):
+            self.named = False  # from now on sizes must tell gzip answers apart too
+            out.whole += [job for job, _ in answered]
+            return
         if problem is not None or self.depth < 2:
             # Wrong answers here, or found on another connection meanwhile (then these may
             # be wrong too, and the end of this pipeline, which would tell, is not read).
@@ -487,6 +543,12 @@ def _disorder(source: HTTPSource, answered: list[tuple[FileJob, Answer]]) -> str
         if any(url != remote.url and body == answer.body for url, body in alike):
             return f"it answered two pipelined requests with one file (ETag {etag[:40]})"
         alike.append((remote.url, answer.body))
+        named = gzip_name(answer.body) if remote.relpath.endswith(".gz") else None
+        if named is not None and named != _base(remote)[:-3]:
+            return (
+                f"it answered a pipelined request for {_base(remote)} with a gzip file of "
+                f"{named[:80]!r} (answers out of order?)"
+            )
         low, high = _window(source, job)
         if not low <= size <= high:
             name = urlsplit(remote.url).path.rsplit("/", 1)[-1]
@@ -495,6 +557,38 @@ def _disorder(source: HTTPSource, answered: list[tuple[FileJob, Answer]]) -> str
                 "listing rules out (answers out of order?)"
             )
     return None
+
+
+def _untold(source: HTTPSource, answered: list[tuple[FileJob, Answer]]) -> bool:
+    """Whether a gzip answer that names no file shares its size window with another answer
+    of the pipeline (it went in on the promise that gzip answers name their files)."""
+    spans = [_window(source, job) for job, _ in answered]
+    for i, (job, answer) in enumerate(answered):
+        gz = job.remote.relpath.endswith(".gz") and answer.status == 200
+        if not gz or gzip_name(answer.body) is not None:
+            continue
+        low, high = spans[i]
+        if any(j != i and not (b < low or high < a) for j, (a, b) in enumerate(spans)):
+            return True
+    return False
+
+
+def gzip_name(body: bytes) -> str | None:
+    """The file name a gzip member's header holds (RFC 1952 FNAME), None when it holds none
+    or is not a gzip header."""
+    if len(body) < 10 or body[:3] != b"\x1f\x8b\x08" or not body[3] & 0x08:
+        return None
+    at = 10
+    if body[3] & 0x04:  # FEXTRA comes first: its two-byte length, then its bytes
+        if len(body) < 12:
+            return None
+        at += 2 + int.from_bytes(body[10:12], "little")
+    end = body.find(b"\0", at, at + 4096)
+    return body[at:end].decode("latin-1") if end >= 0 else None
+
+
+def _base(remote: RemoteFile) -> str:
+    return remote.relpath.rsplit("/", 1)[-1]
 
 
 def _error_page(answer: Answer, remote: RemoteFile) -> bool:
