@@ -28,6 +28,7 @@ from chandra_download.errors import ObsIdNotFound
 from chandra_download.filetypes import Selection
 from chandra_download.progress import Reporter
 from chandra_download.results import FileResult, ObsIdResult, Status
+from chandra_download.retry import Interrupted
 from chandra_download.sources.base import Body, RemoteFile, Source
 from chandra_download.statedir import PARTIAL, STATE_DIR, Spot
 from chandra_download.tree import Tree
@@ -362,3 +363,28 @@ def test_another_users_partial_file_is_left_alone(tmp_path: Path) -> None:
     final = _a_partial_left(tmp_path)
     os.chown(final, 54321, 54321)
     _left_alone(tmp_path, final, "belongs to another user (uid 54321)")
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
+def test_a_stop_after_the_lock_lets_the_lock_and_directories_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interrupted while asking the size under the lock (a HEAD's retry wait when Ctrl-C
+    comes): the lock is let go (a later run in this process would wait on it forever), its
+    empty .part removed, its directories let go."""
+    real = transfer.FileJob._learn_size
+    calls: list[str] = []
+
+    def stopped_under_the_lock(job: transfer.FileJob, disk: object) -> None:
+        calls.append(job.fr.relpath)
+        if job.fd >= 0:  # (the second look: under the lock)
+            raise Interrupted()
+        real(job, disk)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(transfer.FileJob, "_learn_size", stopped_under_the_lock)
+    monkeypatch.setattr(MemorySource, "list_obsid", _only("c.txt", MemorySource.list_obsid))
+    before = _open_fds()
+    fr = _files(_run(tmp_path))["c.txt"]
+    assert fr.status is Status.INTERRUPTED and len(calls) == 2
+    assert not ours(tmp_path, OBSID, "c.txt").exists()
+    assert _open_fds() == before

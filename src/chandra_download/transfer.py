@@ -108,6 +108,7 @@ class FileJob:
                 return self._start()
         except (Interrupted, KeyboardInterrupt):
             self._stopped()
+            self.release()  # (stopped under the lock: a later run here would wait on it)
             raise
         except SourceError as exc:
             self._fail(str(exc))
