@@ -84,9 +84,9 @@ def test_a_rerun_looks_at_the_final_file_alone_when_nothing_of_ours_is_there(
         looked: list[str] = []
         real = engine_mod.look
 
-        def look(spot):
+        def look(spot, *dirs):
             looked.append(spot.relpath)
-            return real(spot)
+            return real(spot, *dirs)
 
         monkeypatch.setattr(engine_mod, "look", look)
         again = download(OBSID, mirror=server.base_url, outdir=tmp_path, **OPTS)
