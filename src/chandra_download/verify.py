@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import sys
+import threading
 import zlib
 from array import array
 from collections.abc import Iterator
@@ -450,10 +451,59 @@ class Checker:
 
 def check_fd(fd: int, name: str, *, checksums: bool = True, start: int = 0) -> Checker:
     """A :class:`Checker` fed the bytes of an open file from ``start`` on (read with
-    ``pread``: the file checked is the one open, whatever its name now); call its ``finish``."""
+    ``pread``: the file checked is the one open, whatever its name now); call its ``finish``.
+
+    A large file read back whole (a split file's one pass) is hashed by a reader of its own
+    beside the checks (:class:`_HashBeside`): the sha256 then costs no wall time where a core
+    is free, as it is once the parts are in."""
     checker = Checker(name, checksums=checksums)
-    read_into(checker, fd, start)
+    if start or not _HASHING or not checker.checks or os.fstat(fd).st_size < _HASH_BESIDE_AT:
+        read_into(checker, fd, start)
+        return checker
+    beside = _HashBeside(fd)
+    checker._sha = _NoHash()  # (the reader hashes; the checks only inflate and sum)
+    try:
+        read_into(checker, fd)
+    except BaseException:
+        beside.stop = True  # (Ctrl-C, a read error): the rest is not wanted
+        raise
+    finally:
+        checker._sha = beside.join()
     return checker
+
+
+#: A file read back whole from this size on is hashed on a thread of its own: below it the
+#: thread's start costs about what it saves.
+_HASH_BESIDE_AT = 8 * _READ
+
+
+class _HashBeside:
+    """The sha256 of an open file, read and hashed on a thread of its own (hashlib releases
+    the GIL on large buffers, so it runs beside the inflate and FITS sums)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._sha = hashlib.sha256()
+        self.stop = False  # set by the caller when the rest is not wanted
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="chandra-download sha256")
+        self._thread.start()
+
+    def _run(self) -> None:
+        pos = 0
+        try:
+            while not self.stop and (chunk := os.pread(self._fd, _READ, pos)):
+                self._sha.update(chunk)
+                pos += len(chunk)
+        except OSError as exc:
+            self._error = exc
+
+    def join(self) -> hashlib._Hash:
+        """Wait for the reader; its sha256 (of the whole file unless told to stop)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._sha
 
 
 def read_into(checker: Checker, fd: int, start: int = 0, end: int | None = None) -> None:
