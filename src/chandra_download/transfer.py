@@ -304,11 +304,7 @@ class FileJob:
                 return self._leave_alone(why)
             self._unlink(self.spot.state_name)  # its .part is replaced: no state is of it
             if st.st_nlink > 1:
-                vlog(2, "%s: its partial file has other hard links; copied", self.fr.relpath)
-                os.ftruncate(self.fd, 0)
-                have = _copy_into(src, self.fd)
-                self.resumed = have > 0
-                return self._begin(have)
+                return self._adopt_a_copy(src, st)
         finally:
             os.close(src)
         rename_at(dirs.target_fd, self.spot.name, dirs.partial_fd, self.spot.part_name, self.part)
@@ -317,6 +313,17 @@ class FileJob:
         self._lock_part()
         disk = look(self.spot, dirs)  # what we moved, unless a rival came between
         return self._act(decide(disk, self.size), disk)
+
+    def _adopt_a_copy(self, src: int, st: os.stat_result) -> Next:
+        """Resume a leftover with other hard links from a copy of it in our .part, under the
+        guards of a moved one (issue 20.9): bytes of an unknown copy are not copied at all."""
+        vlog(2, "%s: its partial file has other hard links; copied", self.fr.relpath)
+        os.ftruncate(self.fd, 0)
+        have = 0
+        if not self._of_unknown_copy(Decision(Action.RESUME, st.st_size)):
+            have = _copy_into(src, self.fd)
+        self.resumed = have > 0
+        return self._begin(have)
 
     def _leave_alone(self, why: str) -> Next:
         """A local file not ours to touch: the file is skipped, with why, and kept."""
