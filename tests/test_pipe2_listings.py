@@ -9,11 +9,10 @@ import hashlib
 import logging
 import shutil
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from budget_support import SharedBudget
 
 from chandra_download import Status, download
 from chandra_download.config import SessionConfig
@@ -197,34 +196,12 @@ def test_heads_answered_wrongly_fall_back_to_one_at_a_time(
     assert said[0].levelno == LEVELS[3]
 
 
-class _Budget:
-    """A connection budget of ``n`` leases (a cluster's stand-in), counting the most held."""
-
-    def __init__(self, n: int) -> None:
-        self._sem = threading.BoundedSemaphore(n)
-        self._lock = threading.Lock()
-        self.held = self.peak = 0
-
-    @contextmanager
-    def lease(self, site: str) -> Iterator[None]:
-        self._sem.acquire()
-        with self._lock:
-            self.held += 1
-            self.peak = max(self.peak, self.held)
-        try:
-            yield
-        finally:
-            with self._lock:
-                self.held -= 1
-            self._sem.release()
-
-
 def test_listings_and_heads_are_pipelined_under_a_connection_budget(
     archive_root, source_files, tmp_path
 ):
     """A budget leases sockets, not requests: pipelined pages and HEADs stay on under it,
     and never more sockets are open than it allows."""
-    budget = _Budget(2)
+    budget = SharedBudget(2)
     with ArchiveHTTPServer(archive_root, link=LinkModel(latency=0.01)) as server:
         results = download(
             OBSIDS, mirror=server.base_url, outdir=tmp_path, jobs=4, budget=budget, **OPTS

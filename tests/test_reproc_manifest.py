@@ -4,37 +4,22 @@ found by ``--check --frozen``; bad manifests are one clear line, exit 2, nothing
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from reproc_support import at_archive, sha
 
 from chandra_download import cli, download
 from chandra_download.manifest import SCHEMA_VERSION, ManifestError, read, read_table
 from chandra_download.results import Status
-from chandra_download.simulator import ArchiveHTTPServer, generate_archive
+
+pytest_plugins = ["reproc_support"]  # its fixture: site
 
 JPG = "primary/acisf01843N005_full_img2.jpg"
 EVT2 = "primary/acisf01843N005_evt2.fits.gz"
 TYPES = "evt2,full_img,oif,readme"
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[tuple[Path, ArchiveHTTPServer]]:
-    root = generate_archive(tmp_path / "archive", {1843: "acis"}, scale=0.05)
-    with ArchiveHTTPServer(root) as server:
-        yield root, server
-
-
-def at_archive(root: Path, rel: str) -> Path:
-    return root / "byobsid" / "3" / "1843" / rel
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def flip(path: Path, at: int = 200) -> None:

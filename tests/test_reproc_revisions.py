@@ -5,32 +5,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from chandra_download import cli, download
 from chandra_download.revisions import find_superseded, processing_version, product_key
 from chandra_download.simulator import (
-    ArchiveHTTPServer,
     Fault,
     generate_archive,
     iter_files,
     reprocess,
 )
 
+pytest_plugins = ["reproc_support"]  # its fixture: site
+
 EVT2_OLD = "primary/acisf01843N005_evt2.fits.gz"
 EVT2_NEW = "primary/acisf01843N006_evt2.fits.gz"
 EVT1_OLD = "secondary/acisf01843_000N005_evt1.fits.gz"
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[tuple[Path, ArchiveHTTPServer]]:
-    """A fresh small archive of ObsId 1843 of its own (the test reprocesses it)."""
-    root = generate_archive(tmp_path / "archive", {1843: "acis"}, scale=0.05)
-    with ArchiveHTTPServer(root) as server:
-        yield root, server
 
 
 def test_reprocess_renames_versioned_files_and_rewrites_the_others(tmp_path):

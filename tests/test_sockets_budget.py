@@ -8,11 +8,10 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from budget_support import SharedBudget
 
 from chandra_download import budget as budget_mod
 from chandra_download import download
@@ -26,29 +25,6 @@ from chandra_download.simulator.ftp import ArchiveFTPServer
 
 OBSIDS = [1843, 2749, 6298]
 OPTS = {"timeout": 20.0, "retries": 3, "backoff": 0.05, "backoff_max": 0.2, "status": False}
-
-
-class SharedBudget:
-    """``n`` leases shared by every download that holds this budget (a test's stand-in for
-    the cluster's semaphore), counting the most held at once."""
-
-    def __init__(self, n: int) -> None:
-        self._sem = threading.BoundedSemaphore(n)
-        self._lock = threading.Lock()
-        self.held = self.peak = 0
-
-    @contextmanager
-    def lease(self, site: str) -> Iterator[None]:
-        self._sem.acquire()
-        with self._lock:
-            self.held += 1
-            self.peak = max(self.peak, self.held)
-        try:
-            yield
-        finally:
-            with self._lock:
-                self.held -= 1
-            self._sem.release()
 
 
 @pytest.fixture(scope="module")
