@@ -26,10 +26,13 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import stat
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, dataclass, fields, replace
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from .log import vlog
@@ -521,6 +524,71 @@ def partial_changed(fr: FileResult) -> str | None:
     ):
         return "changed at the archive since its partial download began"
     return None
+
+
+#: How much earlier than the site's ``Last-Modified`` a partial file's last write must be to
+#: be taken for bytes of an older copy: clocks of the site and of this machine differ a little.
+MODIFIED_SLACK = 60.0
+
+#: The most a date stated without a zone (an Apache listing's, in the server's local time)
+#: can be ahead of UTC: UTC+14.
+_EARLIEST_ZONE = timedelta(hours=14)
+
+_MLSD_TIME = re.compile(r"(\d{14})(?:\.(\d{1,6}))?")
+
+
+def modified_epoch(text: str | None) -> float | None:
+    """The earliest POSIX time a site's statement of when a file last changed can mean, or
+    None when there is none or it cannot be read (the site's text is never trusted further).
+
+    Read: an HTTP date (RFC 7231, and the RFC 850 and asctime forms; the local source's
+    ``formatdate``), ISO 8601 (S3's ``LastModified``, FTP's ``modify`` as the FTP source keeps
+    it), an FTP ``MLSD``/``MDTM`` time-val (``YYYYMMDDHHMMSS[.sss]``, UTC), an Apache listing
+    date (``2019-06-13 07:42``, ``13-Jun-2019 07:42``). A time is taken at the start of the
+    second or minute it states, and a date stated without a zone at UTC+14, so that a file is
+    never taken for older than the site's copy when it may not be.
+    """
+    if not text or len(text) > 64:
+        return None
+    when = _parse_modified(text.strip())
+    if when is None:
+        return None
+    try:
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc) - _EARLIEST_ZONE
+        return when.timestamp()
+    except (OverflowError, ValueError):
+        return None
+
+
+def _parse_modified(text: str) -> datetime | None:
+    """The date and time a ``Last-Modified``-like text states; naive when it states no zone."""
+    m = _MLSD_TIME.fullmatch(text)
+    try:
+        if m is not None:
+            when = datetime.strptime(m[1], "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
+            return when + timedelta(microseconds=int(m[2].ljust(6, "0"))) if m[2] else when
+        if text[:1].isdigit() and "-" in text[:5]:  # ISO 8601, or an Apache listing date
+            return datetime.fromisoformat(text) if text[4:5] == "-" else _apache_old(text)
+        return _http_date(text)
+    except (ValueError, OverflowError, TypeError, IndexError):
+        return None
+
+
+def _apache_old(text: str) -> datetime:
+    """An older Apache listing's ``13-Jun-2019 07:42`` (English month names, no zone)."""
+    day, month, rest = text.split("-", 2)
+    number = _MONTHS.index(month.lower()) + 1
+    return datetime.strptime(f"{day}-{number}-{rest}", "%d-%m-%Y %H:%M")
+
+
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+
+
+def _http_date(text: str) -> datetime:
+    """An HTTP date: GMT by definition (RFC 7231), also when it is written as ``-0000``."""
+    when = parsedate_to_datetime(text)
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
 
 
 def forget_partials(outdir: Path, obsid: int, relpaths: Iterable[str]) -> None:

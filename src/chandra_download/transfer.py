@@ -38,7 +38,14 @@ from .errors import (
 from .log import vlog
 from .parts import Outcome, PartsFile, RangedParts
 from .plan import Action, Decision, OnDisk, decide, look, needs_size
-from .record import PARTIAL_NOTE_LIMIT, note_partial, partial_changed, partial_noted
+from .record import (
+    MODIFIED_SLACK,
+    PARTIAL_NOTE_LIMIT,
+    modified_epoch,
+    note_partial,
+    partial_changed,
+    partial_noted,
+)
 from .results import FileResult, LocalState, Status
 from .retry import Interrupted, RetriesExhausted, RetryPolicy
 from .sources.base import Body, RemoteFile, Source
@@ -261,23 +268,39 @@ class FileJob:
         if (self.size or self.remote.best_size) >= PARTIAL_NOTE_LIMIT:
             note_partial(self.fr, self.source.identity(self.remote))
 
-    def _of_unknown_copy(self, d: Decision) -> bool:
-        """A small partial file with no note of whose copy it holds (a killed run's, CIAO's
-        leftover) and no content check to catch bytes of an older copy before the resume
-        point (issue 20.9): it is fetched again from byte 0, at most PARTIAL_NOTE_LIMIT, when
-        the site states an identity (ETag/Last-Modified) that no note can be matched with."""
+    def _of_unknown_copy(self, d: Decision, mtime: float | None = None) -> bool:
+        """A partial file with no note of whose copy it holds (a killed run's, CIAO's or
+        wget's leftover, a note lost) and no content check to catch bytes of an older copy
+        before the resume point (issue 20.9), at a site stating an identity: a small one
+        (below PARTIAL_NOTE_LIMIT) is fetched again from byte 0; a large one when it was
+        last written (``mtime``; the .part's by default) before the site's copy existed."""
         if d.action not in (Action.RESUME, Action.ADOPT) or d.offset <= OVERLAP:
             return False  # (a resume at most OVERLAP in starts at byte 0 anyway)
-        if (self.size or self.remote.best_size) >= PARTIAL_NOTE_LIMIT:
-            return False
         if content_checks(self.fr.relpath, self.config.verify_checksums):
             return False  # bytes of another copy fail its check at the end
         if not (self.fr.last_modified or self.fr.etag) or partial_noted(self.fr):
             return False  # (a site stating none: nothing could match, as for a large file)
+        if (self.size or self.remote.best_size) >= PARTIAL_NOTE_LIMIT:
+            return self._older_than_site(os.fstat(self.fd).st_mtime if mtime is None else mtime)
         vlog(
             2,
             "%s: nothing says whose copy its partial file holds; fetching it from the start",
             self.fr.relpath,
+        )
+        return True
+
+    def _older_than_site(self, mtime: float) -> bool:
+        """Whether a partial file last written at ``mtime`` predates the site's copy (its
+        Last-Modified, read at its earliest): its bytes cannot all be of that copy."""
+        since = modified_epoch(self.fr.last_modified)
+        if since is None or mtime >= since - MODIFIED_SLACK:
+            return False
+        vlog(
+            2,
+            "%s: its partial file was last written before the site's copy (Last-Modified %s); "
+            "fetching it from the start",
+            self.fr.relpath,
+            self.fr.last_modified,
         )
         return True
 
@@ -320,7 +343,7 @@ class FileJob:
         vlog(2, "%s: its partial file has other hard links; copied", self.fr.relpath)
         os.ftruncate(self.fd, 0)
         have = 0
-        if not self._of_unknown_copy(Decision(Action.RESUME, st.st_size)):
+        if not self._of_unknown_copy(Decision(Action.RESUME, st.st_size), st.st_mtime):
             have = _copy_into(src, self.fd)
         self.resumed = have > 0
         return self._begin(have)
