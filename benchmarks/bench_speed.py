@@ -60,6 +60,9 @@ SPLIT_OBSID, BIG_OBSID = 29001, 29002
 #: The small-file regime (issue 19): many ObsIds whose every file is small.
 SMALL_OBSIDS = {"full": range(30000, 30060), "quick": range(30000, 30012)}
 SMALL_SIZES = {"evt1": 60_000, "evt1a": 40_000, "evt2": 30_000}
+#: Many 10 MB files over unthrottled loopback (issue 19's "200 x 10 MB"): one evt1 per ObsId.
+MEDIUM_OBSIDS = {"full": range(31000, 31200), "quick": range(31000, 31040)}
+MEDIUM_SIZE = 10_000_000
 
 
 @dataclass
@@ -197,8 +200,11 @@ def prepare(root: Path, profile: dict) -> list[int]:
         root, {SPLIT_OBSID: "acis"}, scale=0.1, sizes={"evt1": int(profile["split_size"])}
     )
     generate_archive(root, {BIG_OBSID: "acis"}, scale=0.1, sizes={"evt1": int(profile["big_size"])})
-    small = SMALL_OBSIDS["quick" if profile is PROFILES["quick"] else "full"]
+    which = "quick" if profile is PROFILES["quick"] else "full"
+    small = SMALL_OBSIDS[which]
     generate_archive(root, dict.fromkeys(small, "acis"), scale=0.05, sizes=SMALL_SIZES)
+    medium = MEDIUM_OBSIDS[which]
+    generate_archive(root, dict.fromkeys(medium, "acis"), scale=0.02, sizes={"evt1": MEDIUM_SIZE})
     print(f"  ready in {time.perf_counter() - t0:.0f} s", flush=True)
     return obsids
 
@@ -376,6 +382,37 @@ def bench_split(args, root: Path, tools: dict[str, bool]) -> dict:
     return {"runs": [asdict(r) for r in runs], "size": size, "limit": limit}
 
 
+def bench_medium(args, root: Path, tools: dict[str, bool]) -> dict:
+    """Many 10 MB files over unthrottled loopback: ours, verifying, against curl given the
+    URL list, one file after another and 8 at once (issue 19's goal: 0.7x curl or better)."""
+    obsids = list(MEDIUM_OBSIDS["quick" if args.quick else "full"])
+    expected = expected_files(root, obsids, "evt1")
+    total, jobs = sum(expected.values()), SessionConfig().jobs
+    print(f"\n[5] {len(expected)} files of {MEDIUM_SIZE / MB:.0f} MB ({total / MB:.0f} MB) over "
+          "unthrottled loopback", flush=True)  # fmt: skip
+    out = WORK / "out"
+    runs = []
+    with Simulator(root, []) as sim:
+        if tools["curl"]:
+            pairs = [a for key in expected for a in ("-o", str(out / key), file_url(sim.url, key))]
+            runs.append(timed("curl -o (one after another)",
+                              ["curl", "-sS", "--create-dirs", *pairs], out, expected))  # fmt: skip
+            runs.append(timed(f"curl -Z --parallel-max {jobs}",
+                              ["curl", "-sS", "--create-dirs", "-Z", "--parallel-max", str(jobs),
+                               *pairs], out, expected))  # fmt: skip
+        runs.append(timed(f"chandra-download (verifying, {jobs} jobs)",
+                          ours(sim.url, obsids, out, "evt1"), out, expected))  # fmt: skip
+        runs.append(timed("chandra-download --no-verify",
+                          ours(sim.url, obsids, out, "evt1", "--no-verify"), out, expected))  # fmt: skip
+    fastest = min(r.wall for r in runs)
+    print(f"\n{'tool':<46}{'wall s':>8}{'MB/s':>8}{'x fastest':>10}{'CPU s':>7}{'RSS MB':>8}  "
+          "complete")  # fmt: skip
+    for r in runs:
+        print(f"{r.name:<46}{r.wall:8.2f}{total / MB / r.wall:8.1f}{r.wall / fastest:10.2f}"
+              f"{r.cpu:7.1f}{r.rss_mb:8.0f}  {r.complete}")  # fmt: skip
+    return {"runs": [asdict(r) for r in runs], "total": total, "files": len(expected)}
+
+
 def targets(res: dict) -> None:
     print("\nTargets")
 
@@ -421,6 +458,13 @@ def targets(res: dict) -> None:
             for r in mine:
                 share = curl[0]["wall"] / r["wall"]
                 show(f"unthrottled >= 70% of curl ({r['name'][17:]})", share >= 0.7, f"{share:.0%}")
+    if "medium" in res:
+        m = res["medium"]["runs"]
+        curl = [r["wall"] for r in m if r["name"].startswith("curl")]
+        for r in (r for r in m if r["name"].startswith("chandra")):
+            share = min(curl) / r["wall"] if curl else None
+            show(f"{res['medium']['files']} x 10 MB >= 70% of curl's best ({r['name'][17:]})",
+                 None if share is None else share >= 0.7, f"{share:.0%}" if share else "not run")  # fmt: skip
 
 
 def link_options(args) -> list[str]:
@@ -434,8 +478,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency", type=float, default=0.04, help="seconds per request")
     p.add_argument("--conn-bandwidth", type=float, default=8e6, help="bytes/s per connection")
     p.add_argument("--total-bandwidth", type=float, default=120e6, help="bytes/s in total")
-    p.add_argument("--only", choices=["batch", "single", "split", "small"], action="append",
-                   help="run only these experiments (repeatable)")  # fmt: skip
+    p.add_argument("--only", choices=["batch", "single", "split", "small", "medium"],
+                   action="append", help="run only these experiments (repeatable)")  # fmt: skip
     p.add_argument("--no-sequential", action="store_true",
                    help="skip the slow one-connection runs (--jobs 1, wget)")  # fmt: skip
     p.add_argument("--setup", action="store_true", help="run setup.sh first (apt-get install)")
@@ -459,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     experiments = {"batch": lambda: bench_batch(args, root, obsids, tools),
                    "single": lambda: bench_single(args, root, tools),
                    "split": lambda: bench_split(args, root, tools),
-                   "small": lambda: bench_small(args, root, tools)}  # fmt: skip
+                   "small": lambda: bench_small(args, root, tools),
+                   "medium": lambda: bench_medium(args, root, tools)}  # fmt: skip
     for name, fn in experiments.items():
         if not args.only or name in args.only:
             res[name] = fn()
