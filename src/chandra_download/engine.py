@@ -55,6 +55,8 @@ from .transfer import FileJob, Next, vouched_size
 Listing = dict[str, RemoteFile]
 #: What a batch saw on disk for a file, and the size that vouches for (None: none does).
 Seen = tuple[OnDisk, int | None]
+#: What a batch of an ObsId with nothing on disk when listed sees of each file.
+_NOTHING = OnDisk(None, None)
 #: Files of one ``--list`` step, per pipelined request a site takes at once.
 _DESCRIBED = 4
 
@@ -624,11 +626,13 @@ class Engine:
     def _learn_sizes(self, run: _ObsIdRun, batch: list[FileResult], index: int) -> dict[str, Seen]:
         """What is on disk for each file of a batch and the size it vouches for; the sizes
         deciding still needs (something on disk, nothing vouching: a HEAD each) asked of
-        the site at once (pipelined HEADs, issue 19.1). Nothing for an ObsId new on disk."""
+        the site at once (pipelined HEADs, issue 19.1). An ObsId new on disk: nothing, unlooked."""
         seen: dict[str, Seen] = {}
-        if run.fresh and not self._list_only:
-            return seen
         listing = self._listing_of(index, run.result.obsid)
+        if run.fresh and not self._list_only:
+            # Nothing of it was there when it was listed: no look (the job looks under its
+            # lock, where anything a rival made since shows).
+            return {fr.relpath: (_NOTHING, listing[fr.relpath].size) for fr in batch}
         need: list[RemoteFile] = []
         for fr in batch:
             remote = listing[fr.relpath]

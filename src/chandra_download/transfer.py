@@ -93,6 +93,8 @@ class FileJob:
         #: Set once the file is whole and verified: (size, status, identity) it ends with.
         self._final: tuple[int, Status, tuple[str | None, str | None]] | None = None
         self._moved = False  # renamed into place (by the finisher, when handed over)
+        #: No state file was there when the lock was taken: with no parts since, none is.
+        self._stateless = False
         self._moved_st: os.stat_result | None = None  # the open file's, as moved into place
         #: Handed to the session's finisher (finisher.py): it settles the file and lets the
         #: lock go, then calls :attr:`then`; the worker must neither settle nor release it.
@@ -131,11 +133,11 @@ class FileJob:
             self._fail_local(LocalError.of(exc, self.part))
 
     def _start(self) -> Next:
-        self.dirs = self.ctx.tree.hold(self.spot, create=False)  # (let go in _release)
-        if self.seen is not None:
+        if self.seen is not None:  # (its directories are held only to be written, below)
             (disk, vouched), self.seen = self.seen, None
             self.size = vouched if self.size is None else self.size
         else:
+            self.dirs = self.ctx.tree.hold(self.spot, create=False)  # (let go in _release)
             disk = look(self.spot, self.dirs)
             if self.size is None:  # a complete local copy may tell its size without a HEAD
                 self.size = vouched_size(self.ctx, self.remote, self.fr, disk)
@@ -153,6 +155,7 @@ class FileJob:
         self._hold_to_write()
         self._lock_part()
         disk = look(self.spot, self.dirs)  # again under the lock: a rival may have finished
+        self._stateless = not disk.state_file  # (only the lock holder writes one)
         self._learn_size(disk)
         return self._act(decide(disk, self.size), disk)
 
@@ -170,6 +173,8 @@ class FileJob:
         the lock)."""
         if not self.config.repair:
             return True
+        if self.dirs is None:
+            self.dirs = self.ctx.tree.hold(self.spot, create=False)  # (let go in _release)
         try:
             self.fr.sha256 = self._check_present().finish()
         except (VerificationError, OSError):
@@ -750,7 +755,10 @@ class FileJob:
         """Flush the .part (durable before any name vouches for it) and rename it."""
         if self.config.fsync:
             flush(self.fd)
-        self._unlink(self.spot.state_name)  # before the rename: a lone full .part is contiguous
+        # Before the rename (a lone full .part is contiguous); none to remove when none was
+        # there under the lock and no parts were saved since.
+        if self.parts is not None or not self._stateless:
+            self._unlink(self.spot.state_name)
         try:
             self._rename_into_place()
         except LocalError as exc:
