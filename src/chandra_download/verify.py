@@ -117,9 +117,10 @@ class Gunzip:
     def feed(self, chunk: bytes | memoryview) -> Iterator[bytes]:
         """The inflated bytes of ``chunk`` (a generator: consume it before the next feed)."""
         self._started = self._started or bool(len(chunk))
-        data = bytes(chunk)
+        # (not copied: zlib takes any buffer, and keeps what it does not consume as bytes)
+        data: bytes | memoryview = chunk
         if self._dec.eof:  # between members, or NUL padding after the last
-            data = self._next_member(data)
+            data = self._next_member(bytes(chunk))
         while data:
             try:
                 # Bounded output: 1 MiB of zeros inflates to ~1 GB in one call otherwise.
