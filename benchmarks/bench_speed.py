@@ -404,6 +404,9 @@ def bench_medium(args, root: Path, tools: dict[str, bool]) -> dict:
                           ours(sim.url, obsids, out, "evt1"), out, expected))  # fmt: skip
         runs.append(timed("chandra-download --no-verify",
                           ours(sim.url, obsids, out, "evt1", "--no-verify"), out, expected))  # fmt: skip
+        runs.append(timed("chandra-download --no-verify --no-fsync (as curl)",
+                          ours(sim.url, obsids, out, "evt1", "--no-verify", "--no-fsync"), out,
+                          expected))  # fmt: skip
     fastest = min(r.wall for r in runs)
     print(f"\n{'tool':<46}{'wall s':>8}{'MB/s':>8}{'x fastest':>10}{'CPU s':>7}{'RSS MB':>8}  "
           "complete")  # fmt: skip
