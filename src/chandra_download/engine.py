@@ -30,6 +30,7 @@ import stat
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -125,6 +126,17 @@ class _Attempts:
 
 
 @dataclass
+class _Left:
+    """What a batch step has not passed on yet (to a file step, the finisher or the queue):
+    settled by :meth:`Engine._batch_broke` if the step breaks."""
+
+    files: deque[FileResult]
+    held: list[FileJob] = field(default_factory=list)  # to share pipelined GETs
+    ran: list[FileJob] = field(default_factory=list)  # fetched by them, to be settled
+    whole: list[FileJob] = field(default_factory=list)  # left by them, to be queued
+
+
+@dataclass
 class _ObsIdRun:
     """One ObsId's result, its rank in the order given, and how many of its files are still
     running; ``failures``/``answered`` collect the sources' listing outcomes."""
@@ -188,29 +200,34 @@ class Engine:
         self._selection, self._outdir = selection, outdir
         if not runs:
             return []
-        workers = [
-            threading.Thread(target=self._worker, daemon=True) for _ in range(self.config.jobs)
-        ]
-        if self.config.fsync and not list_only:
-            self.ctx.finisher = Finisher(depth=2 * self.config.jobs)
-        for run in runs:
-            self._start_walk(run, 0)
-        for t in workers:
-            t.start()
+        workers: list[threading.Thread] = []  # those started: a Ctrl-C may come at any point
         try:
+            if self.config.fsync and not list_only:
+                self.ctx.finisher = Finisher(depth=2 * self.config.jobs)
+            for run in runs:
+                self._start_walk(run, 0)
+            for _ in range(self.config.jobs):
+                worker = threading.Thread(target=self._worker, daemon=True)
+                worker.start()
+                workers.append(worker)
             while not self._done.wait(0.2):
                 self._tell_waits()
         except BaseException:
             self.stop.set()
             raise
         finally:
-            for _ in workers:
-                self._queue.put(_Task(_LAST, next(self._seq), None))
-            end = time.monotonic() + _STOP_GRACE if self.stop.is_set() else None
-            _join(workers, end)
-            self._close_finisher(end)
-            self.ctx.tree.close()  # (one still held closes when let go)
+            self._end_workers(workers)
         return [run.result for run in runs]
+
+    def _end_workers(self, workers: list[threading.Thread]) -> None:
+        """Tell every worker to end, join them (within the stop grace when stopping), and
+        close the finisher and the session's directories."""
+        for _ in workers:
+            self._queue.put(_Task(_LAST, next(self._seq), None))
+        end = time.monotonic() + _STOP_GRACE if self.stop.is_set() else None
+        _join(workers, end)
+        self._close_finisher(end)
+        self.ctx.tree.close()  # (one still held closes when let go)
 
     def _close_finisher(self, end: float | None) -> None:
         """Let the finisher finish what it holds (by ``end`` when stopping: a file it has not
@@ -600,28 +617,57 @@ class Engine:
         """Small files of one ObsId: each starts as in a file step, and those to fetch whole
         share pipelined GETs on one connection; what the pipeline leaves runs whole on any
         worker, one request at a time. Under ``--list``: the files described, the sizes
-        only the site can tell asked first, at once."""
-        held: list[FileJob] = []
-        seen = self._learn_sizes(run, batch, index)
-        for fr in batch:
-            self._file_step(run, fr, index, held, seen.get(fr.relpath))
+        only the site can tell asked first, at once. A bug raised here fails the files not
+        yet passed on (one line each) instead of ending the worker with the session waiting
+        for them forever."""
+        left = _Left(deque(batch))
+        try:
+            self._run_batch(run, left, index)
+        except Exception as exc:  # a bug must not hang the session
+            vlog(2, "ObsId %s: a batch of %d files broke: %r", run.result.obsid, len(batch), exc)
+            self._batch_broke(run, left, index, f"internal error: {exc!r}")
+
+    def _run_batch(self, run: _ObsIdRun, left: _Left, index: int) -> None:
+        seen = self._learn_sizes(run, list(left.files), index)
+        while left.files:
+            fr = left.files.popleft()  # (its file step settles it, or holds its job)
+            self._file_step(run, fr, index, left.held, seen.get(fr.relpath))
         if self._list_only:
             return
         source = self.sources[index]
         try:
             with self._on_site(index):
-                out = source.pipeliner.run(held, self.stop)  # type: ignore[attr-defined]
+                out = source.pipeliner.run(left.held, self.stop)  # type: ignore[attr-defined]
         except Exception as exc:  # a bug must not hang the session (nor lose the files)
             vlog(2, "pipelined GETs failed: %r", exc)
             out = Batch(
-                [j for j in held if j.fd < 0 or j.handed],
-                [j for j in held if j.fd >= 0 and not j.handed],
+                [j for j in left.held if j.fd < 0 or j.handed],
+                [j for j in left.held if j.fd >= 0 and not j.handed],
             )
-        for job in out.ran:
+        left.held = []
+        left.ran, left.whole = list(out.ran), list(out.whole)  # (each popped as passed on)
+        while left.ran:
+            job = left.ran.pop()
             if not job.handed:  # (the finisher settles those it took)
                 self._settled(run, job.fr, index)
-        for job in out.whole:
+        while left.whole:
+            job = left.whole.pop()
             self._put((run.rank, -(job.size or 0)), self._whole_step, run, job, index)
+
+    def _batch_broke(self, run: _ObsIdRun, left: _Left, index: int, reason: str) -> None:
+        """Settle what a broken batch step had not passed on yet: the files and jobs not
+        fetched fail (their locks let go), the jobs fetched end as they ended."""
+        for job in [*left.held, *left.whole]:
+            if not job.handed:  # (the finisher settles those it took)
+                job.fr.status, job.fr.reason = Status.FAILED, reason
+                job.release()
+                self._settled(run, job.fr, index)
+        for job in left.ran:
+            if not job.handed:
+                self._settled(run, job.fr, index)
+        for fr in left.files:
+            fr.status, fr.reason = Status.FAILED, reason
+            self._settled(run, fr, index)
 
     def _learn_sizes(self, run: _ObsIdRun, batch: list[FileResult], index: int) -> dict[str, Seen]:
         """What is on disk for each file of a batch and the size it vouches for; the sizes
