@@ -73,7 +73,6 @@ class FileJob:
         self.target = fr.path
         # Our temporaries live in our hidden directory, never beside the archive's names.
         self.spot = Spot.of(fr)
-        self.part, self.state_file = self.spot.part, self.spot.state
         self.size = remote.size
         #: What the caller saw on disk just before, and the size it vouched for then (the
         #: engine's batch looked already, to ask the sizes only the site can tell at once).
@@ -107,6 +106,16 @@ class FileJob:
         self.retry = RetryPolicy.for_session(
             ctx.config, ctx.stop, fr.relpath, on_retry=self._told_retry
         )
+
+    @property
+    def part(self) -> Path:
+        """The file's ``.part`` (its path, for what is said; every call goes by name)."""
+        return self.spot.part
+
+    @property
+    def state_file(self) -> Path:
+        """The file's split state (its path, for what is said)."""
+        return self.spot.state
 
     # -- deciding -------------------------------------------------------------------------
     def start(self) -> Next:

@@ -335,19 +335,27 @@ def check_relpath(relpath: str) -> str:
     Refused: empty names, absolute paths, ``..`` or ``.`` components, backslashes, NUL and other
     control characters, and drive letters; the result always stays inside the ObsId directory.
     """
-    shown = relpath.encode("unicode_escape").decode("ascii")
     if not relpath or relpath.startswith("/"):
-        raise UnsafeEntry(f"Refusing listing entry {shown!r}: absolute or empty path")
+        raise _refused(relpath, "absolute or empty path")
     if "\\" in relpath:
-        raise UnsafeEntry(f"Refusing listing entry {shown!r}: backslash in name")
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in relpath):
-        raise UnsafeEntry(f"Refusing listing entry {shown!r}: control character in name")
+        raise _refused(relpath, "backslash in name")
+    # (printable ASCII, as nearly every name is, holds none of those: no look per character)
+    ascii_clean = relpath.isascii() and relpath.isprintable()
+    if not ascii_clean and any(
+        unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in relpath
+    ):
+        raise _refused(relpath, "control character in name")
     parts = relpath.split("/")
     if any(p in ("", ".", "..") for p in parts):
-        raise UnsafeEntry(f"Refusing listing entry {shown!r}: path leaves the ObsId directory")
+        raise _refused(relpath, "path leaves the ObsId directory")
     if ":" in parts[0] and len(parts[0]) == 2:
-        raise UnsafeEntry(f"Refusing listing entry {shown!r}: drive letter")
+        raise _refused(relpath, "drive letter")
     norm = posixpath.normpath(relpath)
     if norm != relpath:
-        raise UnsafeEntry(f"Refusing listing entry {shown!r}: not a normal path")
+        raise _refused(relpath, "not a normal path")
     return relpath
+
+
+def _refused(relpath: str, why: str) -> UnsafeEntry:
+    shown = relpath.encode("unicode_escape").decode("ascii")  # (made only for the message)
+    return UnsafeEntry(f"Refusing listing entry {shown!r}: {why}")
