@@ -129,4 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    finally:
+        bs.empty_trash()  # (bs.timed moves each run's tree aside: see bench_speed.discard)

@@ -97,13 +97,34 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
+#: Output trees of finished runs, deleted when the benchmark ends (see :func:`discard`).
+TRASH = WORK / "trash"
+
+
+def discard(path: Path) -> None:
+    """Move a run's output tree aside, deleted when the benchmark ends (:func:`empty_trash`).
+
+    Deleting it at once would charge the next run for it on file systems that reuse inodes
+    lazily: ext4 without a journal (this machine's) skips inodes freed in the last minutes, so
+    every file created after thousands were deleted scans past them (``recently_deleted`` was
+    a quarter of a small-file download's CPU, and aria2c's too).
+    """
+    if path.exists():
+        TRASH.mkdir(parents=True, exist_ok=True)
+        path.rename(TRASH / f"{path.name}-{time.time_ns()}")
+
+
+def empty_trash() -> None:
+    shutil.rmtree(TRASH, ignore_errors=True)
+
+
 def timed(
     name: str, cmd: list[str], outdir: Path, expected: dict[str, int], keep: bool = False
 ) -> Run:
     """Run ``cmd`` into a fresh ``outdir`` (``keep``: into the one there, kept after: a
     re-run); wall time, peak RSS and CPU of that child alone."""
     if not keep:
-        shutil.rmtree(outdir, ignore_errors=True)
+        discard(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as usage:
         t0 = time.perf_counter()
@@ -120,7 +141,7 @@ def timed(
     print(f"  {name:<44} {wall:7.2f} s  {run.nbytes / MB / wall:7.1f} MB/s  {run.complete}",
           flush=True)  # fmt: skip
     if not keep:
-        shutil.rmtree(outdir, ignore_errors=True)
+        discard(outdir)
     return run
 
 
@@ -307,7 +328,7 @@ def bench_small(args, root: Path, tools: dict[str, bool]) -> dict:
                           ours(sim.url, obsids, out), out, expected, keep=True))  # fmt: skip
         runs.append(timed("chandra-download --list (all on disk)",
                           ours(sim.url, obsids, out, "--list"), out, expected, keep=True))  # fmt: skip
-        shutil.rmtree(out, ignore_errors=True)
+        discard(out)
         runs.append(timed("chandra-download --list (nothing on disk: HEADs)",
                           ours(sim.url, obsids, out, "--list"), out, {}))  # fmt: skip
         runs.append(timed("chandra-download --pipeline-depth 1",
@@ -318,7 +339,7 @@ def bench_small(args, root: Path, tools: dict[str, bool]) -> dict:
             runs.append(timed("aria2c -c, nothing-to-do re-run",
                               [*aria2(sim.url, expected, out, jobs, 1), "-c",
                                "--allow-overwrite=false"], out, expected, keep=True))  # fmt: skip
-            shutil.rmtree(out, ignore_errors=True)
+            discard(out)
     bound = len(expected) * args.latency / jobs  # one request per round trip, `jobs` at once
     base = runs[0].wall
     print(f"\n{'tool':<46}{'wall s':>8}{'x ours':>8}{'x bound':>9}{'CPU s':>7}{'RSS MB':>8}  "
@@ -508,9 +529,12 @@ def main(argv: list[str] | None = None) -> int:
                    "split": lambda: bench_split(args, root, tools),
                    "small": lambda: bench_small(args, root, tools),
                    "medium": lambda: bench_medium(args, root, tools)}  # fmt: skip
-    for name, fn in experiments.items():
-        if not args.only or name in args.only:
-            res[name] = fn()
+    try:
+        for name, fn in experiments.items():
+            if not args.only or name in args.only:
+                res[name] = fn()
+    finally:
+        empty_trash()
     targets(res)
     print(f"\nBenchmark time {time.perf_counter() - t0:.0f} s")
     if args.json:
