@@ -161,6 +161,8 @@ class RangedParts:
         with opened as body:
             if body.start != asked:
                 raise RangeIgnored(f"the site ignored the range (data from {body.start})")
+            if body.anew:  # (part 0's whole answer starts where asked: it is of another copy)
+                raise RangeIgnored("the file changed at the site since its parts began")
             if body.total is not None and body.total != self.size:
                 raise SourceError(f"the file changed on the site ({body.total} bytes now)")
             self._first_started()

@@ -138,12 +138,15 @@ class Body(ABC):
     where the data stops when the site honoured a bounded range, else None (it runs to the end
     of the file). A body never yields more bytes than the site announced (its
     ``Content-Length`` or ``SIZE``) or, with no announced length, than the listing's rounded
-    size allows: past that, ``read`` raises SourceError.
+    size allows: past that, ``read`` raises SourceError. ``anew`` is True when a range was
+    asked of the copy the site last described and the site sent the whole file because it
+    changed since (HTTP ``If-Range``): no range of it may join bytes already on disk.
     """
 
     start: int = 0
     total: int | None = None
     end: int | None = None
+    anew: bool = False
 
     @abstractmethod
     def read(self, n: int) -> bytes:
@@ -311,6 +314,7 @@ class WrappedBody(Body):
     def __init__(self, inner: Body) -> None:
         self.inner = inner
         self.start, self.total, self.end = inner.start, inner.total, inner.end
+        self.anew = inner.anew
 
     def __getattr__(self, name: str) -> Any:
         if name == "inner":

@@ -44,6 +44,7 @@ from .pipeline import MAX_STRIKES, Pipeliner, disjoint_groups
 from .wire import (
     check_content_range,
     content_length,
+    if_range_header,
     parse_content_range,
     parse_retry_after,
     range_header,
@@ -356,9 +357,19 @@ class HTTPSource(Source):
 
     # -- transfer -------------------------------------------------------------------------
     def open(self, f: RemoteFile, offset: int = 0, end: int | None = None) -> Body:
+        """A GET of the file; a ranged one only of the copy last described (``If-Range``):
+        a file changed since comes whole (a 200, ``body.anew``), never as a range of it."""
         wanted = range_header(offset, end)
-        resp = self._request("GET", f.url, {"Range": wanted} if wanted else None)
-        return self.answer_body(resp, f, offset, end)
+        validator = if_range_header(*self.identity(f)) if wanted else None
+        headers = {"Range": wanted} if wanted else None
+        if headers is not None and validator is not None:
+            headers["If-Range"] = validator
+        resp = self._request("GET", f.url, headers)
+        body = self.answer_body(resp, f, offset, end)
+        if validator is not None and resp.status == 200:
+            vlog(2, "%s: changed at the site since it was last described; sent whole", f.relpath)
+            body.anew = True
+        return body
 
     def answer_body(self, resp: Any, f: RemoteFile, offset: int, end: int | None) -> Body:
         """The body of the answer to a file's GET (urllib3's response, or a pipelined

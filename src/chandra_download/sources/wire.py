@@ -1,6 +1,7 @@
 """HTTP range and retry headers, parsed in one place for every source (HTTP, S3, FTP REST).
 
-``Range`` is what a client asks (:func:`range_header`), ``Content-Range`` what a server says
+``Range`` is what a client asks (:func:`range_header`; with :func:`if_range_header`, only of
+the copy it holds bytes of), ``Content-Range`` what a server says
 it sent (:func:`parse_content_range`), and :func:`check_content_range` decides whether the two
 agree; ``Retry-After`` (seconds or an HTTP-date) is read by :func:`parse_retry_after`.
 FTP's equivalent of ``Range`` is ``REST`` (:func:`rest_command`), and its reply says where
@@ -19,6 +20,7 @@ __all__ = [
     "ContentRange",
     "check_content_range",
     "content_length",
+    "if_range_header",
     "parse_content_range",
     "parse_keep_alive_max",
     "parse_retry_after",
@@ -50,6 +52,23 @@ def range_header(offset: int, end: int | None = None) -> str | None:
     if end is not None:
         return f"bytes={offset}-{end - 1}"
     return f"bytes={offset}-" if offset else None
+
+
+#: A strong entity tag (RFC 9110 8.8.3: ``"..."`` of visible characters), and a date's text.
+_STRONG_ETAG = re.compile(r'"[\x21\x23-\x7e]{0,200}"')
+_DATE_TEXT = re.compile(r"[\x20-\x7e]{1,64}")
+
+
+def if_range_header(last_modified: str | None, etag: str | None) -> str | None:
+    """The ``If-Range`` value for a ranged GET of the copy the site last described: its
+    strong ETag, else its ``Last-Modified`` when it stated no ETag at all (RFC 9110 13.1.5:
+    never a weak tag, a date only without a tag); None otherwise. A site's text that is not
+    a valid header value is never sent back."""
+    if etag:
+        tag = etag.strip()
+        return tag if _STRONG_ETAG.fullmatch(tag) else None
+    date = (last_modified or "").strip()
+    return date if _DATE_TEXT.fullmatch(date) else None
 
 
 def parse_content_range(value: str | None) -> ContentRange | None:
