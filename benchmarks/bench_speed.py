@@ -102,16 +102,28 @@ TRASH = WORK / "trash"
 
 
 def discard(path: Path) -> None:
-    """Move a run's output tree aside, deleted when the benchmark ends (:func:`empty_trash`).
+    """Delete a run's output tree, or, when it holds little data, move it aside to be deleted
+    when the benchmark ends (:func:`empty_trash`).
 
-    Deleting it at once would charge the next run for it on file systems that reuse inodes
-    lazily: ext4 without a journal (this machine's) skips inodes freed in the last minutes, so
-    every file created after thousands were deleted scans past them (``recently_deleted`` was
-    a quarter of a small-file download's CPU, and aria2c's too).
+    Deleting thousands of small files at once would charge the next run for it on file
+    systems that reuse inodes lazily: ext4 without a journal (this machine's) skips inodes
+    freed in the last minutes, so every file created after them scans past them
+    (``recently_deleted`` was a quarter of a small-file download's CPU, and of aria2c's). A
+    tree of much data is deleted at once: kept, its pages would crowd the page cache and the
+    next runs would pay for reclaiming them.
     """
-    if path.exists():
-        TRASH.mkdir(parents=True, exist_ok=True)
-        path.rename(TRASH / f"{path.name}-{time.time_ns()}")
+    if not path.exists():
+        return
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    if size > _KEEP_AT_MOST:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    TRASH.mkdir(parents=True, exist_ok=True)
+    path.rename(TRASH / f"{path.name}-{time.time_ns()}")
+
+
+#: The most data a discarded tree may hold to be moved aside rather than deleted.
+_KEEP_AT_MOST = 256e6
 
 
 def empty_trash() -> None:
