@@ -6,13 +6,14 @@ before the site's copy existed (its ``Last-Modified``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from statedir_support import ours
+from statedir_support import ours, state_text
 
 from chandra_download import download
 from chandra_download.record import MODIFIED_SLACK, PARTIAL_NOTE_LIMIT, modified_epoch
@@ -204,4 +205,55 @@ def test_over_ftp_a_large_unnoted_partial_older_than_the_sites_copy_is_fetched_a
     fr = next(f for f in res.files if f.relpath == JPG)
     assert fr.status is Status.DOWNLOADED, (fr.status, fr.reason)
     assert fr.bytes_transferred == LARGE and fr.changed is None
+    assert (out / "1843" / JPG).read_bytes() == new
+
+
+@pytest.mark.parametrize("size", [SMALL, LARGE])
+def test_a_whole_unnoted_partial_of_an_older_copy_is_not_put_in_place(tmp_path, size):
+    """A .part of full size (a run killed before its rename) holds no byte a resume would
+    compare: last written before the site's copy, it is fetched again, not moved into place."""
+    src, server = serve(tmp_path, size)
+    out = tmp_path / "out"
+    with server:
+        ours(out, 1843, JPG).write_bytes(src.read_bytes())
+        new = change_head(src)
+        fr = fetch(server, out)
+    assert fr.status is Status.DOWNLOADED, (fr.status, fr.reason)
+    assert fr.bytes_transferred == size and fr.changed is None
+    assert (out / "1843" / JPG).read_bytes() == new
+
+
+def test_a_whole_unnoted_partial_of_the_sites_copy_is_put_in_place(large, tmp_path):
+    src, server = large
+    out = tmp_path / "out"
+    ours(out, 1843, JPG).write_bytes(src.read_bytes())
+    fr = fetch(server, out)
+    assert fr.ok and fr.bytes_transferred == 0, (fr.status, fr.bytes_transferred)
+    assert (out / "1843" / JPG).read_bytes() == src.read_bytes()
+
+
+def seed_parts(out: Path, data: bytes) -> None:
+    """A split download of ``data`` killed with its first of two parts done and the second
+    half done: a .part with a hole, and its state; no note of whose copy it holds."""
+    size, half = len(data), len(data) // 2
+    part = ours(out, 1843, JPG)
+    with open(part, "wb") as fh:
+        fh.write(data[: half // 2])
+        fh.seek(half)
+        fh.write(data[half : half + half // 2])
+    text = json.dumps({"size": size, "parts": [[0, half, half // 2], [half, size, half // 2]]})
+    ours(out, 1843, JPG, "state").write_text(state_text(JPG, text))
+
+
+@pytest.mark.parametrize("changed", [True, False])
+def test_unnoted_parts_of_an_older_copy_are_fetched_again(large, tmp_path, changed):
+    """Parts a killed run wrote, with no note (lost), last written before the site's copy:
+    fetched again from byte 0; written after it, resumed part by part as before."""
+    src, server = large
+    out = tmp_path / "out"
+    seed_parts(out, src.read_bytes())
+    new = change_head(src) if changed else src.read_bytes()
+    fr = fetch(server, out, jobs=2, split_threshold=256 * 1024)
+    assert fr.ok, (fr.status, fr.reason)
+    assert fr.bytes_transferred == (LARGE if changed else LARGE - 2 * (LARGE // 4))
     assert (out / "1843" / JPG).read_bytes() == new

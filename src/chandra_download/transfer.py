@@ -254,12 +254,13 @@ class FileJob:
         self.fr.local_size = d.offset
         if d.action is Action.ADOPT:
             return self._adopt()
-        if d.action is Action.PARTS:
+        unknown = d.action is not Action.FETCH and self._of_unknown_copy(d)
+        if d.action is Action.PARTS and not unknown:
             assert isinstance(disk.state, PartsState)  # PARTS: a usable state is there
             self.parts, self.resumed = self._ranged(disk.state), True
             vlog(2, "%s: resuming %d part(s)", self.fr.relpath, len(self.parts.pending))
             return self._go_parts()
-        if d.action is Action.FETCH or self._of_unknown_copy(d):
+        if d.action is Action.FETCH or unknown:
             os.ftruncate(self.fd, 0)  # a .part we cannot use may have holes
             self._unlink(self.spot.state_name)
             d = Decision(Action.FETCH)
@@ -285,17 +286,21 @@ class FileJob:
     def _of_unknown_copy(self, d: Decision, mtime: float | None = None) -> bool:
         """A partial file with no note of whose copy it holds (a killed run's, CIAO's or
         wget's leftover, a note lost) and no content check to catch bytes of an older copy
-        before the resume point (issue 20.9), at a site stating an identity: a small one
-        (below PARTIAL_NOTE_LIMIT) is fetched again from byte 0; a large one when it was
-        last written (``mtime``; the .part's by default) before the site's copy existed."""
-        if d.action not in (Action.RESUME, Action.ADOPT) or d.offset <= OVERLAP:
+        (issue 20.9), at a site stating an identity: fetched again from byte 0 when it was
+        last written (``mtime``; the .part's by default) before the site's copy existed;
+        and always when it is to be resumed from its end and small (below
+        PARTIAL_NOTE_LIMIT: only the bytes near the resume point are compared)."""
+        resume = d.action in (Action.RESUME, Action.ADOPT)
+        if not (resume or d.action in (Action.PARTS, Action.FINISH)) or d.offset <= OVERLAP:
             return False  # (a resume at most OVERLAP in starts at byte 0 anyway)
         if content_checks(self.fr.relpath, self.config.verify_checksums):
             return False  # bytes of another copy fail its check at the end
         if not (self.fr.last_modified or self.fr.etag) or partial_noted(self.fr):
             return False  # (a site stating none: nothing could match, as for a large file)
-        if (self.size or self.remote.best_size) >= PARTIAL_NOTE_LIMIT:
-            return self._older_than_site(os.fstat(self.fd).st_mtime if mtime is None else mtime)
+        if self._older_than_site(os.fstat(self.fd).st_mtime if mtime is None else mtime):
+            return True
+        if not resume or (self.size or self.remote.best_size) >= PARTIAL_NOTE_LIMIT:
+            return False
         vlog(
             2,
             "%s: nothing says whose copy its partial file holds; fetching it from the start",
