@@ -73,7 +73,7 @@ def measure(name: str, cmd: list[str], out: Path, expected: dict[str, int], reru
     cost = Cost(name, len(expected), run.wall, run.cpu, complete=run.complete)
     if traced:
         if not rerun:
-            shutil.rmtree(out, ignore_errors=True)
+            bs.discard(out)  # (moved aside: deleting it now would charge the next creates)
             out.mkdir(parents=True)
         counts = strace_counts(cmd, out)
         if counts:
@@ -111,6 +111,27 @@ def show(costs: list[Cost], start: Cost) -> None:
               f"  {c.complete}")  # fmt: skip
 
 
+def run_all(args: argparse.Namespace, root: Path, obsids: list[int], expected: dict[str, int],
+            out: Path, traced: bool) -> tuple[Cost, list[Cost]]:  # fmt: skip
+    """The start-up, then each command's download and nothing-to-do re-run."""
+    costs: list[Cost] = []
+    start = startup(traced)
+    with Simulator(root, ["--latency", str(args.latency)]) as sim:
+        mine = ours(sim.url, obsids, out)
+        costs.append(measure("chandra-download (download)", mine, out, expected, False, traced))
+        costs.append(measure("chandra-download (nothing-to-do re-run)", mine, out, expected,
+                             True, traced))  # fmt: skip
+        if shutil.which("aria2c") and not args.no_aria2c:
+            bs.discard(out)
+            cmd = aria2(sim.url, expected, out, 8, 1)
+            costs.append(measure("aria2c -j 8 -x 1 (download)", cmd, out, expected, False, traced))
+            again = [*cmd, "-c", "--allow-overwrite=false"]
+            costs.append(measure("aria2c -c (nothing-to-do re-run)", again, out, expected, True,
+                                 traced))  # fmt: skip
+    bs.discard(out)
+    return start, costs
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="12 ObsIds instead of 60")
@@ -128,25 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     expected = expected_files(root, obsids)
     print(f"Machine: {bs.machine()}\nSmall files: {len(obsids)} ObsIds, {len(expected)} files; "
           f"{args.latency * 1000:.0f} ms round trip", flush=True)  # fmt: skip
-    link = ["--latency", str(args.latency)]
     out = bs.WORK / "out-cpu"
-    shutil.rmtree(out, ignore_errors=True)
+    bs.discard(out)
     cache_bytecode()
-    costs: list[Cost] = []
-    start = startup(traced)
-    with Simulator(root, link) as sim:
-        mine = ours(sim.url, obsids, out)
-        costs.append(measure("chandra-download (download)", mine, out, expected, False, traced))
-        costs.append(measure("chandra-download (nothing-to-do re-run)", mine, out, expected,
-                             True, traced))  # fmt: skip
-        if shutil.which("aria2c") and not args.no_aria2c:
-            shutil.rmtree(out, ignore_errors=True)
-            cmd = aria2(sim.url, expected, out, 8, 1)
-            costs.append(measure("aria2c -j 8 -x 1 (download)", cmd, out, expected, False, traced))
-            again = [*cmd, "-c", "--allow-overwrite=false"]
-            costs.append(measure("aria2c -c (nothing-to-do re-run)", again, out, expected, True,
-                                 traced))  # fmt: skip
-    shutil.rmtree(out, ignore_errors=True)
+    try:
+        start, costs = run_all(args, root, obsids, expected, out, traced)
+    finally:
+        bs.empty_trash()  # every run's tree, deleted once all are measured
     show(costs, start)
     if args.json:
         args.json.write_text(json.dumps([asdict(c) for c in [start, *costs]], indent=1))

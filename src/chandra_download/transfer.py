@@ -163,7 +163,7 @@ class FileJob:
         # through those descriptors: a symlink planted since the listing is never followed.
         self._hold_to_write()
         self._lock_part()
-        disk = look(self.spot, self.dirs)  # again under the lock: a rival may have finished
+        disk = look(self.spot, self._dirs())  # again under the lock: a rival may have finished
         self._stateless = not disk.state_file  # (only the lock holder writes one)
         self._learn_size(disk)
         return self._act(decide(disk, self.size), disk)
