@@ -142,3 +142,30 @@ def test_a_file_journaled_without_its_sha256_is_read_back_at_the_fold(tmp_path):
     assert {fr.relpath: recs[fr.relpath].sha256 for fr in files} == {
         fr.relpath: hashlib.sha256(fr.path.read_bytes()).hexdigest() for fr in files
     }
+
+
+def test_the_sessions_fold_does_not_parse_again_a_record_the_run_loaded(tmp_path, monkeypatch):
+    """A re-run's end: the records each ObsId's run loaded are not read and parsed again,
+    and a present file whose entry is unchanged is kept as the same entry (no copy made)."""
+    files = _files(tmp_path)
+    book = RecordBook()
+    _journal_all(book, files)
+    record_session(tmp_path, [ObsIdResult(OBSID, found=True, files=files)], True, False)
+    before = record_path(tmp_path, OBSID).read_text()
+
+    recorded = load(tmp_path, OBSID)
+    present = _files(tmp_path, Status.PRESENT)  # (the same bytes written again...)
+    for fr in present:
+        os.utime(fr.path, ns=(0, recorded[fr.relpath].mtime_ns))  # (...and their mtime)
+    book = RecordBook()
+    entries = [book.get(fr) for fr in present]  # what the run's lookups load
+    assert all(entries)
+    parsed = []
+    real = record._parse
+    monkeypatch.setattr(record, "_parse", lambda text: parsed.append(1) or real(text))
+    made = []
+    real_replace = record.replace
+    monkeypatch.setattr(record, "replace", lambda *a, **k: made.append(1) or real_replace(*a, **k))
+    record_session(tmp_path, [ObsIdResult(OBSID, found=True, files=present)], True, False, book)
+    assert parsed == [] and made == []
+    assert record_path(tmp_path, OBSID).read_text() == before

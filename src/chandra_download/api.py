@@ -212,7 +212,7 @@ def download(
         with shown(rep) if reporter is None else nullcontext():
             items = engine.run(ids, selection, Path(outdir), list_only=list_only)
     if not list_only:
-        record_session(Path(outdir), items, cfg.verify_checksums, cfg.fsync)
+        record_session(Path(outdir), items, cfg.verify_checksums, cfg.fsync, engine.ctx.records)
         say_changed(items)
     settle_superseded(items, Path(outdir), prune_superseded, list_only)
     if manifest is not None:

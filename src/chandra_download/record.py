@@ -269,7 +269,9 @@ def entry_for(fr: FileResult, verify: bool, old: FileRecord | None) -> FileRecor
     if fr.status is Status.PRESENT and old is not None and old.describes(fr.path):
         # Present after the site was asked (its date had moved, its identity had not): the
         # listing's new date is the one to compare with next time.
-        return replace(old, listed_date=fr.listed_date or old.listed_date)
+        if not fr.listed_date or fr.listed_date == old.listed_date:
+            return old  # (the same entry: a re-run of 2,220 files made as many copies)
+        return replace(old, listed_date=fr.listed_date)
     try:
         st = os.lstat(fr.path)
         digest = fr.sha256
@@ -300,15 +302,24 @@ def _record_of(fr: FileResult, verify: bool, st: os.stat_result, digest: str | N
     )
 
 
-def record_session(outdir: Path, results: Iterable, verify: bool, fsync: bool = True) -> None:
+def record_session(
+    outdir: Path,
+    results: Iterable,
+    verify: bool,
+    fsync: bool = True,
+    book: RecordBook | None = None,
+) -> None:
     """After a download: record every complete file of every ObsId (merged into what is on
-    disk); a record that cannot be written is said, never fatal."""
+    disk); a record that cannot be written is said, never fatal. ``book``: the session's
+    records, whose ObsIds loaded during the run are not parsed again (the merge that writes
+    re-reads the record in any case)."""
     for r in results:
         if not r.found or not any(fr.ok for fr in r.files):
             continue  # nothing to record (and a tree we cannot write is told by its files)
         journal = journal_path(outdir, r.obsid)
         journaled, seen = _read_journal(journal)
-        old = {**_load_record(outdir, r.obsid), **journaled}
+        loaded = book.loaded(r.files[0]) if book is not None else None
+        old = {**(_load_record(outdir, r.obsid) if loaded is None else loaded), **journaled}
         changes: dict[str, FileRecord | None] = dict(journaled)  # folded into the record
         for fr in r.files:
             if _journaled_now(fr, journaled.get(fr.relpath)):
@@ -419,6 +430,11 @@ class RecordBook:
                 self._cache[key] = load(Path(key[0]), fr.obsid)
             rec = self._cache[key].get(fr.relpath)
         return rec if rec is not None and rec.describes(fr.path) else None
+
+    def loaded(self, fr: FileResult) -> dict[str, FileRecord] | None:
+        """The record of ``fr``'s ObsId as this session loaded it (None: not loaded)."""
+        with self._lock:
+            return self._cache.get((_outdir_text(fr), fr.obsid))
 
     def changed(self, fr: FileResult, size: int | None) -> str | None:
         """Why the local copy of ``fr`` is an older copy than the archive's, or None."""
