@@ -34,6 +34,10 @@ class _Absent(Exception):
     """A directory on the way does not exist: what is below it is ours to create."""
 
 
+#: A chain with a directory missing (see :meth:`_Scan.chain`).
+_ABSENT = object()
+
+
 class _Unusual(Exception):
     """Something the scan does not judge: ``unsafe_target`` does."""
 
@@ -44,6 +48,8 @@ class _Scan:
     def __init__(self) -> None:
         self._kinds: dict[str, str] = {}  # directory path -> "dir", "link" or "missing"
         self._entries: dict[str, dict[str, os.DirEntry[str]]] = {}
+        # Directory names -> their path, or why there is none (each chain walked once).
+        self._chains: dict[tuple[str, ...], str | int | object] = {}  # int: a _Link's depth
 
     def kind(self, path: str) -> str:
         if path not in self._kinds:
@@ -62,7 +68,23 @@ class _Scan:
 
     def chain(self, outdir: str, names: list[str]) -> str:
         """The directory ``outdir/names...``, each step looked at without following links;
-        raises _Absent when one is missing, returns a symlink's message when one is."""
+        raises _Absent when one is missing, _Link when one is a symlink."""
+        known = self._chains.get(key := tuple(names))
+        if known is None:
+            try:
+                known = self._walk(outdir, names)
+            except _Absent:
+                known = _ABSENT
+            except _Link as link:
+                known = link.depth
+            self._chains[key] = known
+        if isinstance(known, int):
+            raise _Link(known)
+        if not isinstance(known, str):  # (_ABSENT)
+            raise _Absent()
+        return known
+
+    def _walk(self, outdir: str, names: list[str]) -> str:
         path = outdir
         for depth, name in enumerate(names, 1):
             path = os.path.join(path, name)
@@ -111,20 +133,21 @@ def scan_targets(top: Path, relpaths: Iterable[str]) -> TargetScan:
     """The problems of :func:`unsafe_targets`, and which files have nothing of ours."""
     scan = _Scan()
     out = TargetScan()
+    outdir = str(top.parent)
     for relpath in relpaths:
-        path = top / relpath
         try:
-            out.problems[relpath], bare = _problem(scan, Spot(top.parent, top.name, relpath), path)
+            spot = Spot(top.parent, top.name, relpath)
+            out.problems[relpath], bare = _problem(scan, spot, outdir)
         except _Unusual:
-            out.problems[relpath], bare = unsafe_target(top, path), False
+            out.problems[relpath], bare = unsafe_target(top, top / relpath), False
         if bare:
             out.bare.add(relpath)
     return out
 
 
-def _problem(scan: _Scan, spot: Spot, path: Path) -> tuple[str | None, bool]:
-    """(Why writing the file is refused or None, whether nothing of ours is there)."""
-    outdir = str(spot.outdir)
+def _problem(scan: _Scan, spot: Spot, outdir: str) -> tuple[str | None, bool]:
+    """(Why writing the file is refused or None, whether nothing of ours is there);
+    ``outdir``: ``spot.outdir`` as text."""
     folders: list[str | None] = []
     for dirs in (spot.target_dirs, spot.partial_dirs):
         try:
@@ -133,7 +156,7 @@ def _problem(scan: _Scan, spot: Spot, path: Path) -> tuple[str | None, bool]:
             folders.append(None)  # nothing below exists: nothing there to refuse
         except _Link as link:
             directory = spot.outdir.joinpath(*dirs[: link.depth])
-            return f"refusing to write {path}: {directory} is a symlink", False
+            return f"refusing to write {spot.target}: {directory} is a symlink", False
     target_dir, partial_dir = folders
     named: list[tuple[str | None, str, str]] = [(target_dir, spot.name, "")]
     if partial_dir is not None:
@@ -147,18 +170,18 @@ def _problem(scan: _Scan, spot: Spot, path: Path) -> tuple[str | None, bool]:
     for folder, name, which in named:
         if folder is None:
             continue
-        if len(os.fsencode(name)) > _NAME_MAX:
-            raise _Unusual()
+        if len(name) > _NAME_MAX // 4 and len(os.fsencode(name)) > _NAME_MAX:
+            raise _Unusual()  # (4 bytes at most per character: a shorter name fits)
         entry = scan.entries(folder).get(name)
         if entry is None:
             continue
         bare = bare and not which  # (the file itself may be there; a temporary may not)
         try:
             if entry.is_symlink():
-                return f"refusing to write {_shown(spot, path, which)}: it is a symlink", False
+                return f"refusing to write {_shown(spot, which)}: it is a symlink", False
             if not entry.is_file(follow_symlinks=False):
                 why = "it is not a regular file"
-                return f"refusing to write {_shown(spot, path, which)}: {why}", False
+                return f"refusing to write {_shown(spot, which)}: {why}", False
         except OSError as exc:
             if exc.errno == errno.ENOENT:
                 continue  # gone since the scan
@@ -166,6 +189,6 @@ def _problem(scan: _Scan, spot: Spot, path: Path) -> tuple[str | None, bool]:
     return None, bare
 
 
-def _shown(spot: Spot, path: Path, which: str) -> Path:
+def _shown(spot: Spot, which: str) -> Path:
     """The name refused, as ``unsafe_target`` says it."""
-    return getattr(spot, which) if which else path
+    return getattr(spot, which) if which else spot.target
