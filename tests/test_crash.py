@@ -33,6 +33,7 @@ from crash_support import (
     run,
     serve,
     spawn,
+    tree,
 )
 from statedir_support import ours
 
@@ -76,8 +77,20 @@ def kill_repeatedly(cmds: list[list[str]], out: Path, total: int, seed: int, kil
         before = disk_bytes(out)
         most = max(2, min(total // (2 * kills), (total - before) // 2))
         proc = spawn(cmds[i % len(cmds)])
-        killed += kill_once_written(proc, out, before + rng.randint(1, most))
+        if kill_once_written(proc, out, before + rng.randint(1, most)):
+            killed += 1
+        else:
+            _take_a_file_away(out, rng)
     return killed
+
+
+def _take_a_file_away(out: Path, rng: random.Random) -> None:
+    """A run ended before its kill (it had less left to write than its kill waited for, as
+    when it only had whole partial files to move into place): one seeded complete file goes,
+    so that the next runs have bytes to write while they are killed."""
+    done = sorted(tree(out / str(OBSID)).values())
+    if done:
+        rng.choice(done).unlink()
 
 
 # -- seeded SIGKILLs at random moments --------------------------------------------------------

@@ -256,8 +256,19 @@ class _CountingReporter(Reporter):
             self.held.append(len(self.engine.ctx.tree))
 
 
-def _open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+def _open_fds(below: Path | None = None) -> int:
+    """Descriptors open in this process (``below``: only those of paths under it, so that
+    other tests' descriptors closed meanwhile by the garbage collector do not count)."""
+    if below is None:
+        return len(os.listdir("/proc/self/fd"))
+    held = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # (the listing's own descriptor, closed by now)
+        held += target == str(below) or target.startswith(str(below) + os.sep)
+    return held
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
@@ -267,7 +278,7 @@ def test_directory_descriptors_are_closed_per_obsid_and_at_the_end(tmp_path: Pat
     config = SessionConfig(retries=1, backoff=0.01, timeout=5.0, jobs=4)
     engine = Engine([MemorySource(range(1000, 2000))], config, reporter)
     reporter.engine = engine
-    before = _open_fds()
+    assert _open_fds(tmp_path) == 0
     results = engine.run(obsids, Selection(None, None), tmp_path)
     assert all(fr.status is Status.DOWNLOADED for r in results for fr in r.files)
     assert sum(len(r.files) for r in results) == len(obsids) * len(FILES)
@@ -276,7 +287,7 @@ def test_directory_descriptors_are_closed_per_obsid_and_at_the_end(tmp_path: Pat
     # waiting, 8 in batches), 5 directories each; after the run: none left open.
     assert max(reporter.held) < 5 * 4 * 5 + 3 + 1, max(reporter.held)
     assert len(engine.ctx.tree) == 0
-    assert _open_fds() == before
+    assert _open_fds(tmp_path) == 0
 
 
 def test_a_descriptor_held_by_a_file_outlives_forget_and_close(tmp_path: Path) -> None:
@@ -313,7 +324,7 @@ def test_a_finisher_outliving_a_stopped_session_renames_through_its_own_director
 
     monkeypatch.setattr("chandra_download.finisher._crashpoint.delay", held_up)
     monkeypatch.setattr(Engine, "_tell_waits", ctrl_c_once_held_up)
-    before = _open_fds()
+    before = _open_fds(tmp_path)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path)
     finishers = [t for t in threading.enumerate() if t.name.startswith("finisher-")]
@@ -323,7 +334,9 @@ def test_a_finisher_outliving_a_stopped_session_renames_through_its_own_director
     for rel, data in FILES.items():
         assert (tmp_path / str(OBSID) / rel).read_bytes() == data, rel
         assert not ours(tmp_path, OBSID, rel).exists(), rel
-    assert _open_fds() == before  # each file let its directories go; the last one closed them
+    assert (
+        _open_fds(tmp_path) == before
+    )  # each file let its directories go; the last one closed them
 
 
 def _a_partial_left(out: Path) -> Path:
@@ -383,8 +396,8 @@ def test_a_stop_after_the_lock_lets_the_lock_and_directories_go(
 
     monkeypatch.setattr(transfer.FileJob, "_learn_size", stopped_under_the_lock)
     monkeypatch.setattr(MemorySource, "list_obsid", _only("c.txt", MemorySource.list_obsid))
-    before = _open_fds()
+    before = _open_fds(tmp_path)
     fr = _files(_run(tmp_path))["c.txt"]
     assert fr.status is Status.INTERRUPTED and len(calls) == 2
     assert not ours(tmp_path, OBSID, "c.txt").exists()
-    assert _open_fds() == before
+    assert _open_fds(tmp_path) == before
