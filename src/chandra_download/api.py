@@ -19,7 +19,7 @@ from .errors import SourceError
 from .filetypes import DESCRIPTIONS, SELECTIONS, Selection
 from .log import LOGGER
 from .obsids import validate_obsids
-from .progress import Reporter, shown
+from .progress import Reporter, guarded, shown
 from .record import record_session, say_changed
 from .results import Results
 from .revisions import settle_superseded
@@ -295,7 +295,7 @@ def _start_reporter(
     reporter: Reporter | None, progress: bool | None, ids: list[int], is_mirror: bool
 ) -> Reporter:
     """The caller's reporter, else the automatic one, told the session is beginning."""
-    rep = reporter or _auto_reporter(progress, is_mirror)
+    rep = guarded(reporter) if reporter is not None else _auto_reporter(progress, is_mirror)
     if hasattr(rep, "begin"):  # optional: duck-typed reporters need only the engine's events
         rep.begin(ids, is_mirror)
     return rep

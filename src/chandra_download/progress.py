@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
+from typing import cast
 
 from .log import LOGGER, vlog
 from .output import KB, MB, busy_time, obsid_block
@@ -240,3 +241,46 @@ def shown(rep: object) -> AbstractContextManager[object]:
     """``with shown(rep):`` draws a live display (a reporter with ``__enter__`` and
     ``__exit__``) for the block's duration; any other reporter needs no context."""
     return rep if isinstance(rep, AbstractContextManager) else nullcontext()
+
+
+class _Guarded:
+    """A caller's reporter whose failures never stop a session: an exception raised by any
+    of its events is said once, in one line, and the event dropped; the files go on (a raise
+    from ``file_done`` left the session waiting for a file it had counted out)."""
+
+    def __init__(self, inner: object) -> None:
+        self._inner = inner
+        self._said = False
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> object:
+        attr = getattr(self._inner, name)  # (AttributeError: an optional event it lacks)
+        if not callable(attr):
+            return attr
+
+        def event(*args: object, **kwargs: object) -> object:
+            try:
+                return attr(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - the caller's code, any bug
+                self._failed(name, exc)
+                return None
+
+        setattr(self, name, event)  # (made once per event: file_bytes comes per chunk)
+        return event
+
+    def _failed(self, name: str, exc: Exception) -> None:
+        with self._lock:
+            if self._said:
+                return
+            self._said = True
+        vlog(
+            0, "the progress reporter failed in %s (%r); its later failures are not said", name, exc
+        )
+
+
+def guarded(reporter: Reporter) -> Reporter:
+    """``reporter`` behind :class:`_Guarded` when it is a caller's own (its class is not
+    this package's); ours are returned as they are."""
+    if type(reporter).__module__.split(".")[0] == __name__.split(".")[0]:
+        return reporter
+    return cast(Reporter, _Guarded(reporter))
