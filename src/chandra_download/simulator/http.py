@@ -291,7 +291,7 @@ class _Server(ThreadingHTTPServer):
 
     def finish_request(self, request, client_address) -> None:
         sim = self.sim
-        sim.stats.connection_opened()
+        sim.stats.connection_opened(sim._ended_by_clients())
         sim._track(request, True)
         try:
             if sim._ssl_context is not None:
@@ -401,6 +401,25 @@ class ArchiveHTTPServer:
         except (OSError, RuntimeError):
             return None
         return path if real == self.root or self.root in real.parents else None
+
+    def _ended_by_clients(self) -> int:
+        """Plain connections whose client has closed its end while their thread here has
+        not yet noticed (under load it may lag behind the client's next connection)."""
+        with self._live_lock:
+            live = [s for s in self._live if type(s) is socket.socket and s.fileno() >= 0]
+        try:  # (readable first: a socket with a timeout would wait in recv for data)
+            readable = select.select(live, [], [], 0)[0] if live else []
+        except (OSError, ValueError):
+            return 0  # (one closed meanwhile: no correction this time)
+        ended = 0
+        for sock in readable:
+            try:
+                ended += sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                ended += 1  # reset: gone too
+        return ended
 
     def _track(self, sock, add: bool) -> None:
         with self._live_lock:

@@ -270,11 +270,15 @@ class ServerStats:
         with self._lock:
             self.bytes_sent += n
 
-    def connection_opened(self) -> None:
+    def connection_opened(self, ended: int = 0) -> None:
+        """Count a connection accepted; ``ended``: of those still counted, how many the
+        client has closed already (their server thread has not seen it yet): they are not
+        open at the client, so they do not count in the peak."""
         with self._lock:
             self.connections_opened += 1
             self.current_connections += 1
-            self.peak_connections = max(self.peak_connections, self.current_connections)
+            open_now = self.current_connections - ended
+            self.peak_connections = max(self.peak_connections, open_now)
 
     @contextmanager
     def answering(self) -> Iterator[None]:

@@ -1,0 +1,47 @@
+"""The HTTP simulator's peak of open connections counts what clients hold open: a
+connection its client has closed is not counted against the next one, even while the
+server's thread has not yet seen the close (under load it lags; tests bound clients by it)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+from chandra_download.simulator import http as sim_http
+from chandra_download.simulator.http import ArchiveHTTPServer
+
+
+def _wait(cond, seconds: float = 10.0) -> bool:
+    end = time.monotonic() + seconds
+    while not cond():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_the_peak_counts_the_connections_clients_hold(archive_root, monkeypatch):
+    gate = threading.Event()
+    real = sim_http._Handler.handle
+
+    def lagging(self):  # the server's threads held up, as under load: closes not yet seen
+        gate.wait(30)
+        real(self)
+
+    monkeypatch.setattr(sim_http._Handler, "handle", lagging)
+    with ArchiveHTTPServer(archive_root) as server:
+        stats = server.stats
+        held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(3)]
+        assert _wait(lambda: stats.connections_opened == 3)
+        assert stats.peak_connections == 3
+        held.pop().close()
+        held.append(socket.create_connection(("127.0.0.1", server.port)))
+        assert _wait(lambda: stats.connections_opened == 4)
+        assert stats.peak_connections == 3  # three open at the client, never four
+        held.append(socket.create_connection(("127.0.0.1", server.port)))
+        assert _wait(lambda: stats.connections_opened == 5)
+        assert stats.peak_connections == 4
+        for s in held:
+            s.close()
+        gate.set()
