@@ -154,9 +154,12 @@ class _HandlerMixin:
         with self.owner.stats.lock:
             self.owner.stats.logins += 1
 
-    def on_login_failed(self, username: str, password: str) -> None:
+    def handle_auth_failed(self, msg: str, password: str) -> None:
+        # Counted here, before the 530 goes out: pyftpdlib's on_login_failed runs after it,
+        # so a client could see the refusal before the count (a test's race under load).
         with self.owner.stats.lock:
             self.owner.stats.failed_logins += 1
+        super().handle_auth_failed(msg, password)  # type: ignore[misc]  # (a mixin)
 
     def process_command(self, cmd: str, *args: Any, **kwargs: Any) -> None:
         link = self.owner.link
