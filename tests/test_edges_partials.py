@@ -13,23 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from partial_support import JPG, change_head, fetch, serve
 from statedir_support import ours, state_text
 
 from chandra_download import download
 from chandra_download.record import MODIFIED_SLACK, PARTIAL_NOTE_LIMIT, modified_epoch
-from chandra_download.results import FileResult, Status
+from chandra_download.results import Status
 from chandra_download.simulator import ArchiveHTTPServer, generate_archive, iter_files
 
-JPG = "primary/acisf01843N005_full_img2.jpg"
 SMALL = 400_000  # below PARTIAL_NOTE_LIMIT: no note when its bytes begin
 KEEP = 300_000  # the partial file: far past the 16 KiB overlap a resume compares
-
-
-def serve(tmp_path: Path, size: int) -> tuple[Path, ArchiveHTTPServer]:
-    root = generate_archive(
-        tmp_path / "archive", {1843: "acis"}, scale=0.05, sizes={"full_img": size}
-    )
-    return dict(iter_files(root, 1843))[JPG], ArchiveHTTPServer(root)
 
 
 @pytest.fixture
@@ -37,21 +30,6 @@ def small(tmp_path: Path) -> Iterator[tuple[Path, ArchiveHTTPServer]]:
     src, server = serve(tmp_path, SMALL)
     with server:
         yield src, server
-
-
-def change_head(src: Path) -> bytes:
-    """The archive's copy changes its first 100 bytes (same size) and its date, a day on."""
-    new = bytearray(src.read_bytes())
-    new[:100] = bytes(100)
-    src.write_bytes(bytes(new))
-    st = src.stat()
-    os.utime(src, (st.st_atime, st.st_mtime + 86400))
-    return bytes(new)
-
-
-def fetch(server: ArchiveHTTPServer, out: Path, **kw: object) -> FileResult:
-    res = download(1843, ["full_img"], mirror=server.base_url, outdir=out, status=False, **kw)
-    return next(f for f in res.files if f.relpath == JPG)
 
 
 def test_a_small_hard_linked_leftover_of_an_old_copy_is_fetched_from_the_start(small, tmp_path):

@@ -3,46 +3,27 @@ check (a jpg): changed at the site with the same size, it is never completed wit
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from partial_support import JPG, change_head, fetch, serve
 from statedir_support import ours
 
-from chandra_download import download
 from chandra_download.record import PARTIAL_NOTE_LIMIT
-from chandra_download.results import FileResult, Status
-from chandra_download.simulator import ArchiveHTTPServer, Fault, generate_archive, iter_files
+from chandra_download.results import Status
+from chandra_download.simulator import ArchiveHTTPServer, Fault
 from chandra_download.stream import OVERLAP
 
-JPG = "primary/acisf01843N005_full_img2.jpg"
 SIZE = 400_000  # below PARTIAL_NOTE_LIMIT: no note when its bytes begin
 KEEP = 300_000  # the partial file: far past the 16 KiB overlap the resume compares
 
 
 @pytest.fixture
 def archive(tmp_path: Path) -> Iterator[tuple[Path, ArchiveHTTPServer]]:
-    root = generate_archive(
-        tmp_path / "archive", {1843: "acis"}, scale=0.05, sizes={"full_img": SIZE}
-    )
-    with ArchiveHTTPServer(root) as server:
-        yield dict(iter_files(root, 1843))[JPG], server
-
-
-def change_head(src: Path) -> bytes:
-    """The archive's copy changes its first 100 bytes (same size) and its date."""
-    new = bytearray(src.read_bytes())
-    new[:100] = bytes(100)
-    src.write_bytes(bytes(new))
-    st = src.stat()
-    os.utime(src, (st.st_atime, st.st_mtime + 86400))
-    return bytes(new)
-
-
-def fetch(server: ArchiveHTTPServer, out: Path, **kw: object) -> FileResult:
-    res = download(1843, ["full_img"], mirror=server.base_url, outdir=out, status=False, **kw)
-    return next(f for f in res.files if f.relpath == JPG)
+    src, server = serve(tmp_path, SIZE)
+    with server:
+        yield src, server
 
 
 @pytest.mark.parametrize("where", ["part", "final"])
