@@ -11,27 +11,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from partial_support import JPG, serve  # (a jpg: no content check, only If-Range can tell)
 from statedir_support import ours
 
 from chandra_download import download
 from chandra_download.results import FileResult, Status
-from chandra_download.simulator import ArchiveHTTPServer, generate_archive, iter_files
+from chandra_download.simulator import ArchiveHTTPServer
 from chandra_download.sources import http as http_mod
 from chandra_download.sources.base import WrappedBody
 from chandra_download.sources.wire import if_range_header
 
-JPG = "primary/acisf01843N005_full_img2.jpg"  # no content check: only If-Range can tell
 SIZE = 1_500_000
 KEEP = 1_200_000
 
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[tuple[Path, ArchiveHTTPServer]]:
-    root = generate_archive(
-        tmp_path / "archive", {1843: "acis"}, scale=0.05, sizes={"full_img": SIZE}
-    )
-    with ArchiveHTTPServer(root) as server:
-        yield dict(iter_files(root, 1843))[JPG], server
+    src, server = serve(tmp_path, SIZE)
+    with server:
+        yield src, server
 
 
 def change(src: Path) -> bytes:
