@@ -48,12 +48,17 @@ def _checked(rel: str) -> bool:
 def test_a_nothing_to_do_rerun_sends_no_head(
     server: ArchiveHTTPServer, root: Path, tmp_path: Path
 ) -> None:
-    assert download(OBSID, mirror=server.base_url, outdir=tmp_path, **FAST).ok
+    first = download(OBSID, mirror=server.base_url, outdir=tmp_path, **FAST)
+    assert first.ok
+    # (a pipeline run one gave up on, slowed under load, is counted when read here)
+    assert server.wait_idle()
     before, gets = _heads(server), _file_gets(server)
+    assert gets >= len(first.files)
     again = download(OBSID, mirror=server.base_url, outdir=tmp_path, **FAST)
     assert again.ok and all(f.status is Status.PRESENT for f in again.files)
+    assert server.wait_idle()
     assert _heads(server) == before  # the records vouch for every file
-    assert _file_gets(server) == gets == len(again.files)  # each file fetched once, in run one
+    assert _file_gets(server) == gets  # and no file is fetched again
     # --list too
     out = tmp_path
     rc = cli.main([str(OBSID), "-m", server.base_url, "--outdir", str(out), "--list", "-q"])

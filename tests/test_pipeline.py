@@ -139,6 +139,29 @@ def _small_files(source_files) -> list[str]:
     return sorted(rel for rel, p in source_files(OBSID).items() if p.stat().st_size < 100_000)
 
 
+def test_a_slow_answer_read_whole_is_kept_not_fetched_again(
+    archive_root, source_files, tmp_path, caplog
+):
+    """Pipelining goes off when an answer comes slowly, but the answers read whole, the slow
+    one included, are good (only answers out of order are not trusted): written, not asked
+    for again."""
+    small = _small_files(source_files)
+    with ArchiveHTTPServer(archive_root) as server:
+        for rel in small[1:]:  # (whichever is behind another in a pipeline is delayed)
+            server.faults.add(Fault("pipeline_slow", rel, times=1, seconds=1.5))
+        with caplog.at_level(logging.DEBUG, logger="chandra_download"):
+            results = download(OBSID, mirror=server.base_url, outdir=tmp_path, jobs=1, **OPTS)
+        assert server.wait_idle()
+    _assert_complete(results, tmp_path, source_files)
+    said = [r.getMessage() for r in caplog.records if FALLBACK in r.getMessage()]
+    assert len(said) == 1 and "came slowly" in said[0], said
+    slow = [p for (m, p) in server.stats.pipelined_requests if m == "GET" and p[-1] != "/"]
+    assert slow  # the pipelined requests, the slow one among them
+    asked = {p: n for (m, p), n in server.stats.requests.items() if m == "GET"}
+    assert max(asked[p] for p in slow) <= 2  # (one sent behind the slow one goes again)
+    assert sum(asked[p] == 1 for p in slow) >= len(slow) - 1, asked
+
+
 def test_errors_in_the_middle_of_a_pipeline(archive_root, source_files, tmp_path, caplog):
     """A 503 once and a 404 for good in the middle of pipelines: the 503's file comes on
     the normal path, the 404's fails alone, the answers around them are kept."""

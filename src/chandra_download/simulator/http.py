@@ -458,6 +458,17 @@ class ArchiveHTTPServer:
         self._thread.start()
         return self
 
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until every connection accepted has ended here, so that the counts hold all
+        a client sent, a request it sent and then gave up on included (a pipeline it left
+        is read by its thread here after the client has moved on); False on ``timeout``."""
+        end = time.monotonic() + timeout
+        while self.stats.current_connections > 0:
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.01)
+        return True
+
     def stop(self) -> None:
         """Stop serving and cut any open keep-alive connections."""
         if self._server is None:

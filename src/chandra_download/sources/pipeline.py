@@ -387,11 +387,15 @@ class Pipeliner:
         #: The site's gzip answers have named their files so far (RFC 1952's FNAME): such
         #: answers tell themselves apart, whatever their sizes (see split_batches).
         self.named = True
+        #: Pipelining went off because the site answered wrongly (not only slowly or by
+        #: closing): answers read on other connections meanwhile are not trusted either.
+        self.wrong = False
         self._lock = threading.Lock()
 
-    def off(self, why: str) -> None:
-        """Pipeline this site no more in this session."""
+    def off(self, why: str, wrong: bool = True) -> None:
+        """Pipeline this site no more in this session; ``wrong``: because it answered wrongly."""
         with self._lock:
+            self.wrong = self.wrong or wrong
             if self.depth > 1:
                 self.depth = 1
                 vlog(3, "%s: %s; requests go one at a time from now on", self.source.label, why)
@@ -455,9 +459,10 @@ class Pipeliner:
             self.named = False  # from now on sizes must tell gzip answers apart too
             out.whole += [job for job, _ in answered]
             return
-        if problem is not None or self.depth < 2:
+        if problem is not None or (self.depth < 2 and self.wrong):
             # Wrong answers here, or found on another connection meanwhile (then these may
             # be wrong too, and the end of this pipeline, which would tell, is not read).
+            # Off for slowness or closes only: the answers read are good, and written.
             if problem is not None:
                 self.off(problem)
             out.whole += [job for job, _ in answered]  # none written: all go one at a time
@@ -481,7 +486,8 @@ class Pipeliner:
             elif answer.waited > max(SLOW_SECONDS, 3 * self._trip):
                 self.off(
                     f"pipelined answers came slowly ({answer.waited:.1f} s after the one "
-                    f"before, a first answer in {self._trip:.2f} s)"
+                    f"before, a first answer in {self._trip:.2f} s)",
+                    wrong=False,
                 )
             got.append(answer)
             if answer.cut is not None:
@@ -501,7 +507,7 @@ class Pipeliner:
             self._strikes += 1
             strikes = self._strikes
         if strikes >= MAX_STRIKES:
-            self.off("it closed connections with pipelined requests unanswered")
+            self.off("it closed connections with pipelined requests unanswered", wrong=False)
 
     def _write(self, answered: list[tuple[FileJob, Answer]], out: Batch) -> None:
         """Each file through its job, the answer as its first attempt's (a 404 fails it, a
