@@ -216,6 +216,7 @@ def test_a_killed_workers_lease_comes_back_at_once(client):
             return True
 
     cluster._give_back_dead_leases(client)
+    client.wait_for_workers(2, timeout=120)  # (one an earlier test killed may be restarting)
     a, b = sorted(client.scheduler_info()["workers"])
     holder = client.submit(hold, budget, site, workers=[a], allow_other_workers=False, pure=False)
     assert distributed.Event(site, client=client).wait(60)
