@@ -242,8 +242,9 @@ class _Handler(ResponseHandler):
         self.send_response(code)
         self.send_header("Content-Type", content_type(target.name))
         self.send_header("Content-Length", str(length))
-        self.send_header("Last-Modified", modified)
-        self.send_header("ETag", etag)
+        if self.sim.identity:  # (a CGI-backed mirror may state neither)
+            self.send_header("Last-Modified", modified)
+            self.send_header("ETag", etag)
         self.send_header("Accept-Ranges", "bytes")
         if self.sim.gz_encoding and target.name.endswith(".gz"):
             # Apache's ``AddEncoding x-gzip .gz``: the stored bytes, labelled as encoded.
@@ -354,6 +355,9 @@ class ArchiveHTTPServer:
     gz_encoding : str or None
         Label ``.gz`` files ``Content-Encoding: <this>`` (``"x-gzip"`` or ``"gzip"``), as Apache
         mirrors set up with ``AddEncoding x-gzip .gz`` do; the body stays the stored file.
+    identity : bool
+        State each file's ``Last-Modified`` and ``ETag``; False: neither, as some CGI-backed
+        mirrors (then only sizes and content checks can tell a changed copy).
     """
 
     def __init__(
@@ -370,6 +374,7 @@ class ArchiveHTTPServer:
         gz_encoding: str | None = None,
         redirect_base: str | None = None,
         keepalive_max: int | None = 100,
+        identity: bool = True,
     ) -> None:
         self.root = Path(root).resolve()
         self.host, self.port, self.tls = host, port, tls
@@ -380,6 +385,7 @@ class ArchiveHTTPServer:
         self.gz_encoding = gz_encoding
         self.redirect_base = redirect_base
         self.keepalive_max = keepalive_max
+        self.identity = identity
         self.stats = ServerStats()
         self.ca_file: str | None = None
         self._ssl_context: ssl.SSLContext | None = None
