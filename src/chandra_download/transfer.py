@@ -84,6 +84,8 @@ class FileJob:
         self.parts: RangedParts | None = None  # a large file's ranged parts, when split
         self.failed_hash: str | None = None  # bytes that last failed a content check
         self.resumed = False
+        #: Bytes already in the .part when the fetch begins (:meth:`_begin`).
+        self.begins_at = 0
         self._began = False  # this job wrote the .part's bytes from byte 0
         self._lock = threading.Lock()  # parts report bytes from several workers
         self._no_size = False  # the site states no size: the file comes whole
@@ -261,8 +263,10 @@ class FileJob:
             vlog(2, "%s: resuming %d part(s)", self.fr.relpath, len(self.parts.pending))
             return self._go_parts()
         if d.action is Action.FETCH or unknown:
-            os.ftruncate(self.fd, 0)  # a .part we cannot use may have holes
-            self._unlink(self.spot.state_name)
+            if disk.part != 0:  # (the lock's own new .part is empty: nothing to cut)
+                os.ftruncate(self.fd, 0)  # a .part we cannot use may have holes
+            if disk.state_file:  # (only the lock holder writes one: none is, if none was)
+                self._unlink(self.spot.state_name)
             d = Decision(Action.FETCH)
         self.resumed = d.offset > 0
         return self._begin(d.offset)
@@ -384,6 +388,7 @@ class FileJob:
     def _begin(self, have: int) -> Next:
         """Whole on one connection, or as ranged parts when the file is large."""
         cfg, size = self.config, self.size
+        self.begins_at = have
         if size is None or size - have < cfg.split_threshold:
             return Next.WHOLE
         if not self._splittable():

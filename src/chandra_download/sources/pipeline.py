@@ -21,7 +21,6 @@ one-request path.
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 import time
 import weakref
@@ -405,7 +404,7 @@ class Pipeliner:
         out = Batch()
         todo: deque[FileJob] = deque()
         for job in jobs:  # a file partly on disk resumes on the normal path (a Range)
-            (todo if os.fstat(job.fd).st_size == 0 else out.whole).append(job)
+            (todo if job.begins_at == 0 else out.whole).append(job)
         rounds = 0
         while todo and self.depth > 1 and rounds <= len(jobs) + MAX_STRIKES and not stop.is_set():
             if todo[0].ctx.disk_full.is_set():
