@@ -139,6 +139,23 @@ def _small_files(source_files) -> list[str]:
     return sorted(rel for rel, p in source_files(OBSID).items() if p.stat().st_size < 100_000)
 
 
+def test_one_slow_answer_leaves_pipelining_on(archive_root, source_files, tmp_path, caplog):
+    """One pipelined answer that comes slowly may be this machine's own stall (under load
+    the answer waits in the socket): pipelining stays on, every file is asked for once."""
+    small = _small_files(source_files)
+    with ArchiveHTTPServer(archive_root) as server:
+        slow = Fault("pipeline_slow", small[len(small) // 2], times=1, seconds=1.5)
+        server.faults.add(slow)
+        with caplog.at_level(logging.DEBUG, logger="chandra_download"):
+            results = download(OBSID, mirror=server.base_url, outdir=tmp_path, jobs=1, **OPTS)
+        assert server.wait_idle()
+    _assert_complete(results, tmp_path, source_files)
+    assert slow.times == 0  # it was pipelined, and delayed
+    assert not any(FALLBACK in r.getMessage() for r in caplog.records)
+    assert _gets(server) == len(source_files(OBSID))
+    assert server.stats.pipelined > len(source_files(OBSID)) // 2
+
+
 def test_a_slow_answer_read_whole_is_kept_not_fetched_again(
     archive_root, source_files, tmp_path, caplog
 ):

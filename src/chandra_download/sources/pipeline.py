@@ -54,7 +54,8 @@ MAX_BATCH_BYTES = 2 << 20
 #: A pipelined answer whose headers come this much later than the previous answer's end
 #: (and 3 times the first answer's wait) counts as slow.
 SLOW_SECONDS = 1.0
-#: Unannounced closes with requests unanswered before the site is pipelined no more.
+#: Unannounced closes with requests unanswered (or slow answers) before the site is
+#: pipelined no more.
 MAX_STRIKES = 2
 
 # Requests a connection still takes (its last ``Keep-Alive: max=``), by connection.
@@ -379,6 +380,7 @@ class Pipeliner:
     def __init__(self, source: HTTPSource, depth: int) -> None:
         self.source, self.depth = source, depth
         self._strikes = 0
+        self._slow_answers = 0
         self._trip = float("inf")  # the quickest first answer of a pipeline: a round trip
         #: The site answered a pipeline whose answers tell themselves apart (listing pages
         #: by their titles) in order: HEADs may then be told apart from their neighbours'.
@@ -483,11 +485,7 @@ class Pipeliner:
             if not got:  # the first answer waited one round trip, at least
                 self._trip = min(self._trip, answer.waited)
             elif answer.waited > max(SLOW_SECONDS, 3 * self._trip):
-                self.off(
-                    f"pipelined answers came slowly ({answer.waited:.1f} s after the one "
-                    f"before, a first answer in {self._trip:.2f} s)",
-                    wrong=False,
-                )
+                self._slow(answer.waited)
             got.append(answer)
             if answer.cut is not None:
                 vlog(5, "HTTP pipeline to %s: %s", self.source.label, answer.cut)
@@ -495,6 +493,19 @@ class Pipeliner:
             if answer.closes:
                 return i < len(sent) - 1
         return False
+
+    def _slow(self, waited: float) -> None:
+        """A pipelined answer came slowly: twice, and the site's pipelining is off (once may
+        be this machine's own stall, under load, with the answer waiting in the socket)."""
+        with self._lock:
+            self._slow_answers += 1
+            slow = self._slow_answers
+        if slow >= MAX_STRIKES:
+            self.off(
+                f"pipelined answers came slowly ({waited:.1f} s after the one before, a "
+                f"first answer in {self._trip:.2f} s)",
+                wrong=False,
+            )
 
     def _strike(self, line: _Line, answered: int) -> None:
         """A connection closed unannounced with requests unanswered: twice, and the site's
