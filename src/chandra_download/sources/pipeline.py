@@ -217,11 +217,17 @@ class _Cut(Exception):
         self.silent = silent
 
 
+_Known = dict[tuple[tuple[str, str], ...], Any]
+
+
 class _Line:
     """One connection borrowed from the site's urllib3 pool, carrying one pipeline."""
 
-    def __init__(self, source: HTTPSource, url: str) -> None:
+    def __init__(self, source: HTTPSource, url: str, known: _Known | None = None) -> None:
         self.source, self.url = source, url
+        #: Request headers h11 has validated already, by their text (the same for every
+        #: request to a site: validated once, not per request).
+        self.known: _Known = {} if known is None else known
         self.pool = source._pool.connection_from_url(url)
         # The pool's own slot: blocks while all `jobs` connections are in use.
         self.conn: Any = self.pool._get_conn(timeout=None)
@@ -251,12 +257,22 @@ class _Line:
         data = bytearray()
         for target, headers in requests:
             cycle = h11.Connection(h11.CLIENT)
-            data += cycle.send(
-                h11.Request(method=method, target=target, headers=list(headers.items()))
-            )
+            data += cycle.send(self._request(method, target, headers))
             data += cycle.send(h11.EndOfMessage())
             self._cycles.append(cycle)
         self.conn.sock.sendall(bytes(data))
+
+    def _request(self, method: str, target: str, headers: dict[str, str]) -> h11.Request:
+        """h11's request; its headers validated by h11 once per site (the target always)."""
+        key = tuple(headers.items())
+        valid = self.known.get(key)
+        if valid is not None:  # (h11 takes its own validated Headers as they are)
+            return h11.Request(method=method, target=target, headers=valid)
+        request = h11.Request(method=method, target=target, headers=list(key))
+        if len(self.known) >= 8:  # (one or two per site: never a growing cache)
+            self.known.clear()
+        self.known[key] = request.headers
+        return request
 
     def answer(self, url: str, cap: int) -> Answer:
         """The next answer; _Cut when the connection ends before its headers. A body cut
@@ -284,6 +300,20 @@ class _Line:
         return answer
 
     def _head(self, cycle: h11.Connection) -> h11.Response:
+        try:  # already read with the answer before (pipelined answers come together)
+            head = cycle.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise _Cut(str(exc)) from None
+        if head is h11.NEED_DATA or isinstance(head, h11.InformationalResponse):
+            head = self._head_in_time(cycle)  # (from the socket: under the header deadline)
+        elif isinstance(head, h11.ConnectionClosed):
+            raise _Cut("closed")
+        if not isinstance(head, h11.Response):
+            raise _Cut("closed before the answer")
+        return head
+
+    def _head_in_time(self, cycle: h11.Connection) -> Any:
+        """The next head from the socket, within the header deadline (min_rate)."""
         cfg = self.source.config
         armed = arm_header_deadline(self.conn.sock, cfg.timeout) if cfg.min_rate > 0 else None
         try:
@@ -299,8 +329,6 @@ class _Line:
                 armed.disarm()
         if armed is not None and armed.fired:
             raise _Cut("headers too slow", silent=True)
-        if not isinstance(head, h11.Response):
-            raise _Cut("closed before the answer")
         return head
 
     def _body(self, cycle: h11.Connection, cap: int) -> tuple[bytes, str | None]:
@@ -392,6 +420,7 @@ class Pipeliner:
         #: closing): answers read on other connections meanwhile are not trusted either.
         self.wrong = False
         self._lock = threading.Lock()
+        self._known: _Known = {}  # (see _Line.known)
 
     def off(self, why: str, wrong: bool = True) -> None:
         """Pipeline this site no more in this session; ``wrong``: because it answered wrongly."""
@@ -424,7 +453,7 @@ class Pipeliner:
         out = Exchange()
         if self.depth < 2 or not urls:
             return out
-        line = _Line(self.source, urls[0])
+        line = _Line(self.source, urls[0], self._known)
         try:
             line.connect()
             sent = urls[: min(len(urls), self.depth, line.allowance)]
