@@ -162,9 +162,12 @@ def _entry(item: object) -> FileRecord:
 MAX_JOURNAL = 64 * 2**20
 
 
-def _read_journal(path: Path) -> tuple[dict[str, FileRecord], tuple[int, int] | None]:
+def _read_journal(
+    path: Path, known: Mapping[bytes, FileRecord] | None = None
+) -> tuple[dict[str, FileRecord], tuple[int, int] | None]:
     """A journal's entries (later lines win; lines that are not entries, such as a line torn
-    by a crash, are skipped) and the (inode, size) it was read at; None when there is none."""
+    by a crash, are skipped) and the (inode, size) it was read at; None when there is none.
+    ``known``: lines this process wrote, with their entries (not parsed again)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
@@ -178,10 +181,12 @@ def _read_journal(path: Path) -> tuple[dict[str, FileRecord], tuple[int, int] | 
         os.close(fd)
     out: dict[str, FileRecord] = {}
     for line in data.split(b"\n"):
-        try:
-            rec = _entry(json.loads(line))
-        except (ValueError, TypeError, KeyError):
-            continue  # a torn or foreign line: the file is re-recorded when next seen
+        rec = known.get(line) if known else None
+        if rec is None:
+            try:
+                rec = _entry(json.loads(line))
+            except (ValueError, TypeError, KeyError):
+                continue  # a torn or foreign line: the file is re-recorded when next seen
         out[rec.relpath] = rec
     return out, (st.st_ino, len(data))
 
@@ -200,10 +205,15 @@ def _forget_journal(path: Path, seen: tuple[int, int] | None) -> None:
 
 
 def update(
-    outdir: Path, obsid: int, changes: Mapping[str, FileRecord | None], fsync: bool = True
+    outdir: Path,
+    obsid: int,
+    changes: Mapping[str, FileRecord | None],
+    fsync: bool = True,
+    texts: Mapping[int, tuple[FileRecord, str]] | None = None,
 ) -> None:
     """Merge ``changes`` (None: forget the file) into the ObsId's record on disk: re-read,
-    merge, write to a temporary file and rename over (atomic; no lock needed)."""
+    merge, write to a temporary file and rename over (atomic; no lock needed). ``texts``:
+    entries' JSON already made (a journal line), by ``id`` of the entry."""
     if not changes:
         return
     path = record_path(outdir, obsid)
@@ -214,7 +224,7 @@ def update(
         else:
             current[rel] = rec
     # One file per line, for people (json.dump's indent would take the slow encoder).
-    files = ",\n".join(_dumps(_as_dict(current[r])) for r in sorted(current))
+    files = ",\n".join(_text(current[r], texts) for r in sorted(current))
     text = f'{{"schema": {SCHEMA}, "obsid": {obsid}, "files": [\n{files}\n]}}\n'
     import tempfile  # (here: the command's start-up stays short)
 
@@ -230,6 +240,12 @@ def update(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _text(rec: FileRecord, texts: Mapping[int, tuple[FileRecord, str]] | None) -> str:
+    """An entry's compact JSON: the journal line it was written as, when it was."""
+    made = texts.get(id(rec)) if texts else None
+    return made[1] if made is not None and made[0] is rec else _dumps(_as_dict(rec))
 
 
 def has_content_check(relpath: str) -> bool:
@@ -317,7 +333,7 @@ def record_session(
         if not r.found or not any(fr.ok for fr in r.files):
             continue  # nothing to record (and a tree we cannot write is told by its files)
         journal = journal_path(outdir, r.obsid)
-        journaled, seen = _read_journal(journal)
+        journaled, seen = _read_journal(journal, book.lines if book is not None else None)
         loaded = book.loaded(r.files[0]) if book is not None else None
         old = {**(_load_record(outdir, r.obsid) if loaded is None else loaded), **journaled}
         changes: dict[str, FileRecord | None] = dict(journaled)  # folded into the record
@@ -329,7 +345,7 @@ def record_session(
                 changes[fr.relpath] = rec
         try:
             forget_partials(outdir, r.obsid, [fr.relpath for fr in r.files if fr.ok])
-            update(outdir, r.obsid, changes, fsync)
+            update(outdir, r.obsid, changes, fsync, book.texts if book is not None else None)
             _forget_journal(journal, seen)
         except OSError as exc:
             # A full disk is told by the files it stopped; the record is rebuilt next time.
@@ -382,6 +398,10 @@ class RecordBook:
         self._lock = threading.Lock()
         self.journaling = journal
         self._journals: dict[tuple[str, int], str] = {}  # made once per (outdir, ObsId)
+        #: Each journal line written (without its newline) and its entry, and the entry's
+        #: JSON by its ``id``: the session's fold parses and dumps none of them again.
+        self.lines: dict[bytes, FileRecord] = {}
+        self.texts: dict[int, tuple[FileRecord, str]] = {}
 
     def journal(self, fr: FileResult, st: os.stat_result, verify: bool) -> None:
         """Record ``fr``'s file now: it is done, durable under its final name, and ``st`` is
@@ -390,11 +410,16 @@ class RecordBook:
         if not self.journaling:
             return
         path = self._journal_of(fr)
-        line = _dumps(_as_dict(_record_of(fr, verify, st, fr.sha256)))
+        rec = _record_of(fr, verify, st, fr.sha256)
+        line = _dumps(_as_dict(rec))
+        data = line.encode("utf-8")
         try:
-            self._append(path, (line + "\n").encode("utf-8"))
+            self._append(path, data + b"\n")
         except OSError as exc:
             vlog(2, "%s: cannot journal it (%s); it is recorded at the end", fr.relpath, exc)
+            return
+        self.lines[data] = rec  # (each a single store: safe from the finisher's threads)
+        self.texts[id(rec)] = (rec, line)
 
     def _journal_of(self, fr: FileResult) -> str:
         """The journal of ``fr``'s ObsId, its directory made once per session (a string
