@@ -79,20 +79,29 @@ def _catalogue(
     a short time budget of its own: an outage must not hold up the download's report)."""
     if not status:
         return None
-    from .status import CatalogueStatus
-
-    return _Explainer(CatalogueStatus(cfg, ocat_url))
+    return _Explainer(cfg, ocat_url)
 
 
 class _Explainer:
     """``why_missing`` for the engine. A catalogue that cannot be reached is no reason for an
     ObsId to be missing: its failure is said once (a warning; standard error on the command
-    line), and the ObsIds' ``why_missing`` stay None."""
+    line), and the ObsIds' ``why_missing`` stay None. The catalogue's client (and its
+    modules: the XML parser...) is made when an ObsId is first missing, not by every run."""
 
-    def __init__(self, catalogue: CatalogueStatus) -> None:
-        self._catalogue = catalogue
+    def __init__(self, cfg: SessionConfig, ocat_url: str | None) -> None:
+        self._cfg, self._ocat_url = cfg, ocat_url
+        self._made: CatalogueStatus | None = None
         self._lock = threading.Lock()
         self._said = False
+
+    @property
+    def _catalogue(self) -> CatalogueStatus:
+        with self._lock:
+            if self._made is None:
+                from .status import CatalogueStatus
+
+                self._made = CatalogueStatus(self._cfg, self._ocat_url)
+            return self._made
 
     def __call__(self, obsid: int) -> str | None:
         why = self._catalogue.why_missing(obsid)
