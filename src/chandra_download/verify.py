@@ -17,6 +17,7 @@ import zlib
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, BinaryIO
 
 from .errors import VerificationError
@@ -105,13 +106,36 @@ def _read(fh: BinaryIO) -> Iterator[bytes]:
         yield chunk
 
 
+#: The zlib-compatible module that inflates (see :func:`inflater`); None until first asked.
+_INFLATER: ModuleType | None = None
+
+
+def inflater() -> ModuleType:
+    """The module whose ``decompressobj`` inflates gzip data: zlib-ng's drop-in for zlib when
+    installed (about 7x faster here on a large file, most of it its CRC-32), else zlib.
+
+    Imported at the first gzip check, not with this module: a run that checks no gzip file
+    does not pay for the import.
+    """
+    global _INFLATER
+    if _INFLATER is None:
+        try:
+            from zlib_ng import zlib_ng as fast
+        except ImportError:
+            _INFLATER = zlib
+        else:
+            _INFLATER = fast
+    return _INFLATER
+
+
 class Gunzip:
     """Inflate gzip members fed in pieces of any size, one bounded output piece at a time;
     raise VerificationError on a bad CRC, length or end."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._z = inflater()
+        self._dec = self._z.decompressobj(16 + zlib.MAX_WBITS)
         self._started = False
 
     def feed(self, chunk: bytes | memoryview) -> Iterator[bytes]:
@@ -125,7 +149,7 @@ class Gunzip:
             try:
                 # Bounded output: 1 MiB of zeros inflates to ~1 GB in one call otherwise.
                 out = self._dec.decompress(data, _READ)
-            except zlib.error as exc:
+            except self._z.error as exc:
                 raise VerificationError(f"{self.name}: corrupt gzip data ({exc})") from None
             if out:
                 yield out
@@ -137,7 +161,7 @@ class Gunzip:
     def _next_member(self, data: bytes) -> bytes:
         """After a member's end: another member follows (NUL padding is allowed)."""
         if data.strip(b"\0"):
-            self._dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            self._dec = self._z.decompressobj(16 + zlib.MAX_WBITS)
             return data
         return b""
 
