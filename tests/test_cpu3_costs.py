@@ -29,3 +29,22 @@ def test_a_download_with_nothing_missing_does_not_import_the_catalogue(tmp_path:
             capture_output=True, text=True, timeout=120, check=True,
         )  # fmt: skip
     assert out.stdout.split("\n")[0] == "0 []", out.stdout + out.stderr
+
+
+_GC = """
+import gc, sys
+from chandra_download import cli
+before = gc.get_threshold()
+cli.main(["--version"])  # (as a library caller or a test calls it: its process's gc as it was)
+print(gc.get_threshold() == before, gc.get_freeze_count() == 0)
+cli.main = lambda: print(gc.get_threshold()[0], gc.get_freeze_count() > 1000) or 0
+cli.run()
+"""
+
+
+def test_the_commands_own_process_collects_garbage_less_often() -> None:
+    out = subprocess.run([sys.executable, "-c", _GC], capture_output=True, text=True, timeout=60)
+    lines = out.stdout.split("\n")
+    assert out.returncode == 0 and lines[1:3] == ["True True", "10000 True"], (
+        out.stdout + out.stderr
+    )

@@ -9,6 +9,7 @@ malformed URL); 130 when interrupted (Ctrl-C), 143 when terminated (SIGTERM).
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import sys
@@ -646,11 +647,25 @@ def _totals(results: Results, verbose: int) -> None:
     )
 
 
+#: The cyclic collector's first threshold for the command's own process (Python's is 700):
+#: a download makes many short-lived objects per file, few of them in cycles.
+GC_THRESHOLD = 10_000
+
+
+def _tune_gc() -> None:
+    """The command's process only (never a library caller's): what the imports made is kept
+    out of every later collection (``gc.freeze``), and the young objects are collected less
+    often. A 444-file download spent ~10-14 ms in 23 collections, 3 ms with these."""
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def run() -> None:
     """The console entry point: :func:`main`, then exit. After Ctrl-C the process ends at
     once, even while a listing thread still waits on a slow site (worker threads would
     otherwise hold the interpreter's exit); what is on disk is left for the next run, as
     after any crash."""
+    _tune_gc()
     code = main()
     if code in (130, 143):
         sys.stdout.flush()
