@@ -74,7 +74,9 @@ class Spot:
         path, tail = str(fr.path), os.sep + fr.relpath.replace("/", os.sep)
         if path.endswith(tail):  # as the engine builds it: cut as text (pathlib's parents cost)
             outdir, obsid = os.path.split(path[: -len(tail)])
-            return cls(Path(outdir), obsid, fr.relpath)
+            spot = cls(Path(outdir), obsid, fr.relpath)
+            spot.__dict__["target"] = fr.path  # (its cached target: the same path, made)
+            return spot
         top = fr.path.parents[len(fr.relpath.split("/")) - 1]
         return cls(top.parent, top.name, fr.relpath)
 

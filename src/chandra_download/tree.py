@@ -70,14 +70,15 @@ def symlink_refusal(path: Path) -> LocalError:
 class Tree:
     """Directory descriptors of one session, opened one component at a time, cached.
 
-    Keys are ``(outdir, names...)``; ``(outdir,)`` is the output directory itself. A file
+    Keys are ``(outdir, names)``, the output directory as text (a Path's hash and ``==``
+    cost more than the lookups' other work); ``(outdir, ())`` is the output directory. A file
     :meth:`hold` s its two directories while it uses them (on a worker, then the finisher):
     a descriptor forgotten or closed meanwhile stays open until its last holder lets go, so
     its number is never reused under a rename in flight. Safe to use from many threads.
     """
 
     def __init__(self) -> None:
-        self._fds: dict[tuple[Path, tuple[str, ...]], _Open] = {}
+        self._fds: dict[tuple[str, tuple[str, ...]], _Open] = {}
         self._lock = threading.Lock()
         self._closed = False
 
@@ -97,13 +98,11 @@ class Tree:
         return Dirs(fds[0], fds[1], tuple(o for o in opens if o is not None))
 
     def _opens(self, spot: Spot, create: bool) -> tuple[_Open | None, _Open | None]:
+        top, target, partial = str(spot.outdir), tuple(spot.target_dirs), tuple(spot.partial_dirs)
         if create:
-            self._recheck(spot.outdir, tuple(spot.target_dirs))
-            self._recheck(spot.outdir, tuple(spot.partial_dirs))
-        opens = (
-            self._dir(spot.outdir, tuple(spot.target_dirs), create),
-            self._dir(spot.outdir, tuple(spot.partial_dirs), create),
-        )
+            self._recheck(top, target)
+            self._recheck(top, partial)
+        opens = (self._dir(top, target, create), self._dir(top, partial, create))
         for o in opens:
             if o is not None:
                 o.held += 1
@@ -126,26 +125,26 @@ class Tree:
         finally:
             self.let_go(dirs)
 
-    def _dir(self, outdir: Path, names: tuple[str, ...], create: bool) -> _Open | None:
+    def _dir(self, outdir: str, names: tuple[str, ...], create: bool) -> _Open | None:
         """The descriptor of ``outdir/names...`` (None: a directory on the way is missing
         and not ``create``)."""
         cached = self._fds.get((outdir, names))
         if cached is not None:
             return cached
         if not names:
-            fd = _open_top(outdir, create)
+            fd = _open_top(Path(outdir), create)
         else:
             parent = self._dir(outdir, names[:-1], create)
             if parent is None:
                 return None
-            fd = _open_child(parent.fd, names[-1], outdir.joinpath(*names), create)
+            fd = _open_child(parent.fd, names[-1], Path(outdir, *names), create)
         if fd < 0:
             return None
         st = os.fstat(fd)
         self._fds[(outdir, names)] = opened = _Open(fd, (st.st_dev, st.st_ino))
         return opened
 
-    def _recheck(self, outdir: Path, names: tuple[str, ...]) -> None:
+    def _recheck(self, outdir: str, names: tuple[str, ...]) -> None:
         """Drop the cached descriptors from the first directory on the way to ``names``
         that is no longer the one at its name (one ``lstat`` per directory)."""
         for i in range(1, len(names) + 1):
@@ -163,9 +162,9 @@ class Tree:
     def forget(self, outdir: Path, obsid: str) -> None:
         """Close the descriptors of one ObsId's directories (its files are all settled);
         one still held closes when let go."""
-        mine = ((obsid,), (STATE_DIR, PARTIAL, obsid))
+        mine, top = ((obsid,), (STATE_DIR, PARTIAL, obsid)), str(outdir)
         with self._lock:
-            for key in [k for k in self._fds if k[0] == outdir and _below(k[1], mine)]:
+            for key in [k for k in self._fds if k[0] == top and _below(k[1], mine)]:
                 self._drop(self._fds.pop(key))
 
     def close(self) -> None:
