@@ -148,10 +148,11 @@ def _open_part(part: Name) -> int:
         raise LocalError.from_os(exc, part.path) from None
 
 
-def _is_live(part: Name, fd: int) -> bool:
-    """Whether ``fd`` is still the file at the ``.part`` name (not renamed into place)."""
+def _is_live(part: Name, ino: int) -> bool:
+    """Whether the open file (inode ``ino``) is still the one at the ``.part`` name (not
+    renamed into place)."""
     try:
-        return part.stat().st_ino == os.fstat(fd).st_ino
+        return part.stat().st_ino == ino
     except FileNotFoundError:
         return False
 
@@ -165,11 +166,11 @@ def _kernel_lock(kind: Kind, part: Name, fd: int) -> None:
         lock(fd, True)
 
 
-def _kind_for(part: Name, fd: int) -> Kind:
-    """The lock that works on this file system, found once per file system (the first that
-    does not answer "no locks here")."""
+def _kind_for(part: Name, fd: int, dev: int) -> Kind:
+    """The lock that works on this file system (``dev``), found once per file system (the
+    first that does not answer "no locks here")."""
     forced = os.environ.get("CHANDRA_DOWNLOAD_LOCKS", "")
-    key = (os.fstat(fd).st_dev, forced + os.environ.get("CHANDRA_DOWNLOAD_TEST_LOCKS_FAIL", ""))
+    key = (dev, forced + os.environ.get("CHANDRA_DOWNLOAD_TEST_LOCKS_FAIL", ""))
     with _state_lock:
         if key in _kinds:
             return _kinds[key]
@@ -234,7 +235,8 @@ def lock_part(part: Path, dir_fd: int | None = None) -> int:
     while True:
         fd = _open_part(name)
         try:
-            kind = _kind_for(name, fd)
+            st = os.fstat(fd)  # (its inode and device: an open file's never change)
+            kind = _kind_for(name, fd, st.st_dev)
             if kind is Kind.FILES:
                 os.close(fd)
                 return _register(name, _lock_file(name))
@@ -242,7 +244,7 @@ def lock_part(part: Path, dir_fd: int | None = None) -> int:
         except OSError as exc:
             os.close(fd)
             raise LocalError.from_os(exc, part) from None
-        if _is_live(name, fd):
+        if _is_live(name, st.st_ino):
             return fd
         os.close(fd)
 
