@@ -78,7 +78,10 @@ class Decision:
 def _size(dir_fd: int, name: str, path: Path) -> int | None:
     """Size of a regular file in an open directory; None when absent. A symlink or anything
     else is refused."""
-    st = lstat_at(dir_fd, name, path)
+    return _regular_size(lstat_at(dir_fd, name, path), path)
+
+
+def _regular_size(st: os.stat_result | None, path: Path) -> int | None:
     if st is None:
         return None
     if not stat.S_ISREG(st.st_mode):
@@ -87,14 +90,17 @@ def _size(dir_fd: int, name: str, path: Path) -> int | None:
     return st.st_size
 
 
-def look(spot: Spot, dirs: Dirs) -> OnDisk:
+def look(spot: Spot, dirs: Dirs, part: os.stat_result | None = None) -> OnDisk:
     """What is on disk for a file: its final file, and its ``.part`` and split state in our
     hidden directory (:mod:`chandra_download.statedir`), each looked at through the open
-    directories ``dirs`` (:mod:`chandra_download.tree`), never through a symlink."""
+    directories ``dirs`` (:mod:`chandra_download.tree`), never through a symlink. ``part``:
+    the status of the .part the caller holds open and locked (the file at its name)."""
     state, problem = load_state(spot.state, spot.relpath, dir_fd=dirs.partial_fd)
     return OnDisk(
         _size(dirs.target_fd, spot.name, spot.target),
-        _size(dirs.partial_fd, spot.part_name, spot.part),
+        _size(dirs.partial_fd, spot.part_name, spot.part)
+        if part is None
+        else _regular_size(part, spot.part),
         state,
         problem,
         state is not None or problem is not None,

@@ -97,6 +97,7 @@ class FileJob:
         #: No state file was there when the lock was taken: with no parts since, none is.
         self._stateless = False
         self._moved_st: os.stat_result | None = None  # the open file's, as moved into place
+        self._part_st: os.stat_result | None = None  # the .part's, as its lock was taken
         #: Handed to the session's finisher (finisher.py): it settles the file and lets the
         #: lock go, then calls :attr:`then`; the worker must neither settle nor release it.
         self.handed = False
@@ -165,7 +166,8 @@ class FileJob:
         # through those descriptors: a symlink planted since the listing is never followed.
         self._hold_to_write()
         self._lock_part()
-        disk = look(self.spot, self._dirs())  # again under the lock: a rival may have finished
+        # Again under the lock (a rival may have finished), the .part as the lock found it.
+        disk = look(self.spot, self._dirs(), self._part_st)
         self._stateless = not disk.state_file  # (only the lock holder writes one)
         self._learn_size(disk)
         return self._act(decide(disk, self.size), disk)
@@ -208,7 +210,8 @@ class FileJob:
         dirs = self._dirs()
         for _ in range(_LINK_TRIES):
             self.fd = acquire(self.part, dirs.partial_fd)
-            if os.fstat(self.fd).st_nlink == 1:
+            self._part_st = os.fstat(self.fd)
+            if self._part_st.st_nlink == 1:
                 return
             vlog(2, "%s: its partial file has other hard links; starting afresh", self.fr.relpath)
             self._unlink(self.spot.part_name)
