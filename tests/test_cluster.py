@@ -12,7 +12,9 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,14 +44,21 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-@pytest.fixture(scope="module")
-def client() -> Iterator[object]:
+@contextmanager
+def _two_workers() -> Iterator[Any]:
+    """A client of a new local cluster of two worker processes."""
     # A dead worker's leases come back within lease-timeout + this interval.
     with dask.config.set({"distributed.scheduler.locks.lease-validation-interval": "0.5s"}):
         lc = distributed.LocalCluster(
             n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0"
         )
     with lc, distributed.Client(lc) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[object]:
+    with _two_workers() as c:
         yield c
 
 
@@ -197,38 +206,45 @@ def test_a_task_whose_worker_may_not_die_fails_alone(client, root, tmp_path):
     assert not results.ok
 
 
-def test_a_killed_workers_lease_comes_back_at_once(client):
+def _hold_the_lease(budget, site):
+    held = distributed.Event(site)
+    if held.is_set():
+        return  # run again once its worker died: the test is over by then
+    with budget.on_worker().lease(site):
+        held.set()
+        time.sleep(30)
+
+
+def _take_the_lease(budget, site):
+    with budget.on_worker().lease(site):
+        return True
+
+
+def test_a_killed_workers_lease_comes_back_at_once():
     """Worker A holds the budget's one lease; B waits for it; A is SIGKILLed. The
     scheduler's plugin gives A's lease back as it removes A: B gets it long before the
     lease would time out unrefreshed (10 s; the lease-validation interval here is 0.5 s)."""
     budget, site = cluster.DaskBudget(1), f"killed-holder-{os.getpid()}-{time.time_ns()}"
-
-    def hold(budget, site):
-        held = distributed.Event(site)
-        if held.is_set():
-            return  # run again once its worker died: the test is over by then
-        with budget.on_worker().lease(site):
-            held.set()
-            time.sleep(30)
-
-    def take(budget, site):
-        with budget.on_worker().lease(site):
-            return True
-
-    cluster._give_back_dead_leases(client)
-    client.wait_for_workers(2, timeout=120)  # (one an earlier test killed may be restarting)
-    a, b = sorted(client.scheduler_info()["workers"])
-    holder = client.submit(hold, budget, site, workers=[a], allow_other_workers=False, pure=False)
-    assert distributed.Event(site, client=client).wait(60)
-    waiter = client.submit(take, budget, site, workers=[b], allow_other_workers=False, pure=False)
-    time.sleep(1)
-    assert not waiter.done()  # the one lease is held
-    pid = client.run(os.getpid, workers=[a])[a]
-    killed = time.monotonic()
-    os.kill(pid, signal.SIGKILL)
-    assert waiter.result(timeout=60)
-    waited = time.monotonic() - killed
-    client.cancel(holder)
+    # A cluster of its own: the module's may have lost a worker an earlier test killed (a
+    # Nanny under load can fail to restart one: then it never comes back).
+    with _two_workers() as client:
+        cluster._give_back_dead_leases(client)
+        a, b = sorted(client.scheduler_info()["workers"])
+        holder = client.submit(
+            _hold_the_lease, budget, site, workers=[a], allow_other_workers=False, pure=False
+        )
+        assert distributed.Event(site, client=client).wait(60)
+        waiter = client.submit(
+            _take_the_lease, budget, site, workers=[b], allow_other_workers=False, pure=False
+        )
+        time.sleep(1)
+        assert not waiter.done()  # the one lease is held
+        pid = client.run(os.getpid, workers=[a])[a]
+        killed = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        assert waiter.result(timeout=60)
+        waited = time.monotonic() - killed
+        client.cancel(holder)
     assert waited < cluster.LEASE_TIMEOUT / 2, waited
 
 
