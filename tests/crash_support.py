@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -97,10 +98,24 @@ def command(site: str | list[str], outdir: Path, *args: str, obsids: str = str(O
 
 
 def run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 60):
-    """Run a command to its end; the CompletedProcess with text output."""
-    return subprocess.run(
-        cmd, capture_output=True, text=True, env=child_env(env), timeout=timeout, check=False
-    )
+    """Run a command to its end; the CompletedProcess with text output. A run still going
+    after ``timeout`` fails the test with its threads' stacks (faulthandler, on SIGABRT)."""
+    with subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**child_env(env), "PYTHONFAULTHANDLER": "1"},
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            out, err = proc.communicate()
+            raise AssertionError(
+                f"still running after {timeout:g} s: {' '.join(cmd)}\n{err[-6000:]}"
+            ) from None
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def spawn(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:

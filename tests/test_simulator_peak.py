@@ -45,3 +45,27 @@ def test_the_peak_counts_the_connections_clients_hold(archive_root, monkeypatch)
         for s in held:
             s.close()
         gate.set()
+
+
+def test_a_new_connection_is_served_while_another_threads_socket_is_read(
+    archive_root, monkeypatch
+):
+    """Counting the connections clients closed never waits on a socket: one found readable
+    whose thread here took its bytes just after (emulated: every socket looks readable)
+    once held up the next connection's thread for the socket's whole timeout."""
+    import select
+
+    monkeypatch.setattr(select, "select", lambda r, w, x, t=None: (list(r), [], []))
+    with ArchiveHTTPServer(archive_root) as server:
+        idle = socket.create_connection(("127.0.0.1", server.port))  # open, nothing sent
+        closed = socket.create_connection(("127.0.0.1", server.port))
+        assert _wait(lambda: server.stats.current_connections == 2)
+        for sock in list(server._live):
+            sock.settimeout(30)  # (as a reading thread's socket has)
+        closed.close()
+        t0 = time.monotonic()
+        ended = server._ended_by_clients()
+        took = time.monotonic() - t0
+        idle.close()
+    assert took < 5, took
+    assert ended == 1  # the closed one, not the idle one

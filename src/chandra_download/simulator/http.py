@@ -411,21 +411,21 @@ class ArchiveHTTPServer:
     def _ended_by_clients(self) -> int:
         """Plain connections whose client has closed its end while their thread here has
         not yet noticed (under load it may lag behind the client's next connection)."""
+        rdhup = getattr(select, "POLLRDHUP", None)
+        if rdhup is None:
+            return 0  # (not Linux: no correction)
         with self._live_lock:
             live = [s for s in self._live if type(s) is socket.socket and s.fileno() >= 0]
-        try:  # (readable first: a socket with a timeout would wait in recv for data)
-            readable = select.select(live, [], [], 0)[0] if live else []
-        except (OSError, ValueError):
-            return 0  # (one closed meanwhile: no correction this time)
-        ended = 0
-        for sock in readable:
+        # poll's flags, never a recv: a peek at a socket whose thread takes its data
+        # meanwhile would wait out the socket's timeout, and this connection with it.
+        poller = select.poll()
+        for sock in live:
             try:
-                ended += sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError:
-                ended += 1  # reset: gone too
-        return ended
+                poller.register(sock, rdhup)
+            except (OSError, ValueError):
+                continue  # (closed meanwhile)
+        gone = rdhup | select.POLLHUP | select.POLLERR | select.POLLNVAL
+        return sum(1 for _, flags in poller.poll(0) if flags & gone)
 
     def _track(self, sock, add: bool) -> None:
         with self._live_lock:
