@@ -47,9 +47,7 @@ def test_the_peak_counts_the_connections_clients_hold(archive_root, monkeypatch)
         gate.set()
 
 
-def test_a_new_connection_is_served_while_another_threads_socket_is_read(
-    archive_root, monkeypatch
-):
+def test_a_new_connection_is_served_while_another_threads_socket_is_read(archive_root, monkeypatch):
     """Counting the connections clients closed never waits on a socket: one found readable
     whose thread here took its bytes just after (emulated: every socket looks readable)
     once held up the next connection's thread for the socket's whole timeout."""
