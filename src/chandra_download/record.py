@@ -141,9 +141,13 @@ def _as_dict(rec: FileRecord) -> dict[str, object]:
     return {name: getattr(rec, name) for name in _FIELDS}
 
 
+#: One encoder for every entry (``json.dumps`` with arguments makes one per call).
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def _dumps(doc: object) -> str:
     """Compact JSON by the C encoder (``indent`` would take the pure-Python one)."""
-    return json.dumps(doc, separators=(",", ":"))
+    return _ENCODER.encode(doc)
 
 
 def _entry(item: object) -> FileRecord:
@@ -469,7 +473,9 @@ class RecordBook:
 def _outdir_text(fr: FileResult) -> str:
     """The output directory of ``fr``'s file (``<outdir>/<ObsId>/<relpath>``), cut from its
     path as text: pathlib's ``parents`` per file cost more than the record's own work."""
-    outdir = str(fr.path)
+    outdir, tail = str(fr.path), os.sep + fr.relpath.replace("/", os.sep)
+    if outdir.endswith(tail):  # (as the engine builds it: <outdir>/<ObsId><tail>)
+        return os.path.dirname(outdir[: -len(tail)])
     for _ in range(fr.relpath.count("/") + 2):
         outdir = os.path.dirname(outdir)
     return outdir
