@@ -351,7 +351,7 @@ class _Line:
     def _event(self, cycle: h11.Connection) -> Any:
         try:
             while (event := cycle.next_event()) is h11.NEED_DATA:
-                cycle.receive_data(self.conn.sock.recv(256 * 1024))
+                cycle.receive_data(_received(self.conn.sock))
         except TimeoutError as exc:
             raise _Cut(str(exc), silent=True) from None
         except (h11.RemoteProtocolError, OSError) as exc:
@@ -565,6 +565,21 @@ class Pipeliner:
             finally:
                 job.source = source
             out.ran.append(job)
+
+
+#: Most bytes one read of a pipeline's socket takes.
+RECV_BYTES = 256 * 1024
+_buffers = threading.local()
+
+
+def _received(sock: Any) -> bytes:
+    """What the socket has (at most RECV_BYTES; b"" at its end), read into this thread's
+    buffer: a fresh 256 KiB bytes object per read cost an mmap, page faults and a shrink
+    (25-70 us a read against 13 us, for 30 kB)."""
+    view = getattr(_buffers, "view", None)
+    if view is None:
+        view = _buffers.view = memoryview(bytearray(RECV_BYTES))
+    return bytes(view[: sock.recv_into(view)])
 
 
 def _cap(source: HTTPSource, job: FileJob) -> int:
