@@ -209,3 +209,22 @@ def test_a_full_disk_at_the_fsync_keeps_the_bytes_for_the_next_run(
     assert again.ok
     assert failed.path.read_bytes() == want
     assert not part.exists()
+
+
+def test_a_ctrl_c_while_the_finisher_starts_leaves_no_thread_waiting(monkeypatch) -> None:
+    """A KeyboardInterrupt between its threads' starts (a Ctrl-C at that moment) ends the
+    threads already started instead of leaving them waiting for work for good."""
+    real, started = threading.Thread.start, []
+
+    def start(self: threading.Thread) -> None:
+        if self.name.startswith("finisher-") and started:
+            raise KeyboardInterrupt
+        real(self)
+        started.append(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with pytest.raises(KeyboardInterrupt):
+        Finisher(depth=4, threads=3)
+    assert len(started) == 1
+    started[0].join(5)
+    assert not started[0].is_alive()

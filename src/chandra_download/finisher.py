@@ -63,8 +63,12 @@ class Finisher:
             threading.Thread(target=self._run, name=f"finisher-{i}", daemon=True)
             for i in range(max(1, threads))
         ]
-        for t in self._threads:
-            t.start()
+        try:
+            for t in self._threads:
+                t.start()
+        except BaseException:  # (a Ctrl-C here: those started end, none is left waiting)
+            self.close(0)
+            raise
 
     def take(self, job: FileJob) -> None:
         """Finish ``job`` on a finisher thread (waiting while ``depth`` files wait); on the
@@ -87,7 +91,8 @@ class Finisher:
             self._room.notify_all()
         end = None if timeout is None else time.monotonic() + timeout
         for t in self._threads:
-            t.join(None if end is None else max(0.0, end - time.monotonic()))
+            if t.ident is not None:  # (started)
+                t.join(None if end is None else max(0.0, end - time.monotonic()))
         with self._lock:
             return [*self._busy, *self._waiting]
 
