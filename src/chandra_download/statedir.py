@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,6 +48,12 @@ def key(relpath: str) -> str:
     return hashlib.sha256(os.fsencode(relpath)).hexdigest()
 
 
+@lru_cache(maxsize=64)
+def _path(text: str) -> Path:
+    """An output directory's Path, made once (every file of a run has the same)."""
+    return Path(text)
+
+
 @dataclass(frozen=True)
 class Spot:
     """Where one archive file and its temporaries live.
@@ -74,7 +80,7 @@ class Spot:
         path, tail = str(fr.path), os.sep + fr.relpath.replace("/", os.sep)
         if path.endswith(tail):  # as the engine builds it: cut as text (pathlib's parents cost)
             outdir, obsid = os.path.split(path[: -len(tail)])
-            spot = cls(Path(outdir), obsid, fr.relpath)
+            spot = cls(_path(outdir), obsid, fr.relpath)
             spot.__dict__["target"] = fr.path  # (its cached target: the same path, made)
             return spot
         top = fr.path.parents[len(fr.relpath.split("/")) - 1]

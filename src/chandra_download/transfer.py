@@ -222,7 +222,7 @@ class FileJob:
 
     def _unlink(self, name: str) -> None:
         """Remove one of our temporaries (by name, in our open directory) if it is there."""
-        unlink_at(self._dirs().partial_fd, name, self.spot.partial_dir / name)
+        unlink_at(self._dirs().partial_fd, name, lambda: self.spot.partial_dir / name)
 
     def _learn_size(self, disk: OnDisk) -> None:
         """The archive's exact size, asked of the source when deciding or splitting needs it,

@@ -20,7 +20,7 @@ import errno
 import os
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,15 +269,16 @@ def open_at(dir_fd: int, name: str, flags: int, mode: int = 0o644) -> int:
     return os.open(name, flags | FILE_FLAGS, mode, dir_fd=dir_fd)
 
 
-def unlink_at(dir_fd: int, name: str, path: Path) -> None:
-    """Remove a file of ours from an open directory if it is there."""
+def unlink_at(dir_fd: int, name: str, path: Path | Callable[[], Path]) -> None:
+    """Remove a file of ours from an open directory if it is there (``path``, or what makes
+    it, names it in an error: made only then)."""
     if dir_fd < 0:
         return
     try:
         os.unlink(name, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno not in (errno.ENOENT, errno.ENAMETOOLONG):
-            raise LocalError.from_os(exc, path) from None
+            raise LocalError.from_os(exc, path() if callable(path) else path) from None
 
 
 def rename_at(src_fd: int, src: str, dst_fd: int, dst: str, path: Path) -> None:
