@@ -3,10 +3,15 @@ Counted in a fresh interpreter (a module imported is every such run's cost), not
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from chandra_download import progress, set_verbosity
+from chandra_download.results import ObsIdResult
 from chandra_download.simulator import generate_archive
 from chandra_download.simulator.http import ArchiveHTTPServer
 
@@ -48,3 +53,15 @@ def test_the_commands_own_process_collects_garbage_less_often() -> None:
     assert out.returncode == 0 and lines[1:3] == ["True True", "10000 True"], (
         out.stdout + out.stderr
     )
+
+
+def test_a_quiet_run_makes_no_obsid_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--quiet`` (verbosity 0): the per-ObsId table is not made only to be dropped (a
+    row per file); at verbosity 1 it is made and shown."""
+    made: list[int] = []
+    monkeypatch.setattr(progress, "obsid_block", lambda r, *a: made.append(r.obsid) or ["row"])
+    stream = io.StringIO()
+    for level, obsid in ((0, 1843), (1, 1844)):
+        set_verbosity(level, stream)
+        progress.Reporter().obsid_done(ObsIdResult(obsid, True, "https://x/", []))
+    assert made == [1844] and stream.getvalue() == "row\n"

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import cast
 
-from .log import LOGGER, vlog
+from .log import LEVELS, LOGGER, vlog
 from .output import KB, MB, busy_time, obsid_block
 from .results import FileResult, ObsIdResult, Status
 
@@ -154,10 +154,10 @@ class Reporter:
             if r is None or id(r) not in self._done:
                 return
             self._next += 1
-            if self._silent:
-                continue
-            elapsed = busy_time(self._spans.pop(id(r), ()))
-            vlog(1, "%s", "\n".join(obsid_block(r, elapsed, self.mirror)))
+            spans = self._spans.pop(id(r), ())
+            if self._silent or not LOGGER.isEnabledFor(LEVELS[1]):
+                continue  # (--quiet: the block is not even made, a row per file)
+            vlog(1, "%s", "\n".join(obsid_block(r, busy_time(spans), self.mirror)))
 
 
 def _log_decision(fr: FileResult) -> None:
