@@ -51,7 +51,15 @@ from .retry import Interrupted, RetriesExhausted, RetryPolicy
 from .sources.base import Body, RemoteFile, Source
 from .split import PartsState
 from .statedir import Spot
-from .stream import OVERLAP, Copy, RateGuard, ResumeMismatch, body_has_more, resume_from
+from .stream import (
+    DROP_BEHIND,
+    OVERLAP,
+    Copy,
+    RateGuard,
+    ResumeMismatch,
+    body_has_more,
+    resume_from,
+)
 from .tree import Dirs, fsync_at, lstat_at, open_at, rename_at, unlink_at
 from .verify import Checker, check_fd, content_checks, read_into
 
@@ -541,6 +549,7 @@ class FileJob:
             checker = self._checker(have)
             try:
                 copy = self._copy(body, have, self.size, self._whole_progress, sink=checker.feed)
+                copy.drop_behind = DROP_BEHIND if self.config.fsync else 0
                 pos = copy.run()
             finally:
                 self.fr.elapsed += time.monotonic() - t0
