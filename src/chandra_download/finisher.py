@@ -22,6 +22,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from . import _crashpoint
@@ -58,6 +60,7 @@ class Finisher:
         self._room = threading.Condition(self._lock)  # workers wait while `depth` files wait
         self._waiting: deque[FileJob] = deque()
         self._busy: set[FileJob] = set()  # taken by a thread, not yet done
+        self._gathering = threading.local()  # .jobs: this thread's, inside gathered()
         self._closed = False
         self._threads = [
             threading.Thread(target=self._run, name=f"finisher-{i}", daemon=True)
@@ -72,15 +75,47 @@ class Finisher:
 
     def take(self, job: FileJob) -> None:
         """Finish ``job`` on a finisher thread (waiting while ``depth`` files wait); on the
-        caller's thread once the finisher is closed (a worker that outlived its session)."""
+        caller's thread once the finisher is closed (a worker that outlived its session).
+        Inside :meth:`gathered` on this thread: at the block's end, with the others."""
+        held = getattr(self._gathering, "jobs", None)
+        if held is not None:
+            held.append(job)
+            return
+        self._queue([job])
+
+    @contextmanager
+    def gathered(self) -> Iterator[None]:
+        """Files taken by this thread inside the block are queued together at its end (a
+        pipeline's answers, written one after another): one wake-up of a finishing thread
+        and one batch, one fsync per directory, instead of one or two files each."""
+        if getattr(self._gathering, "jobs", None) is not None:
+            yield  # (already gathering: the outer block queues them)
+            return
+        held: list[FileJob] = []
+        self._gathering.jobs = held
+        try:
+            yield
+        finally:
+            self._gathering.jobs = None
+            if held:
+                self._queue(held)
+
+    def flush_gathered(self) -> None:
+        """Queue now what this thread gathered so far (before it waits on the network)."""
+        held = getattr(self._gathering, "jobs", None)
+        if held:
+            jobs, held[:] = list(held), []
+            self._queue(jobs)
+
+    def _queue(self, jobs: list[FileJob]) -> None:
         with self._lock:
             while len(self._waiting) >= self.depth and not self._closed:
                 self._room.wait()
             if not self._closed:
-                self._waiting.append(job)
+                self._waiting.extend(jobs)  # (at most a pipeline's more than ``depth``)
                 self._work.notify()
                 return
-        finish_batch([job])
+        finish_batch(jobs)
 
     def close(self, timeout: float | None = None) -> list[FileJob]:
         """Finish what is queued and stop the threads, within ``timeout`` seconds (None: all

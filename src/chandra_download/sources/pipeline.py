@@ -371,13 +371,16 @@ class _Answered(WrappedSource):
     """The job's source for its first attempt: that attempt takes the pipelined answer; a
     retry asks the site itself, on a connection of its own (the pipeline's is back)."""
 
-    def __init__(self, source: HTTPSource, answer: Answer, then: Source) -> None:
+    def __init__(
+        self, source: HTTPSource, answer: Answer, then: Source, waits: Callable[[], None]
+    ) -> None:
         super().__init__(then)
-        self._source, self._answer = source, answer
+        self._source, self._answer, self._waits = source, answer, waits
 
     def open(self, f: RemoteFile, offset: int = 0, end: int | None = None) -> Body:  # noqa: D102
         answer, self._answer = self._answer, None  # type: ignore[assignment]
         if answer is None or offset != 0 or end is not None:
+            self._waits()  # (files gathered for the finisher are not held up meanwhile)
             return self.inner.open(f, offset, end)  # the job's own source, as it was
         return self._source.answer_body(answer, f, 0, None)
 
@@ -551,12 +554,21 @@ class Pipeliner:
         """Each file through its job, the answer as its first attempt's (a 404 fails it, a
         503 is retried with its Retry-After, as on the normal path); a redirect is left to
         the normal path, which follows it."""
+        finisher = answered[0][0].ctx.finisher if answered else None
+        if finisher is None:
+            return self._write_each(answered, out, lambda: None)
+        with finisher.gathered():
+            self._write_each(answered, out, finisher.flush_gathered)
+
+    def _write_each(
+        self, answered: list[tuple[FileJob, Answer]], out: Batch, waits: Callable[[], None]
+    ) -> None:
         for job, answer in answered:
             if 300 <= answer.status < 400 or job.ctx.disk_full.is_set():
                 out.whole.append(job)
                 continue
             source = job.source
-            job.source = _Answered(self.source, answer, source)
+            job.source = _Answered(self.source, answer, source, waits)
             try:
                 job.run_whole()
             except Interrupted:
