@@ -59,9 +59,14 @@ class _Recorder(Reporter):
 
     def __init__(self) -> None:
         super().__init__()
+        self.started: list[int] = []
         self.ended: list[int] = []
         self.done: list[int] = []
         self._lock = threading.Lock()
+
+    def file_started(self, fr) -> None:  # type: ignore[no-untyped-def]
+        with self._lock:
+            self.started.append(fr.obsid)
 
     def file_done(self, fr) -> None:  # type: ignore[no-untyped-def]
         with self._lock:
@@ -74,13 +79,27 @@ class _Recorder(Reporter):
 
 def test_obsids_are_worked_in_the_order_given(many_root: Path, tmp_path: Path) -> None:
     # One worker: every step of the first ObsId (its pages, then its files largest first)
-    # runs before any of the next one, so the ObsIds end in the order given.
+    # runs before any of the next one, so the ObsIds end in the order given. (Without
+    # fsync: no finisher, whose two threads may end one file of an ObsId after the next
+    # ObsId's first; the order of starts is the same with it, below.)
+    order = [6298, 1843, 2749]
+    rec = _Recorder()
+    results = download(
+        order, mirror=str(many_root), outdir=tmp_path, jobs=1, reporter=rec, fsync=False
+    )
+    assert results.ok, results.summary()
+    assert rec.done == order
+    assert rec.ended == sorted(rec.ended, key=order.index)
+    assert rec.started == sorted(rec.started, key=order.index)
+
+
+def test_with_the_finisher_files_start_in_the_order_given(many_root: Path, tmp_path: Path) -> None:
     order = [6298, 1843, 2749]
     rec = _Recorder()
     results = download(order, mirror=str(many_root), outdir=tmp_path, jobs=1, reporter=rec)
     assert results.ok, results.summary()
-    assert rec.done == order
-    assert rec.ended == sorted(rec.ended, key=order.index)
+    assert len(rec.started) == sum(len(r.files) for r in results)
+    assert rec.started == sorted(rec.started, key=order.index)
 
 
 class _FlakyPages(LocalSource):
