@@ -8,23 +8,9 @@ from __future__ import annotations
 import threading
 
 import pytest
+from finisher_support import LoggedJob
 
 from chandra_download.finisher import Finisher
-
-
-class _Job:
-    """What a Finisher asks of a job (transfer.FileJob's finisher steps), logged."""
-
-    def __init__(self, log: list[tuple[str, int]], n: int) -> None:
-        self.dir_fd, self.config = 3, type("Cfg", (), {"fsync": True})()
-        self.log, self.n = log, n
-
-    def move_into_place(self) -> bool:
-        self.log.append(("move", self.n))
-        return True
-
-    def finished_off(self) -> None:
-        self.log.append(("done", self.n))
 
 
 @pytest.fixture
@@ -38,7 +24,7 @@ def test_files_taken_while_gathered_are_one_batch(log: list[tuple[str, int]]) ->
     finisher = Finisher(depth=2, threads=2)
     with finisher.gathered():
         for n in range(5):  # (more than depth: the block never waits for room)
-            finisher.take(_Job(log, n))  # type: ignore[arg-type]
+            finisher.take(LoggedJob(3, log, n))  # type: ignore[arg-type]
         assert log == []  # nothing queued before the block's end
     assert finisher.close(10) == []
     assert log == [*(("move", n) for n in range(5)), ("dir", 3), *(("done", n) for n in range(5))]
@@ -49,13 +35,13 @@ def test_flush_queues_what_was_gathered_and_gathering_goes_on(
 ) -> None:
     finisher = Finisher(depth=8, threads=1)
     done = threading.Event()
-    first = _Job(log, 0)
+    first = LoggedJob(3, log, 0)
     first.finished_off = lambda: (log.append(("done", 0)), done.set())  # type: ignore[method-assign]
     with finisher.gathered():
         finisher.take(first)  # type: ignore[arg-type]
         finisher.flush_gathered()
         assert done.wait(10)  # finished while the block still runs
-        finisher.take(_Job(log, 1))  # type: ignore[arg-type]
+        finisher.take(LoggedJob(3, log, 1))  # type: ignore[arg-type]
         assert ("move", 1) not in log
     assert finisher.close(10) == []
     assert log == [("move", 0), ("dir", 3), ("done", 0), ("move", 1), ("dir", 3), ("done", 1)]
@@ -64,7 +50,7 @@ def test_flush_queues_what_was_gathered_and_gathering_goes_on(
 def test_a_block_that_raises_still_queues_its_files(log: list[tuple[str, int]]) -> None:
     finisher = Finisher(depth=2, threads=1)
     with pytest.raises(KeyboardInterrupt), finisher.gathered():
-        finisher.take(_Job(log, 0))  # type: ignore[arg-type]
+        finisher.take(LoggedJob(3, log, 0))  # type: ignore[arg-type]
         raise KeyboardInterrupt
     assert finisher.close(10) == []
     assert log == [("move", 0), ("dir", 3), ("done", 0)]

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from finisher_support import LoggedJob
 
 from chandra_download import download
 from chandra_download import transfer as transfer_mod
@@ -131,22 +132,6 @@ def test_fsync_rename_directory_fsync_then_done_with_the_lock_held_throughout(
         assert released < done, rel
 
 
-class _Job:
-    """What a Finisher asks of a job (transfer.FileJob's finisher steps), counted."""
-
-    def __init__(self, dir_fd: int, log: list[tuple[str, int]], n: int) -> None:
-        self.dir_fd = dir_fd  # its open directory (tree.py), fsynced once per batch
-        self.config = type("Cfg", (), {"fsync": True})()
-        self.log, self.n = log, n
-
-    def move_into_place(self) -> bool:
-        self.log.append(("move", self.n))
-        return True
-
-    def finished_off(self) -> None:
-        self.log.append(("done", self.n))
-
-
 def test_a_batch_fsyncs_each_directory_once_after_every_rename(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -155,7 +140,7 @@ def test_a_batch_fsyncs_each_directory_once_after_every_rename(
     gate = threading.Event()
     monkeypatch.setattr("chandra_download.finisher._crashpoint.delay", lambda point: gate.wait(10))
     finisher = Finisher(depth=16, threads=1)
-    jobs = [_Job(3, log, n) for n in range(6)]
+    jobs = [LoggedJob(3, log, n) for n in range(6)]
     for job in jobs:
         finisher.take(job)  # type: ignore[arg-type]
     gate.set()
@@ -176,7 +161,7 @@ def test_a_file_taken_after_close_is_finished_at_once_by_its_worker(tmp_path: Pa
     assert finisher.close(10) == []
     dir_fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        finisher.take(_Job(dir_fd, log, 7))  # type: ignore[arg-type]
+        finisher.take(LoggedJob(dir_fd, log, 7))  # type: ignore[arg-type]
     finally:
         os.close(dir_fd)
     assert log == [("move", 7), ("done", 7)]
