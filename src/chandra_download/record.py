@@ -38,6 +38,7 @@ from pathlib import Path
 from .log import vlog
 from .results import FileResult, Status
 from .revisions import processing_version
+from .statedir import Spot
 from .verify import is_fits_name
 
 #: Below the output directory: ours, beside the archive's ``<ObsId>/`` trees.
@@ -471,14 +472,8 @@ class RecordBook:
 
 
 def _outdir_text(fr: FileResult) -> str:
-    """The output directory of ``fr``'s file (``<outdir>/<ObsId>/<relpath>``), cut from its
-    path as text: pathlib's ``parents`` per file cost more than the record's own work."""
-    outdir, tail = str(fr.path), os.sep + fr.relpath.replace("/", os.sep)
-    if outdir.endswith(tail):  # (as the engine builds it: <outdir>/<ObsId><tail>)
-        return os.path.dirname(outdir[: -len(tail)])
-    for _ in range(fr.relpath.count("/") + 2):
-        outdir = os.path.dirname(outdir)
-    return outdir
+    """The output directory of ``fr``'s file, as text (the spot cuts its path as text)."""
+    return str(Spot.of(fr).outdir)
 
 
 def say_changed(results: Iterable) -> None:
