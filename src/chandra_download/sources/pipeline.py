@@ -222,11 +222,11 @@ _Known = dict[tuple[tuple[str, str], ...], Any]
 class _Line:
     """One connection borrowed from the site's urllib3 pool, carrying one pipeline."""
 
-    def __init__(self, source: HTTPSource, url: str, known: _Known | None = None) -> None:
+    def __init__(self, source: HTTPSource, url: str, known: _Known) -> None:
         self.source, self.url = source, url
-        #: Request headers h11 has validated already, by their text (the same for every
-        #: request to a site: validated once, not per request).
-        self.known: _Known = {} if known is None else known
+        #: The site's request headers h11 has validated already, by their text (the same
+        #: for every request to a site: validated once, not per request).
+        self.known = known
         self.pool = source._pool.connection_from_url(url)
         # The pool's own slot: blocks while all `jobs` connections are in use.
         self.conn: Any = self.pool._get_conn(timeout=None)
