@@ -8,28 +8,28 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from partial_support import JPG
+from partial_support import JPG, serve
 from statedir_support import ours
 
 from chandra_download import cli, download
 from chandra_download.results import Status
-from chandra_download.simulator import ArchiveHTTPServer, generate_archive, iter_files
+from chandra_download.simulator import ArchiveHTTPServer, iter_files
 
 OBSID = 1843
 FAST = dict(retries=1, timeout=5.0, backoff=0.01, backoff_max=0.05, status=False)
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return generate_archive(
-        tmp_path / "archive", {OBSID: "acis"}, scale=0.05, sizes={"full_img": 1_500_000}
-    )
+def server(tmp_path: Path) -> Iterator[ArchiveHTTPServer]:
+    _, srv = serve(tmp_path, 1_500_000)  # (the partial tests' archive: a 1.5 MB jpg)
+    srv.identity = False
+    with srv:
+        yield srv
 
 
 @pytest.fixture
-def server(root: Path) -> Iterator[ArchiveHTTPServer]:
-    with ArchiveHTTPServer(root, identity=False) as srv:
-        yield srv
+def root(server: ArchiveHTTPServer) -> Path:
+    return server.root
 
 
 def _same(out: Path, root: Path) -> None:
