@@ -42,8 +42,8 @@ def test_a_large_file_read_back_is_hashed_beside_its_checks(tmp_path, monkeypatc
     started = []
     real = verify._HashBeside.__init__
 
-    def spy(self, fd):
-        real(self, fd)
+    def spy(self, fd, sha):
+        real(self, fd, sha)
         started.append(self._thread.name)
 
     monkeypatch.setattr(verify._HashBeside, "__init__", spy)

@@ -7,7 +7,9 @@ job's :class:`~chandra_download.stream.Copy`), retries each part through the fil
 (:mod:`chandra_download.split`) about once a second and at each part's end, never claiming
 bytes the disk may lack. When the last part ends, :attr:`RangedParts.outcome` says what the job
 does next: finish the file (size, checks, rename, as for a whole file), fail it, stop, or go
-on as one whole fetch (a site that ignores ranges, or seams that do not join).
+on as one whole fetch (a site that ignores ranges, or seams that do not join). Meanwhile
+followers (:mod:`chandra_download.follow`) check and hash the file's finished prefix, so
+that little of it is left to read back then (:meth:`RangedParts.followed`).
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from pathlib import Path
 
 from .disk import flush
 from .errors import ContentRangeMismatch, Interrupted, LocalError, SourceError, TransientError
+from .follow import Follower
 from .log import vlog
 from .retry import RetryPolicy
 from .sources.base import Body, RemoteFile, Source
 from .split import Part, PartsState, save_state
 from .stream import OVERLAP, Copy, ResumeMismatch, resume_from
+from .verify import Checker
 
 #: Seconds between two saves of the state while parts run (and at each part's end): the
 #: state lags the data by about this much, which only means a few bytes fetched twice.
@@ -67,6 +71,7 @@ class PartsFile:
     started: Callable[[int], None]  # the first byte of the first part (bytes on disk)
     progress: Callable[[int], None]  # new bytes written
     local_problem: Callable[[LocalError], str]  # one line for a local error, told once
+    checker: Callable[[], Checker]  # a fresh checker of the file's content checks and sha256
 
 
 class RangedParts:
@@ -83,6 +88,10 @@ class RangedParts:
         self._seams: dict[int, bytes] = {}  # part start -> the bytes asked from before it
         self._t0: float | None = None
         self._saved_at = time.monotonic()
+        self._followers: list[Follower] = []
+        self._checker: Checker | None = None  # what the followers feed
+        self._claimed = 0  # the end of the bytes a follower may have read
+        self._rewritten = False  # bytes below that end were written again: no follow
 
     @property
     def size(self) -> int:
@@ -170,7 +179,8 @@ class RangedParts:
                 pos = self.file.copy(body, p.next, p.end, self._on_bytes(p), seam).run()
             except ResumeMismatch:
                 with self._lock:
-                    p.done = 0
+                    p.done = 0  # (its bytes are written again from its start)
+                    self._rewritten = self._rewritten or p.start < self._claimed
                 raise
             if pos < p.end:
                 raise TransientError(f"got {pos - p.start} of {p.end - p.start} bytes")
@@ -187,6 +197,7 @@ class RangedParts:
                 self._t0 = time.monotonic()
         if first:
             self.file.started(self.done)
+            self._follow()
 
     def _on_bytes(self, p: Part) -> Callable[[int, int], None]:
         def on_bytes(n: int, pos: int) -> None:
@@ -201,6 +212,53 @@ class RangedParts:
                 self.save()
 
         return on_bytes
+
+    # -- the followers (follow.py) ----------------------------------------------------------
+    def _follow(self) -> None:
+        """Check the file's finished prefix while the parts run: the sha256 on one thread,
+        the content checks on another beside it (each about a core's worth on 2 GB)."""
+        checker = self._checker = self.file.checker()
+        sha = checker.hash_apart() if checker.checks else None
+        fd, size, stop = self.file.fd, self.size, self.file.retry.stop
+        if sha is None:  # (one of the two alone: one thread)
+            follower = Follower(fd, size, self.claim, stop, checker.feed)
+        else:
+            follower = Follower(fd, size, self.claim, stop, sha.update, beside=checker.feed)
+        self._followers = [follower]
+
+    def claim(self, pos: int, want: int) -> int:
+        """The end, at most ``pos + want``, of the bytes from ``pos`` on that are written and
+        final (below the first part not complete); a follower reads up to it."""
+        with self._lock:
+            end = self.size
+            for p in self.state.parts:  # (in file order)
+                if not p.complete:
+                    end = p.next
+                    break
+            end = min(end, pos + want)
+            self._claimed = max(self._claimed, end)
+        return end
+
+    def followed(self) -> Checker | None:
+        """Once every part is written: the checker the followers fed every byte of the
+        file, or None (none ran, one failed, or bytes they read were written again), when
+        the file is to be read back whole."""
+        followers, self._followers = self._followers, []
+        for f in followers:  # (how far behind the parts the checks were, for tuning)
+            vlog(3, "%s: %d bytes left to check as the parts ended", self.name, self.size - f.pos)
+        whole = all([f.finish() for f in followers])  # (a list: every one is waited for)
+        with self._lock:
+            rewritten = self._rewritten
+        if not followers or not whole or rewritten:
+            return None
+        return self._checker
+
+    def unfollow(self) -> None:
+        """The file does not finish through the followers: they stop (before its .part is
+        truncated or closed)."""
+        followers, self._followers = self._followers, []
+        for f in followers:
+            f.abandon()
 
     def _seams_agree(self) -> bool:
         """Each fresh part's first bytes, asked from before its start, match the bytes the

@@ -24,6 +24,10 @@ from .statedir import STATE_SUFFIX as STATE_SUFFIX
 from .statedir import Spot
 
 MIN_PART = 4 * 1024 * 1024  # smaller parts cost more in requests than they gain
+#: A large file's parts are at most this big (but at most ``MAX_PARTS`` of them), fetched in
+#: order: its checks follow the finished prefix (follow.py), a few parts behind the newest.
+PIECE = 32 * 1024 * 1024
+MAX_PARTS = 1024  # (a state file of some 40 kB)
 SAVE_EVERY = 4 * 1024 * 1024
 _MAX_STATE = 1024 * 1024  # a state file larger than this is not ours
 
@@ -66,10 +70,11 @@ class PartsState:
 
     @classmethod
     def plan(cls, size: int, jobs: int, threshold: int, have: int = 0) -> PartsState:
-        """Split ``size`` bytes for ``jobs`` workers; the first ``have`` bytes are on disk."""
+        """Split ``size`` bytes for ``jobs`` workers (at least one part each, parts of at
+        most ``PIECE``); the first ``have`` bytes are on disk."""
         min_part = max(1, min(MIN_PART, threshold // 2))
         rest = size - have
-        count = max(1, min(jobs, rest // min_part))
+        count = max(1, min(jobs, rest // min_part), min(MAX_PARTS, -(-rest // PIECE)))
         parts = [Part(0, have, have)] if have else []
         if rest > 0:
             parts += [Part(s + have, e + have) for s, e in part_bounds(rest, count)]

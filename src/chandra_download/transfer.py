@@ -14,6 +14,7 @@ are kept, with a warning; different bytes each time are damage in transit and ar
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 import threading
@@ -663,6 +664,9 @@ class FileJob:
             started=self._parts_started,
             progress=self._parts_progress,
             local_problem=self.ctx.local_problem,
+            checker=functools.partial(
+                Checker, self.fr.relpath, checksums=self.config.verify_checksums
+            ),
         )
         return RangedParts(state, file, self.fr.relpath)
 
@@ -686,21 +690,25 @@ class FileJob:
 
     def _end_parts(self) -> None:
         """Runs once, in the worker that ended the last part."""
-        assert self.parts is not None
-        self.fr.elapsed = self.parts.elapsed
+        parts = self.parts
+        assert parts is not None
+        self.fr.elapsed = parts.elapsed
         self.fr.attempts = self.retry.attempts
         try:
             with self._local_errors():
-                self._settle_parts(self.parts)
+                self._settle_parts(parts)
         except (Interrupted, KeyboardInterrupt):
             pass  # run_whole said so in the file's status; the session is stopping
         except Exception as exc:  # a bug must still settle the file, once
             self._fail(f"internal error: {exc!r}")
         finally:
+            parts.unfollow()  # (before the .part is closed; a no-op once they finished)
             self.release()  # (run_whole, when it ran, released already: this is a no-op)
 
     def _settle_parts(self, parts: RangedParts) -> None:
         outcome = parts.outcome
+        if outcome is not Outcome.FINISH:
+            parts.unfollow()
         if outcome is Outcome.STOPPED:
             parts.save()
             self._stopped()
@@ -714,6 +722,8 @@ class FileJob:
 
     def _finish_parts(self) -> None:
         _crashpoint.crashpoint("parts-done", self.target.name)
+        assert self.parts is not None
+        self._streamed = self.parts.followed()  # (None: read back whole by _finish)
         try:
             self._finish()
         except VerificationError as exc:

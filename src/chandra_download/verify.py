@@ -424,12 +424,22 @@ class Checker:
         base = os.path.basename(name)  # (Path(name).name, without a Path per file)
         self.checks = content_checks(name, checksums)
         self.size = 0  # bytes fed
-        self._sha = hashlib.sha256() if _HASHING else _NoHash()
+        self._sha: hashlib._Hash | _NoHash = hashlib.sha256() if _HASHING else _NoHash()
+        self._digest_of = self._sha  # what digest reads (another hash: see hash_apart)
         self._gunzip = Gunzip(base) if "gzip" in self.checks else None
         self._fits = FitsStream(base) if "fits" in self.checks else None
         self._error: VerificationError | None = None  # the root cause: checks stopped
         self._fits_error: VerificationError | None = None  # gzip still looks ahead
         self._ahead = 0
+
+    def hash_apart(self) -> hashlib._Hash | None:
+        """Leave the sha256 to the caller, who feeds the hash returned the same bytes (on a
+        thread of its own, beside the checks): this checker then only checks, and its
+        digest is that hash's. None when nothing is hashed (a benchmark's switch)."""
+        if isinstance(self._sha, _NoHash):
+            return None
+        self._digest_of, self._sha = self._sha, _NoHash()
+        return self._digest_of
 
     @property
     def checking(self) -> bool:
@@ -485,7 +495,7 @@ class Checker:
     @property
     def digest(self) -> str:
         """The sha256 (hex) of the bytes fed so far."""
-        return self._sha.hexdigest()
+        return self._digest_of.hexdigest()
 
 
 def check_fd(fd: int, name: str, *, checksums: bool = True, start: int = 0) -> Checker:
@@ -499,15 +509,16 @@ def check_fd(fd: int, name: str, *, checksums: bool = True, start: int = 0) -> C
     if start or not _HASHING or not checker.checks or os.fstat(fd).st_size < _HASH_BESIDE_AT:
         read_into(checker, fd, start)
         return checker
-    beside = _HashBeside(fd)
-    checker._sha = _NoHash()  # (the reader hashes; the checks only inflate and sum)
+    sha = checker.hash_apart()
+    assert sha is not None  # (_HASHING)
+    beside = _HashBeside(fd, sha)  # (the reader hashes; the checks only inflate and sum)
     try:
         read_into(checker, fd)
     except BaseException:
         beside.stop = True  # (Ctrl-C, a read error): the rest is not wanted
         raise
     finally:
-        checker._sha = beside.join()
+        beside.join()
     return checker
 
 
@@ -520,9 +531,9 @@ class _HashBeside:
     """The sha256 of an open file, read and hashed on a thread of its own (hashlib releases
     the GIL on large buffers, so it runs beside the inflate and FITS sums)."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, sha: hashlib._Hash) -> None:
         self._fd = fd
-        self._sha = hashlib.sha256()
+        self._sha = sha
         self.stop = False  # set by the caller when the rest is not wanted
         self._error: OSError | None = None
         self._thread = threading.Thread(target=self._run, name="chandra-download sha256")
