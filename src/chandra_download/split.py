@@ -26,6 +26,7 @@ from .statedir import Spot
 MIN_PART = 4 * 1024 * 1024  # smaller parts cost more in requests than they gain
 #: A large file's parts are at most this big (but at most ``MAX_PARTS`` of them), fetched in
 #: order: its checks follow the finished prefix (follow.py), a few parts behind the newest.
+#: Their count is a multiple of the jobs, so that the last round keeps every job busy.
 PIECE = 32 * 1024 * 1024
 MAX_PARTS = 1024  # (a state file of some 40 kB)
 SAVE_EVERY = 4 * 1024 * 1024
@@ -74,7 +75,10 @@ class PartsState:
         most ``PIECE``); the first ``have`` bytes are on disk."""
         min_part = max(1, min(MIN_PART, threshold // 2))
         rest = size - have
-        count = max(1, min(jobs, rest // min_part), min(MAX_PARTS, -(-rest // PIECE)))
+        count = max(1, min(jobs, rest // min_part))
+        rounds = -(-rest // (jobs * PIECE))  # each of the jobs takes one piece a round
+        if rounds > 1:  # (whole rounds: a last round of fewer pieces than jobs idles some)
+            count = min(MAX_PARTS, jobs * rounds)
         parts = [Part(0, have, have)] if have else []
         if rest > 0:
             parts += [Part(s + have, e + have) for s, e in part_bounds(rest, count)]
