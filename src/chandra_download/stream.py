@@ -22,6 +22,10 @@ from .sources.base import Body
 
 #: Bytes a resume asks for again before its offset, to compare with what is on disk.
 OVERLAP = 16 * 1024
+#: Most bytes one ``pwrite`` takes. Measured here (ext4, a 2-core VM): 2 GB written to the
+#: page cache cost 4.5 s of kernel CPU in 1 MiB writes, 2.0 s in 128 KiB ones (whose source
+#: stays in the CPU's cache while the kernel copies it).
+WRITE_SLICE = 128 * 1024
 #: A whole file's bytes go to writeback this many at a time as they are written (see
 #: :func:`_drop_behind`), when they are to be fsynced.
 DROP_BEHIND = 4 * 2**20
@@ -113,7 +117,7 @@ class Copy:
             self.sink(view)
         try:
             while len(view):
-                written = os.pwrite(self.fd, view, pos)
+                written = os.pwrite(self.fd, view[:WRITE_SLICE], pos)
                 view, pos = view[written:], pos + written
         except OSError as exc:
             raise LocalError.from_os(exc, self.path) from None

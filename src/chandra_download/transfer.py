@@ -55,6 +55,7 @@ from .statedir import Spot
 from .stream import (
     DROP_BEHIND,
     OVERLAP,
+    WRITE_SLICE,
     Copy,
     RateGuard,
     ResumeMismatch,
@@ -989,4 +990,4 @@ def _copy_into(src: int, dst: int) -> int:
     return pos
 
 
-_COPY_CHUNK = 1024 * 1024
+_COPY_CHUNK = WRITE_SLICE  # (read and written in pieces that stay in the CPU's cache)
