@@ -14,7 +14,8 @@ import pytest
 from statedir_support import ours
 
 from chandra_download import download, split, transfer
-from chandra_download.results import Status
+from chandra_download.progress import Reporter
+from chandra_download.results import FileResult, Status
 from chandra_download.simulator import generate_archive, iter_files
 from chandra_download.simulator.faults import Fault
 from chandra_download.simulator.http import ArchiveHTTPServer
@@ -148,7 +149,7 @@ def test_bytes_written_again_below_the_follow_are_read_back(
     assert not _followers()
 
 
-def test_a_stopped_split_file_leaves_no_follower(
+def test_a_failed_split_file_leaves_no_follower(
     server: ArchiveHTTPServer,
     big_root: Path,
     tmp_path: Path,
@@ -159,8 +160,56 @@ def test_a_stopped_split_file_leaves_no_follower(
     # Every part breaks after its first bytes and retries are spent: the file fails with its
     # parts' progress kept, and the followers (caught up, waiting) are let go.
     server.faults.add(Fault("drop", f"*{rel}", times=None, after_bytes=100_000))
-    results = download(OBSID, mirror=server.base_url, outdir=tmp_path, **_opts(retries=0))
+    alive: list[int] = []  # followers alive when the file was settled (the session goes on)
+
+    class Settled(Reporter):
+        def file_done(self, fr: FileResult) -> None:
+            if fr.relpath == rel:
+                alive.append(len(_followers()))
+
+    results = download(
+        OBSID, mirror=server.base_url, outdir=tmp_path, reporter=Settled(), **_opts(retries=0)
+    )
     fr = next(f for f in results[0].files if f.relpath == rel)
     assert fr.status is Status.FAILED
     assert json.loads(ours(tmp_path, OBSID, rel, "state").read_text())["relpath"] == rel
+    assert alive == [0]
+    assert not _followers()
+
+
+def test_a_split_file_stopped_midway_leaves_no_follower(
+    server: ArchiveHTTPServer,
+    big_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The session stops (as on Ctrl-C) once the parts and their followers have begun: the
+    followers end with the parts, before the .part is closed; the progress is kept."""
+    from chandra_download import parts
+
+    monkeypatch.setattr(split, "PIECE", 256 * 1024)
+    rel, _ = _evt1(big_root)
+    server.faults.add(Fault("stall", f"*{rel}", times=None, after_bytes=50_000, seconds=0.5))
+    real = parts.RangedParts._first_started
+    began: list[int] = []
+    timers: list[threading.Timer] = []
+
+    def first_started(self: parts.RangedParts) -> None:
+        real(self)
+        began.append(len(self._followers))
+        # The session's stop (what Ctrl-C sets), once the parts have written some bytes
+        # and stall (every answer waits after its first 50 kB).
+        timer = threading.Timer(0.25, self.file.retry.stop.set)
+        timer.start()
+        timers.append(timer)
+
+    monkeypatch.setattr(parts.RangedParts, "_first_started", first_started)
+    results = download(OBSID, "evt1", mirror=server.base_url, outdir=tmp_path, **_opts())
+    fr = next(f for f in results[0].files if f.relpath == rel)
+    assert max(began) == 1  # (its follower had started; other parts may start first)
+    for timer in timers:
+        timer.join()
+    assert fr.status is Status.INTERRUPTED
+    state = json.loads(ours(tmp_path, OBSID, rel, "state").read_text())
+    assert state["relpath"] == rel and sum(done for _, _, done in state["parts"]) > 0
     assert not _followers()
