@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -213,3 +214,40 @@ def test_a_split_file_stopped_midway_leaves_no_follower(
     state = json.loads(ours(tmp_path, OBSID, rel, "state").read_text())
     assert state["relpath"] == rel and sum(done for _, _, done in state["parts"]) > 0
     assert not _followers()
+
+
+def test_parts_wait_for_followers_that_fall_behind(
+    server: ArchiveHTTPServer,
+    big_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    read_backs: list[str],
+) -> None:
+    """Where the checks cannot keep up, a part starts at most FOLLOW_LEAD beyond what the
+    followers have read: they are not left a tail of the whole file once the parts end."""
+    from chandra_download import parts, verify
+
+    monkeypatch.setattr(split, "PIECE", 128 * 1024)  # 24 pieces, 2 jobs
+    monkeypatch.setattr(parts, "FOLLOW_LEAD", 512 * 1024)
+    real_feed = verify.Checker.feed
+
+    def slow_feed(self: verify.Checker, data: bytes | memoryview) -> None:
+        time.sleep(0.01)  # (checks far slower than a loopback transfer)
+        real_feed(self, data)
+
+    monkeypatch.setattr(verify.Checker, "feed", slow_feed)
+    leads: list[int] = []
+    real_wait = parts.RangedParts._wait_for_followers
+
+    def waited(self: parts.RangedParts, start: int) -> None:
+        real_wait(self, start)
+        if self._followers:  # (how far beyond the followers each request began)
+            leads.append(start - min(f.pos for f in self._followers))
+
+    monkeypatch.setattr(parts.RangedParts, "_wait_for_followers", waited)
+    rel, data = _evt1(big_root)
+    results = download(OBSID, mirror=server.base_url, outdir=tmp_path, **_opts())
+    assert results.ok, results.summary()
+    assert (tmp_path / str(OBSID) / rel).read_bytes() == data
+    assert rel not in read_backs  # (followed to the end, not read back)
+    assert len(leads) > 10 and max(leads) <= parts.FOLLOW_LEAD

@@ -93,6 +93,11 @@ class Follower:
                 except BaseException as exc:
                     self.failed = exc
 
+    @property
+    def running(self) -> bool:
+        """Still reading (neither failed, let go, nor done)."""
+        return self.failed is None and not self._quit and self._threads[0].is_alive()
+
     def finish(self) -> bool:
         """Once every part is written: wait for the rest to be fed; True when all was."""
         self._wake.set()

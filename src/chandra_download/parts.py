@@ -35,6 +35,12 @@ from .verify import Checker
 #: Seconds between two saves of the state while parts run (and at each part's end): the
 #: state lags the data by about this much, which only means a few bytes fetched twice.
 SAVE_INTERVAL = 1.5
+#: A part starts at most this far beyond what the followers have read: where the checks
+#: cannot keep up (a CPU-bound loopback), the parts wait for them, rather than leave them a
+#: tail of a gigabyte to check alone once the last part ends.
+FOLLOW_LEAD = 256 * 1024 * 1024
+#: Seconds between two looks of a part waiting for the followers.
+_LEAD_POLL = 0.02
 
 #: ``copy(body, verify_below, end, on_bytes, seam)``: the file's copy of a body into its .part.
 CopyFactory = Callable[
@@ -158,6 +164,7 @@ class RangedParts:
             raise Interrupted()
         if self._errors:
             return  # another part failed for good: no more attempts; the state keeps progress
+        self._wait_for_followers(p.next)
         # A resumed part asks again for bytes it has, to compare; a fresh one (but the first)
         # asks for the previous part's last bytes, compared once every part is written.
         fresh = p.done == 0 and p.start > 0
@@ -225,6 +232,18 @@ class RangedParts:
         else:
             follower = Follower(fd, size, self.claim, stop, sha.update, beside=checker.feed)
         self._followers = [follower]
+
+    def _wait_for_followers(self, start: int) -> None:
+        """Before asking for bytes from ``start``: wait while they are more than FOLLOW_LEAD
+        beyond what the followers have read (no connection is held meanwhile)."""
+        stop = self.file.retry.stop
+        while not stop.is_set():
+            followers = self._followers  # (let go meanwhile: nothing to wait for)
+            if not all(f.running for f in followers):
+                return
+            if start - min((f.pos for f in followers), default=start) <= FOLLOW_LEAD:
+                return
+            stop.wait(_LEAD_POLL)
 
     def claim(self, pos: int, want: int) -> int:
         """The end, at most ``pos + want``, of the bytes from ``pos`` on that are written and
