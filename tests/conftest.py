@@ -45,6 +45,23 @@ def _isolate(monkeypatch: pytest.MonkeyPatch, _refusing_port: int) -> Iterator[N
 
 
 @pytest.fixture
+def read_backs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the files whose bytes were read back whole to be checked (a spy on
+    ``transfer.check_fd``), in order."""
+    from chandra_download import transfer
+
+    seen: list[str] = []
+    real = transfer.check_fd
+
+    def counting(fd: int, name: str, **kw: object) -> object:
+        seen.append(name)
+        return real(fd, name, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(transfer, "check_fd", counting)
+    return seen
+
+
+@pytest.fixture
 def fast() -> dict[str, object]:
     """Session options that keep failing tests quick (short timeout, tiny backoff)."""
     return {"timeout": 5.0, "retries": 2, "backoff": 0.01, "backoff_max": 0.05}

@@ -33,20 +33,6 @@ def server(root: Path) -> Iterator[ArchiveHTTPServer]:
         yield srv
 
 
-@pytest.fixture
-def read_backs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of the files whose bytes were read back to be checked."""
-    seen: list[str] = []
-    real = verify.check_fd
-
-    def counting(fd: int, name: str, **kw: object) -> verify.Checker:
-        seen.append(name)
-        return real(fd, name, **kw)  # type: ignore[arg-type]
-
-    monkeypatch.setattr("chandra_download.transfer.check_fd", counting)
-    return seen
-
-
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from statedir_support import ours
 
-from chandra_download import download, split, transfer
+from chandra_download import download, split
 from chandra_download.progress import Reporter
 from chandra_download.results import FileResult, Status
 from chandra_download.simulator import generate_archive, iter_files
@@ -37,20 +37,6 @@ def big_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server(big_root: Path) -> Iterator[ArchiveHTTPServer]:
     with ArchiveHTTPServer(big_root) as srv:
         yield srv
-
-
-@pytest.fixture
-def read_backs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of the files read back whole to be checked (transfer.check_fd)."""
-    names: list[str] = []
-    real = transfer.check_fd
-
-    def spy(fd: int, name: str, **kw: object) -> object:
-        names.append(name)
-        return real(fd, name, **kw)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(transfer, "check_fd", spy)
-    return names
 
 
 def _evt1(root: Path) -> tuple[str, bytes]:
