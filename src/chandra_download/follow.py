@@ -5,9 +5,10 @@ Read back only then, its checks and sha256 are a tail after the download (about 
 sha256 alone for 2 GB, issue 16). A :class:`Follower` instead reads the bytes from the start
 of the file up to the first one not yet written (the *frontier*, which
 :meth:`~chandra_download.parts.RangedParts.claim` gives) as the parts write them, and feeds
-them, in order, to the sha256 and, on a thread of its own beside it, the content checks. Parts are fetched in order (:meth:`~chandra_download.split.PartsState.plan`),
-so the frontier moves at about the download's pace and little is left once the last part
-ends.
+them, in order, to the sha256 and, on a thread of its own beside it, the content checks.
+Parts are fetched in order (:meth:`~chandra_download.split.PartsState.plan`), and wait when
+they run too far ahead (:data:`~chandra_download.parts.FOLLOW_LEAD`), so the frontier moves
+at about the download's pace and little is left once the last part ends.
 
 A follower is only ever a shortcut: the bytes it read must be the file's final ones, so
 anything that rewrites bytes below what it claimed (a resumed part whose bytes differ) makes
@@ -64,7 +65,7 @@ class Follower:
 
     def _read(self) -> None:
         try:
-            while self.pos < self._size and not self._quit:
+            while self.pos < self._size and not self._quit and self.failed is None:
                 end = self._claim(self.pos, _READ)
                 if end <= self.pos:
                     if self._stop.is_set():
