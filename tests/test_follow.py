@@ -39,6 +39,12 @@ def server(big_root: Path) -> Iterator[ArchiveHTTPServer]:
         yield srv
 
 
+@pytest.fixture
+def pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Split plans in pieces of 256 KiB: 12 of the 3 MB file on 2 jobs, fetched in order."""
+    monkeypatch.setattr(split, "PIECE", 256 * 1024)
+
+
 def _evt1(root: Path) -> tuple[str, bytes]:
     ((rel, path),) = [(r, p) for r, p in iter_files(root, OBSID) if r.endswith("evt1.fits.gz")]
     return rel, path.read_bytes()
@@ -73,10 +79,9 @@ def test_a_split_file_is_checked_as_its_parts_come(
     server: ArchiveHTTPServer,
     big_root: Path,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    pieces: None,
     read_backs: list[str],
 ) -> None:
-    monkeypatch.setattr(split, "PIECE", 256 * 1024)  # 12 parts of the 3 MB file, 2 jobs
     rel, data = _evt1(big_root)
     results = download(OBSID, mirror=server.base_url, outdir=tmp_path, **_opts())
     assert results.ok, results.summary()
@@ -94,9 +99,8 @@ def test_a_damaged_split_file_followed_is_fetched_again(
     server: ArchiveHTTPServer,
     big_root: Path,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    pieces: None,
 ) -> None:
-    monkeypatch.setattr(split, "PIECE", 256 * 1024)
     rel, data = _evt1(big_root)
     server.faults.add(Fault("corrupt", f"*{rel}", times=1, after_bytes=1000))
     results = download(OBSID, mirror=server.base_url, outdir=tmp_path, **_opts())
@@ -140,9 +144,8 @@ def test_a_failed_split_file_leaves_no_follower(
     server: ArchiveHTTPServer,
     big_root: Path,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    pieces: None,
 ) -> None:
-    monkeypatch.setattr(split, "PIECE", 256 * 1024)
     rel, _ = _evt1(big_root)
     # Every part breaks after its first bytes and retries are spent: the file fails with its
     # parts' progress kept, and the followers (caught up, waiting) are let go.
@@ -169,12 +172,12 @@ def test_a_split_file_stopped_midway_leaves_no_follower(
     big_root: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    pieces: None,
 ) -> None:
     """The session stops (as on Ctrl-C) once the parts and their followers have begun: the
     followers end with the parts, before the .part is closed; the progress is kept."""
     from chandra_download import parts
 
-    monkeypatch.setattr(split, "PIECE", 256 * 1024)
     rel, _ = _evt1(big_root)
     server.faults.add(Fault("stall", f"*{rel}", times=None, after_bytes=50_000, seconds=0.5))
     real = parts.RangedParts._first_started
