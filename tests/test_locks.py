@@ -99,6 +99,36 @@ def test_a_dead_holder_on_this_host_is_taken_over_at_once(no_locks, tmp_path, mo
     assert lock_files(tmp_path) == []  # no break or aside file is left
 
 
+class _Killed(BaseException):
+    """A SIGKILL at one point of the code: nothing after it runs, no handler sees it."""
+
+
+def test_a_run_killed_while_creating_a_lock_file_does_not_hold_up_the_next(
+    no_locks, tmp_path, monkeypatch
+):
+    """Killed between creating the lock file and writing its holder (CI saw it: the empty
+    lock file named no holder, and the next run waited out the stale time)."""
+    monkeypatch.setenv("CHANDRA_DOWNLOAD_LOCK_STALE", "600")
+    real_write = os.write
+
+    def killed(fd: int, data: bytes) -> int:
+        raise _Killed()
+
+    monkeypatch.setattr(locks.os, "write", killed)
+    with pytest.raises(_Killed):
+        disk.acquire(tmp_path / "f.part")
+    monkeypatch.setattr(locks.os, "write", real_write)
+    assert (tmp_path / "f.part.lock").read_bytes() == b""  # what such a kill leaves
+    got: list[int] = []
+    taker = threading.Thread(target=lambda: got.append(disk.acquire(tmp_path / "f.part")))
+    taker.daemon = True  # (before the fix it waits 600 s)
+    taker.start()
+    taker.join(locks.NAMELESS + 10)
+    assert len(got) == 1
+    disk.release(got[0])
+    assert lock_files(tmp_path) == []
+
+
 def test_a_reused_pid_is_not_its_holder(no_locks, tmp_path, monkeypatch):
     """Our own pid, with another start time: the holder was an earlier process."""
     monkeypatch.setenv("CHANDRA_DOWNLOAD_LOCK_STALE", "600")

@@ -50,6 +50,10 @@ HEARTBEAT = 2.0
 STALE = 20.0
 #: Seconds between two looks at a lock file held by someone else.
 POLL = 0.2
+#: Seconds a lock file naming no holder (empty: its creator was killed before writing it;
+#: or not ours) is watched unchanged before it is taken over. Its holder writes it, and
+#: flushes it, right after creating it, so this is a margin, not the stale time.
+NAMELESS = 5.0
 
 
 class Kind(Enum):
@@ -356,6 +360,8 @@ def _abandoned(seen: _Seen, first: _Seen | None) -> bool:
         return True
     if seen.age > 10 * stale:
         return True
+    if seen.holder is None:
+        stale = min(stale, NAMELESS)
     return first is not None and time.monotonic() - first.since > stale
 
 
@@ -400,6 +406,10 @@ def _create(path: Name, holder: Holder) -> HeldFile | None:
         os.close(fd)
         path.unlink()
         raise
+    try:
+        os.fsync(fd)  # (NFS: other hosts see the holder now, not at our close)
+    except OSError:
+        pass
     return HeldFile(path, fd, os.fstat(fd).st_ino)
 
 
